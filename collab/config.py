@@ -1,0 +1,90 @@
+"""Server settings: one frozen dataclass, read from an injected mapping.
+
+PURE: never reads ``os.environ`` itself; the CLI passes the environment in, tests pass a
+dict. Every field is documented in the README (``tests/test_docs.py`` checks that).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+__all__ = ["Config", "database_url"]
+
+_PREFIX = "COLLAB_"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Every setting of a collab server, with its default."""
+
+    host: str = "127.0.0.1"
+    """Interface to bind."""
+    port: int = 1234
+    """TCP port to listen on."""
+    db: str = "collab.db"
+    """SQLite file path, or any SQLAlchemy async URL (``sqlite+aiosqlite:///...``)."""
+    log_level: str = "info"
+    """debug, info, warning or error."""
+    max_message_size: int = 32 * 1024 * 1024
+    """Largest WebSocket message accepted, in bytes; bigger ones close with 1009."""
+    commit_interval: float = 0.05
+    """Group-commit window in seconds: an update is committed at most this long (plus
+    the commit itself) after it arrives."""
+    checkpoint_updates: int = 1000
+    """Write a checkpoint after this many updates to a document..."""
+    checkpoint_bytes: int = 1024 * 1024
+    """...or after this many bytes of updates, whichever comes first."""
+    room_grace: float = 10.0
+    """Seconds an empty room stays loaded before it is checkpointed and unloaded."""
+    heartbeat: float = 30.0
+    """Seconds between pings; a connection that misses the pong is dropped."""
+    outbox_max_bytes: int = 16 * 1024 * 1024
+    """Bytes queued to one slow connection before it is closed with 1013."""
+    store_max_backlog: int = 256 * 1024 * 1024
+    """Bytes of updates waiting for the database before writers are turned away (1013)."""
+    max_room_name: int = 512
+    """Longest room name accepted, in characters."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Config:
+        """Build a Config from ``COLLAB_*`` variables, then apply ``overrides``.
+
+        Overrides whose value is ``None`` are ignored, so argparse results can be passed
+        straight in.
+
+        Raises:
+            ValueError: a variable that does not parse as its field's type.
+        """
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = environ.get(_PREFIX + field.name.upper())
+            if raw is not None:
+                values[field.name] = _parse(field, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def _parse(field: dataclasses.Field[Any], raw: str) -> Any:
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{_PREFIX}{field.name.upper()}: expected {kind}, got {raw!r}") from None
+    return raw
+
+
+def database_url(db: str) -> str:
+    """Turn the ``db`` setting into an SQLAlchemy async URL (a bare path means SQLite)."""
+    if "://" in db:
+        return db
+    return f"sqlite+aiosqlite:///{db}"

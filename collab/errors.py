@@ -1,0 +1,76 @@
+"""Close codes and the exception tree that carries them.
+
+Every error a connection can end with maps to exactly one WebSocket close code, so the
+handler in ``server.py`` needs a single ``except CollabError`` to close with the right one.
+Codes 4400-4499 are reserved for *permanent* refusals: the y-websocket client stops
+reconnecting on them and retries on everything else, so never use them for transient trouble.
+"""
+
+from enum import IntEnum
+
+__all__ = [
+    "BadRoomName",
+    "CloseCode",
+    "CollabError",
+    "Overloaded",
+    "ProtocolError",
+    "SlowConsumer",
+    "UnsupportedData",
+]
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes used by collab (RFC 6455 section 7.4 plus the 4xxx range)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # server shutdown
+    UNSUPPORTED_DATA = 1003  # text frame
+    INVALID_PAYLOAD = 1007  # malformed Yjs message, update or awareness
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013  # slow consumer, or the store is too far behind
+    BAD_REQUEST = 4400  # invalid room name: permanent, the client must not retry
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
+    AUTH_TIMEOUT = 4408
+
+
+class CollabError(Exception):
+    """Base of every error that ends a connection with a known close code."""
+
+    close_code: CloseCode = CloseCode.INTERNAL_ERROR
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        # Close reasons travel in a control frame: at most 123 bytes of UTF-8.
+        self.reason = reason.encode("ascii", "replace")[:123].decode("ascii")
+
+
+class ProtocolError(CollabError):
+    """A binary message that is not valid y-websocket / Yjs data."""
+
+    close_code = CloseCode.INVALID_PAYLOAD
+
+
+class UnsupportedData(CollabError):
+    """A text frame: the y-websocket protocol is binary only."""
+
+    close_code = CloseCode.UNSUPPORTED_DATA
+
+
+class SlowConsumer(CollabError):
+    """The connection's outbound queue overflowed: it cannot keep up with its room."""
+
+    close_code = CloseCode.TRY_AGAIN_LATER
+
+
+class Overloaded(CollabError):
+    """The store is too far behind to accept more updates; the client retries later."""
+
+    close_code = CloseCode.TRY_AGAIN_LATER
+
+
+class BadRoomName(CollabError):
+    """The room name in the URL is empty, too long or contains control characters."""
+
+    close_code = CloseCode.BAD_REQUEST

@@ -1,0 +1,195 @@
+"""The rooms of one server process: loading, fan-out, persistence, unloading.
+
+This is where the pure ``Room`` meets I/O. ``Hub.receive`` is the relay's hot path: it
+decodes a message, lets the room decide, then carries out the room's effects: bytes to
+connections' queues (``Connection.send`` never awaits), rows to the store's queue
+(``Store.append`` never waits either). Nothing on that path awaits, so one slow socket or
+a slow disk cannot stall a room.
+
+Loading is single-flight: the first joiner of a room starts one load task and every
+joiner that arrives meanwhile waits for that same task, so nobody sees a half-loaded
+room and two loads of one room never race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from collab.config import Config
+from collab.connection import Connection
+from collab.errors import Overloaded
+from collab.history import replay
+from collab.protocol import AwarenessUpdate, SyncStep2, SyncUpdate, decode
+from collab.room import Append, Broadcast, Checkpoint, Outgoing, Reply, Room
+from collab.store import Store
+
+__all__ = ["Hub", "Stats"]
+
+log = logging.getLogger(__name__)
+
+# Replaying more than this many bytes runs in a worker thread, off the event loop.
+_REPLAY_IN_THREAD = 256 * 1024
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters since start (exposed by the health endpoint, and metrics later)."""
+
+    messages_in: int = 0
+    bytes_in: int = 0
+    updates_in: int = 0
+    deliveries: int = 0
+    rooms_loaded: int = 0
+    rooms_unloaded: int = 0
+
+
+class Hub:
+    """Every loaded room of this process, and the store behind them."""
+
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store = store
+        self.config = config
+        self.rooms: dict[str, Room[Connection]] = {}
+        self.stats = Stats()
+        self._loads: dict[str, asyncio.Task[Room[Connection]]] = {}
+        self._unload_timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def join(self, name: str, conn: Connection) -> Room[Connection]:
+        """Add ``conn`` to room ``name``, loading the room first if needed."""
+        room = self.rooms.get(name)
+        if room is None:
+            load = self._loads.get(name)
+            if load is None:
+                load = asyncio.create_task(self._load(name), name=f"collab-load-{name}")
+                self._loads[name] = load
+                load.add_done_callback(lambda _: self._loads.pop(name, None))
+            # shield: a joiner that gives up must not cancel the load others wait for.
+            room = await asyncio.shield(load)
+        timer = self._unload_timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        self._carry_out(room, conn, room.join(conn))
+        return room
+
+    def receive(self, room: Room[Connection], conn: Connection, data: bytes) -> None:
+        """Handle one binary message from ``conn``.
+
+        Raises:
+            ProtocolError: malformed message or update; nothing was applied or relayed.
+            Overloaded: the store is too far behind to take more updates.
+        """
+        stats = self.stats
+        stats.messages_in += 1
+        stats.bytes_in += len(data)
+        message = decode(data)
+        kind = type(message)
+        if kind is SyncUpdate or kind is SyncStep2:
+            if conn.read_only:
+                log.debug("%r: dropped a write from a read-only member", conn)
+                return
+            if self.store.backlog_bytes > self.config.store_max_backlog:
+                raise Overloaded("storage is behind, retry later")
+            stats.updates_in += 1
+        elif isinstance(message, AwarenessUpdate) and conn.author is None:
+            conn.author = _name_from_awareness(message)
+        self._carry_out(room, conn, room.receive(conn, message, data))
+
+    def leave(self, name: str, conn: Connection) -> None:
+        """Remove ``conn`` from room ``name``; unload the room later if it is empty."""
+        room = self.rooms.get(name)
+        if room is None:
+            return
+        if conn in room.members:
+            self._carry_out(room, conn, room.leave(conn))
+        if not room.members and name not in self._unload_timers:
+            loop = asyncio.get_running_loop()
+            self._unload_timers[name] = loop.call_later(
+                self.config.room_grace, self._start_unload, name
+            )
+
+    async def close(self) -> None:
+        """Checkpoint every room and commit everything (server shutdown)."""
+        for timer in self._unload_timers.values():
+            timer.cancel()
+        self._unload_timers.clear()
+        for room in self.rooms.values():
+            self._carry_out(room, None, room.unload())
+        await self.store.close()
+
+    def _carry_out(
+        self, room: Room[Connection], conn: Connection | None, effects: list[Outgoing[Connection]]
+    ) -> None:
+        for effect in effects:
+            match effect:
+                case Broadcast(data, exclude):
+                    sent = 0
+                    for member in room.members:
+                        if member is not exclude:
+                            member.send(data)
+                            sent += 1
+                    self.stats.deliveries += sent
+                case Append(seq, update, member):
+                    self.store.append(
+                        room.doc_id,
+                        seq,
+                        update,
+                        connection_id=member.id if member else None,
+                        author=member.author if member else None,
+                    )
+                case Reply(data):
+                    if conn is not None:
+                        conn.send(data)
+                case Checkpoint(upto_seq, state):
+                    self.store.checkpoint(room.doc_id, upto_seq, state)
+
+    async def _load(self, name: str) -> Room[Connection]:
+        loaded = await self.store.load(name)
+        size = len(loaded.checkpoint or b"") + sum(map(len, loaded.updates))
+        if size > _REPLAY_IN_THREAD:
+            doc = await asyncio.to_thread(replay, loaded.checkpoint, loaded.updates)
+        else:
+            doc = replay(loaded.checkpoint, loaded.updates)
+        room: Room[Connection] = Room(
+            name,
+            loaded.doc_id,
+            doc,
+            seq=loaded.last_seq,
+            checkpoint_seq=loaded.checkpoint_seq,
+            checkpoint_updates=self.config.checkpoint_updates,
+            checkpoint_bytes=self.config.checkpoint_bytes,
+        )
+        self.rooms[name] = room
+        self.stats.rooms_loaded += 1
+        log.debug("loaded room %r: %d updates after checkpoint", name, len(loaded.updates))
+        return room
+
+    def _start_unload(self, name: str) -> None:
+        self._unload_timers.pop(name, None)
+        task = asyncio.create_task(self._unload(name), name=f"collab-unload-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _unload(self, name: str) -> None:
+        room = self.rooms.get(name)
+        if room is None or room.members:
+            return
+        self._carry_out(room, None, room.unload())
+        # Only drop the room once its updates are committed: a later load reads the
+        # database, and must find everything.
+        await self.store.flush()
+        if room.members or self.rooms.get(name) is not room:
+            return  # someone joined while we flushed; keep it
+        del self.rooms[name]
+        self.stats.rooms_unloaded += 1
+        log.debug("unloaded room %r at seq %d", name, room.seq)
+
+
+def _name_from_awareness(message: AwarenessUpdate) -> str | None:
+    for entry in message.entries:
+        user = (entry.state or {}).get("user")
+        if isinstance(user, dict) and isinstance(user.get("name"), str):
+            return str(user["name"])[:255]
+    return None

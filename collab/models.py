@@ -1,0 +1,68 @@
+"""The database schema, as SQLAlchemy 2 models.
+
+Only ``store.py`` and the Alembic revisions in ``migrations/`` use these. The schema
+changes only through a new Alembic revision (``alembic revision --autogenerate``), never
+``create_all``; CI runs ``alembic check`` to catch a model change without one.
+
+The model of history: ``updates`` is an append-only log, numbered 1, 2, 3... per
+document in the order the server applied them; ``checkpoints`` holds the whole document
+as of some update number, only to make loading fast. Nothing here ever rewrites the log.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "CheckpointRow", "Document", "UpdateRow"]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Document(Base):
+    """A named document (one room)."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(1024), unique=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    """Creation time, milliseconds since the Unix epoch (UTC)."""
+
+
+class UpdateRow(Base):
+    """One Yjs update as a client sent it, with who sent it and when."""
+
+    __tablename__ = "updates"
+    # History looks versions up by time ("the document at 3 pm").
+    __table_args__ = (Index("ix_updates_doc_id_created_ms", "doc_id", "created_ms"),)
+
+    doc_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    connection_id: Mapped[str | None] = mapped_column(String(64))
+    """The server's id for the WebSocket connection (or API call) that made it."""
+    author: Mapped[str | None] = mapped_column(String(255))
+    """Who made it: the verified identity once auth is on, else the name the client gave."""
+
+
+class CheckpointRow(Base):
+    """The whole document, encoded as one Yjs update, as of update ``upto_seq``."""
+
+    __tablename__ = "checkpoints"
+
+    doc_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), primary_key=True)
+    upto_seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,260 @@
+"""The y-websocket wire format, with every bound checked.
+
+PURE: no I/O, no asyncio. ``decode`` turns one WebSocket binary message into a frozen
+``Message`` or raises ``ProtocolError``; the ``encode_*`` functions are its inverse. The
+format is y-protocols' (lib0 encoding): a varint message type, then for sync messages a
+varint sub-type and a length-prefixed payload, for awareness a length-prefixed awareness
+update (count, then client id, clock and a JSON string per client).
+
+pycrdt's own ``Decoder`` raises ``IndexError`` on a truncated varint and returns short
+slices silently, which is why this module does not use it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from collab.errors import ProtocolError
+
+__all__ = [
+    "EMPTY_UPDATE",
+    "AwarenessEntry",
+    "AwarenessUpdate",
+    "Message",
+    "MessageType",
+    "QueryAwareness",
+    "SyncStep",
+    "SyncStep1",
+    "SyncStep2",
+    "SyncUpdate",
+    "Unknown",
+    "decode",
+    "decode_awareness",
+    "encode_awareness",
+    "encode_sync_step1",
+    "encode_sync_step2",
+    "encode_update",
+    "read_var_uint",
+    "write_var_uint",
+]
+
+# lib0 reads varints into JavaScript numbers: anything past 2**53 cannot round-trip.
+_MAX_VAR_UINT = 2**53 - 1
+_MAX_VAR_UINT_BYTES = 8
+
+EMPTY_UPDATE = b"\x00\x00"  # a Yjs v1 update with no structs and an empty delete set
+
+
+class MessageType(IntEnum):
+    """Top-level y-websocket message types."""
+
+    SYNC = 0
+    AWARENESS = 1
+    AUTH = 2
+    QUERY_AWARENESS = 3
+
+
+class SyncStep(IntEnum):
+    """Sub-types of a SYNC message (y-protocols ``sync.js``)."""
+
+    STEP1 = 0
+    STEP2 = 1
+    UPDATE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep1:
+    """A peer's state vector: "send me what I lack"."""
+
+    state_vector: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep2:
+    """The answer to a SyncStep1: every update the asker lacked, as one Yjs update."""
+
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SyncUpdate:
+    """An incremental Yjs update."""
+
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AwarenessEntry:
+    """One client's awareness state; ``state`` is ``None`` when the client went away."""
+
+    client_id: int
+    clock: int
+    state: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class AwarenessUpdate:
+    """An awareness update: ``payload`` is the raw inner update, ``entries`` its parse."""
+
+    payload: bytes
+    entries: tuple[AwarenessEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryAwareness:
+    """A request for every awareness state the server knows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """A message type this server does not handle; ignored, never relayed."""
+
+    type: int
+
+
+Message = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessUpdate | QueryAwareness | Unknown
+
+
+def write_var_uint(num: int) -> bytes:
+    """Encode a non-negative integer as a lib0 varint (7 bits a byte, low bits first)."""
+    if num < 0:
+        raise ValueError("varint must be non-negative")
+    out = bytearray()
+    while num > 0x7F:
+        out.append(0x80 | (num & 0x7F))
+        num >>= 7
+    out.append(num)
+    return bytes(out)
+
+
+def read_var_uint(data: bytes, pos: int) -> tuple[int, int]:
+    """Read a lib0 varint at ``pos``.
+
+    Returns:
+        The value and the position just after it.
+
+    Raises:
+        ProtocolError: truncated, longer than 8 bytes, or above 2**53 - 1.
+    """
+    result = 0
+    shift = 0
+    end = len(data)
+    for _ in range(_MAX_VAR_UINT_BYTES):
+        if pos >= end:
+            raise ProtocolError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            if result > _MAX_VAR_UINT:
+                raise ProtocolError("varint out of range")
+            return result, pos
+        shift += 7
+    raise ProtocolError("varint too long")
+
+
+def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
+    length, pos = read_var_uint(data, pos)
+    end = pos + length
+    if end > len(data):
+        raise ProtocolError("truncated payload")
+    return data[pos:end], end
+
+
+def _expect_end(data: bytes, pos: int) -> None:
+    if pos != len(data):
+        raise ProtocolError("trailing bytes after message")
+
+
+def decode(data: bytes) -> Message:
+    """Decode one WebSocket binary message.
+
+    Args:
+        data: the whole message as received.
+
+    Returns:
+        The message. Yjs update payloads are only framed here, not parsed: the document
+        rejects invalid ones when they are applied.
+
+    Raises:
+        ProtocolError: on any framing error (close code 1007).
+    """
+    kind, pos = read_var_uint(data, 0)
+    if kind == MessageType.SYNC:
+        step, pos = read_var_uint(data, pos)
+        payload, pos = _read_bytes(data, pos)
+        _expect_end(data, pos)
+        if step == SyncStep.UPDATE:
+            return SyncUpdate(payload)
+        if step == SyncStep.STEP1:
+            return SyncStep1(payload)
+        if step == SyncStep.STEP2:
+            return SyncStep2(payload)
+        raise ProtocolError(f"unknown sync step {step}")
+    if kind == MessageType.AWARENESS:
+        payload, pos = _read_bytes(data, pos)
+        _expect_end(data, pos)
+        return AwarenessUpdate(payload, decode_awareness(payload))
+    if kind == MessageType.QUERY_AWARENESS:
+        return QueryAwareness()
+    return Unknown(kind)
+
+
+def decode_awareness(payload: bytes) -> tuple[AwarenessEntry, ...]:
+    """Parse an awareness update (y-protocols ``awareness.js`` format).
+
+    Raises:
+        ProtocolError: bad framing, invalid UTF-8 or JSON, or a state that is neither an
+            object nor null.
+    """
+    count, pos = read_var_uint(payload, 0)
+    # Each entry takes at least 3 bytes; a count beyond that is a lie, not a big update.
+    if count * 3 > len(payload) - pos:
+        raise ProtocolError("awareness entry count exceeds payload")
+    entries = []
+    for _ in range(count):
+        client_id, pos = read_var_uint(payload, pos)
+        clock, pos = read_var_uint(payload, pos)
+        raw, pos = _read_bytes(payload, pos)
+        try:
+            state = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ProtocolError("awareness state is not JSON") from exc
+        if state is not None and not isinstance(state, dict):
+            raise ProtocolError("awareness state must be an object or null")
+        entries.append(AwarenessEntry(client_id, clock, state))
+    _expect_end(payload, pos)
+    return tuple(entries)
+
+
+def _sync(step: SyncStep, payload: bytes) -> bytes:
+    return b"".join((bytes((MessageType.SYNC, step)), write_var_uint(len(payload)), payload))
+
+
+def encode_sync_step1(state_vector: bytes) -> bytes:
+    """Encode a SyncStep1 message carrying ``state_vector``."""
+    return _sync(SyncStep.STEP1, state_vector)
+
+
+def encode_sync_step2(update: bytes) -> bytes:
+    """Encode a SyncStep2 message carrying ``update``."""
+    return _sync(SyncStep.STEP2, update)
+
+
+def encode_update(update: bytes) -> bytes:
+    """Encode a SyncUpdate message carrying ``update``."""
+    return _sync(SyncStep.UPDATE, update)
+
+
+def encode_awareness(entries: list[AwarenessEntry] | tuple[AwarenessEntry, ...]) -> bytes:
+    """Encode an awareness message with the given entries (``None`` state means removed)."""
+    parts = [write_var_uint(len(entries))]
+    for entry in entries:
+        state = json.dumps(entry.state, separators=(",", ":")).encode()
+        parts += (write_var_uint(entry.client_id), write_var_uint(entry.clock))
+        parts += (write_var_uint(len(state)), state)
+    payload = b"".join(parts)
+    return b"".join((bytes((MessageType.AWARENESS,)), write_var_uint(len(payload)), payload))

@@ -1,0 +1,265 @@
+"""A document room: its Yjs document, its members and their awareness states.
+
+PURE: no I/O and no asyncio. ``Room.join`` / ``receive`` / ``leave`` take a member (any
+hashable object the caller uses to identify a connection) and return a list of
+``Outgoing`` effects: replies to that member, broadcasts, updates to append to the store
+and checkpoints to write. ``server.py`` carries them out. Keeping the decisions here is
+what lets ``tests/test_room.py`` check the whole protocol without a socket.
+
+Relay rule: an update is applied to the room's document first, and only relayed and
+stored if that succeeded, so a malformed update never reaches anyone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pycrdt import Doc, get_update
+
+from collab.errors import BadRoomName, ProtocolError
+from collab.protocol import (
+    EMPTY_UPDATE,
+    AwarenessEntry,
+    AwarenessUpdate,
+    Message,
+    QueryAwareness,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    encode_awareness,
+    encode_sync_step1,
+    encode_sync_step2,
+    encode_update,
+)
+
+__all__ = [
+    "Append",
+    "Broadcast",
+    "Checkpoint",
+    "Outgoing",
+    "Reply",
+    "Room",
+    "validate_room_name",
+]
+
+M = TypeVar("M", bound=Hashable)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_STATE_CACHE_SIZE = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Send ``data`` to the member whose message caused this."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast(Generic[M]):
+    """Send ``data`` to every member of the room except ``exclude``."""
+
+    data: bytes
+    exclude: M | None
+
+
+@dataclass(frozen=True, slots=True)
+class Append(Generic[M]):
+    """Store ``update`` as the room's update number ``seq``, sent by ``member``."""
+
+    seq: int
+    update: bytes
+    member: M | None
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Store ``state`` (the whole document as one update) as of update ``upto_seq``."""
+
+    upto_seq: int
+    state: bytes
+
+
+Outgoing = Reply | Broadcast[M] | Append[M] | Checkpoint
+
+
+def validate_room_name(name: str, max_length: int) -> str:
+    """Check a room name taken from the URL.
+
+    Raises:
+        BadRoomName: empty, longer than ``max_length`` characters or with control
+            characters.
+    """
+    if not name:
+        raise BadRoomName("empty room name")
+    if len(name) > max_length:
+        raise BadRoomName(f"room name longer than {max_length} characters")
+    if _CONTROL.search(name):
+        raise BadRoomName("room name contains control characters")
+    return name
+
+
+@dataclass(eq=False)
+class Room(Generic[M]):
+    """One document and the members editing it.
+
+    Args:
+        name: the room name, as validated.
+        doc_id: the store's id for the document.
+        doc: the document, already loaded with everything stored.
+        seq: the sequence number of the last stored update.
+        checkpoint_seq: the ``upto_seq`` of the newest stored checkpoint.
+    """
+
+    name: str
+    doc_id: int
+    doc: Doc[Any]
+    seq: int = 0
+    checkpoint_seq: int = 0
+    checkpoint_updates: int = 1000
+    checkpoint_bytes: int = 1024 * 1024
+    members: dict[M, set[int]] = field(default_factory=dict)
+    awareness: dict[int, AwarenessEntry] = field(default_factory=dict)
+    _bytes_since_checkpoint: int = 0
+    # step2 messages already encoded for the current document version, by state vector:
+    # a burst of late joiners costs one encode, not one each.
+    _state_cache: dict[bytes, bytes] = field(default_factory=dict)
+
+    def join(self, member: M) -> list[Outgoing[M]]:
+        """Add ``member``: send it our SyncStep1 and the awareness states we know.
+
+        The SyncStep1 makes a reconnecting client upload whatever it edited offline or
+        whatever the server lost in a crash.
+        """
+        self.members[member] = set()
+        out: list[Outgoing[M]] = [Reply(encode_sync_step1(self.doc.get_state()))]
+        if self.awareness:
+            out.append(Reply(encode_awareness(list(self.awareness.values()))))
+        return out
+
+    def leave(self, member: M) -> list[Outgoing[M]]:
+        """Remove ``member`` and broadcast the removal of its awareness states."""
+        client_ids = self.members.pop(member, set())
+        removed = []
+        for client_id in client_ids:
+            entry = self.awareness.pop(client_id, None)
+            if entry is not None:
+                # Same clock, null state: y-protocols drops a state on exactly this.
+                removed.append(AwarenessEntry(client_id, entry.clock, None))
+        if removed and self.members:
+            return [Broadcast(encode_awareness(removed), None)]
+        return []
+
+    def receive(self, member: M, message: Message, raw: bytes) -> list[Outgoing[M]]:
+        """Handle one decoded message from ``member``; ``raw`` is the message as received.
+
+        Raises:
+            ProtocolError: the message carries an invalid Yjs update.
+        """
+        if type(message) is SyncUpdate:  # the hot path first
+            return self._apply(member, message.update, raw)
+        if isinstance(message, SyncStep1):
+            return [Reply(self._sync_step2(message.state_vector))]
+        if isinstance(message, SyncStep2):
+            return self._apply_step2(member, message.update)
+        if isinstance(message, AwarenessUpdate):
+            return self._awareness(member, message, raw)
+        if isinstance(message, QueryAwareness):
+            return [Reply(encode_awareness(list(self.awareness.values())))]
+        return []
+
+    def write(self, update: bytes, member: M | None = None) -> list[Outgoing[M]]:
+        """Apply an update made by the server itself (an API call, a restore).
+
+        Raises:
+            ProtocolError: the update is invalid.
+        """
+        return self._apply(member, update, encode_update(update), relay_to_sender=True)
+
+    def unload(self) -> list[Outgoing[M]]:
+        """Effects to carry out before the room is dropped from memory: a final checkpoint
+        when updates arrived since the last one."""
+        if self.seq > self.checkpoint_seq:
+            return [self._checkpoint()]
+        return []
+
+    def full_state(self) -> bytes:
+        """The whole document as one Yjs update."""
+        return self.doc.get_update()
+
+    def _apply(
+        self, member: M | None, update: bytes, raw: bytes, relay_to_sender: bool = False
+    ) -> list[Outgoing[M]]:
+        if update == EMPTY_UPDATE:
+            return []
+        try:
+            self.doc.apply_update(update)
+        except ValueError as exc:
+            raise ProtocolError("invalid Yjs update") from exc
+        if self._state_cache:
+            self._state_cache.clear()
+        self.seq += 1
+        out: list[Outgoing[M]] = [
+            Broadcast(raw, None if relay_to_sender else member),
+            Append(self.seq, update, member),
+        ]
+        self._bytes_since_checkpoint += len(update)
+        if (
+            self.seq - self.checkpoint_seq >= self.checkpoint_updates
+            or self._bytes_since_checkpoint >= self.checkpoint_bytes
+        ):
+            out.append(self._checkpoint())
+        return out
+
+    def _apply_step2(self, member: M, update: bytes) -> list[Outgoing[M]]:
+        # A reconnecting client answers our SyncStep1 with everything we lack, which is
+        # often nothing, or a state full of structs we already have. Keep only what is new
+        # so the log does not grow by a whole document on every reconnect.
+        try:
+            update = get_update(update, self.doc.get_state())
+        except ValueError as exc:
+            raise ProtocolError("invalid Yjs update") from exc
+        return self._apply(member, update, encode_update(update))
+
+    def _checkpoint(self) -> Checkpoint:
+        state = self.doc.get_update()
+        self.checkpoint_seq = self.seq
+        self._bytes_since_checkpoint = 0
+        # The checkpoint is also exactly what a new client's SyncStep1 asks for.
+        self._state_cache[b"\x00"] = encode_sync_step2(state)
+        return Checkpoint(self.seq, state)
+
+    def _sync_step2(self, state_vector: bytes) -> bytes:
+        cached = self._state_cache.get(state_vector)
+        if cached is not None:
+            return cached
+        try:
+            update = self.doc.get_update(state_vector)
+        except ValueError as exc:
+            raise ProtocolError("invalid state vector") from exc
+        message = encode_sync_step2(update)
+        if len(self._state_cache) >= _STATE_CACHE_SIZE:
+            self._state_cache.clear()
+        self._state_cache[state_vector] = message
+        return message
+
+    def _awareness(self, member: M, message: AwarenessUpdate, raw: bytes) -> list[Outgoing[M]]:
+        owned = self.members.get(member)
+        for entry in message.entries:
+            current = self.awareness.get(entry.client_id)
+            if current is not None and entry.clock < current.clock:
+                continue  # stale: clients apply the same rule and will ignore it too
+            if entry.state is None:
+                self.awareness.pop(entry.client_id, None)
+                if owned is not None:
+                    owned.discard(entry.client_id)
+            else:
+                self.awareness[entry.client_id] = entry
+                if owned is not None:
+                    owned.add(entry.client_id)
+        # Echo to the sender too: the y-websocket client counts 30 s without any message
+        # as a dead connection, and its own awareness renewals are what it gets back.
+        return [Broadcast(raw, None)]

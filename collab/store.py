@@ -1,0 +1,312 @@
+"""Persistence: the only module that runs SQL.
+
+Writes go through one writer task, in order, with group commit: ``append`` and
+``checkpoint`` only queue a row (they never wait), and the writer commits everything
+queued in one transaction at most ``commit_interval`` seconds after the first row of the
+batch arrived. That bounds how much a crash can lose without paying a commit per
+keystroke. When a commit fails (locked database, full disk) the batch stays queued and is
+retried with backoff; rooms keep serving from memory meanwhile. The queue is bounded in
+bytes: past ``max_backlog`` the hub turns writers away (close 1013) so memory cannot grow
+without limit, and their clients keep their edits and resend them on reconnect.
+
+Reads (``load``) use pooled connections of their own; in SQLite's WAL mode they never
+block the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, insert, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from collab.models import CheckpointRow, Document, UpdateRow
+
+__all__ = ["Loaded", "Store", "StoreClosed", "now_ms"]
+
+log = logging.getLogger(__name__)
+
+# migrations/ ships inside the package as collab.migrations (see pyproject.toml).
+_MIGRATIONS = files("collab.migrations")
+_MAX_BACKOFF = 5.0
+
+
+def now_ms() -> int:
+    """Wall-clock time in milliseconds since the Unix epoch, as stored."""
+    return time.time_ns() // 1_000_000
+
+
+class StoreClosed(RuntimeError):
+    """A write was queued after ``close``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What a room needs to start: its newest checkpoint and the updates after it."""
+
+    doc_id: int
+    checkpoint: bytes | None
+    checkpoint_seq: int
+    updates: list[bytes]
+    last_seq: int
+
+
+def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(_alembic_config(connection), "head")
+
+
+def _current_revision(connection: Connection) -> tuple[str | None, str | None]:
+    current = MigrationContext.configure(connection).get_current_revision()
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    return current, head
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL: readers never block the writer. synchronous=NORMAL: a commit survives a process
+    # crash (kill -9); only an OS crash or power cut can lose the last commits.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    """The update log and checkpoints of every document.
+
+    Args:
+        url: an SQLAlchemy async URL.
+        commit_interval: the group-commit window, in seconds.
+    """
+
+    def __init__(
+        self, url: str, *, commit_interval: float = 0.05, close_timeout: float = 10.0
+    ) -> None:
+        self.url = url
+        self.commit_interval = commit_interval
+        self.close_timeout = close_timeout
+        self._engine: AsyncEngine | None = None
+        self._updates: list[dict[str, Any]] = []
+        self._checkpoints: list[dict[str, Any]] = []
+        self._queued = 0  # rows ever queued
+        self._committed = 0  # rows ever committed
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self.backlog_bytes = 0
+        self.write_errors = 0
+
+    @property
+    def engine(self) -> AsyncEngine:
+        assert self._engine is not None, "Store.open() first"
+        return self._engine
+
+    async def open(self, *, upgrade: bool = True) -> None:
+        """Connect, bring the schema to the newest revision, and start the writer."""
+        self._engine = create_async_engine(self.url)
+        if self._engine.dialect.name == "sqlite":
+            event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+        if upgrade:
+            async with self._engine.begin() as conn:
+                await conn.run_sync(_upgrade)
+        self._writer = asyncio.create_task(self._write_loop(), name="collab-store-writer")
+
+    async def close(self) -> None:
+        """Commit everything queued, stop the writer and close the connections.
+
+        If the database still refuses writes after ``close_timeout`` seconds, give up and say
+        how much was not stored: the clients that sent it still hold it, and upload it
+        again when they reconnect (the server's SyncStep1 asks them to).
+        """
+        if self._writer is not None:
+            self._closing = True
+            self._wakeup.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._writer), self.close_timeout)
+            except TimeoutError:
+                self._writer.cancel()
+                log.error(
+                    "store closed with %d rows (%d bytes) not written",
+                    len(self._updates) + len(self._checkpoints),
+                    self.backlog_bytes,
+                )
+            self._writer = None
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def schema_status(self) -> tuple[str | None, str | None]:
+        """The database's schema revision and the newest one this code knows."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(_current_revision)
+
+    async def load(self, name: str) -> Loaded:
+        """Fetch what the room ``name`` needs to start, creating the document if new."""
+        async with self.engine.connect() as conn:
+            doc_id = (
+                await conn.execute(select(Document.id).where(Document.name == name))
+            ).scalar()
+            if doc_id is None:
+                doc_id = await self._create(name)
+                return Loaded(doc_id, None, 0, [], 0)
+            row = (
+                await conn.execute(
+                    select(CheckpointRow.upto_seq, CheckpointRow.state)
+                    .where(CheckpointRow.doc_id == doc_id)
+                    .order_by(CheckpointRow.upto_seq.desc())
+                    .limit(1)
+                )
+            ).first()
+            checkpoint_seq, checkpoint = (row[0], row[1]) if row else (0, None)
+            rows = (
+                await conn.execute(
+                    select(UpdateRow.seq, UpdateRow.data)
+                    .where(UpdateRow.doc_id == doc_id, UpdateRow.seq > checkpoint_seq)
+                    .order_by(UpdateRow.seq)
+                )
+            ).all()
+        last_seq = rows[-1][0] if rows else checkpoint_seq
+        return Loaded(doc_id, checkpoint, checkpoint_seq, [r[1] for r in rows], last_seq)
+
+    async def _create(self, name: str) -> int:
+        # Creating a document is the one write that does not wait for the group window:
+        # someone is waiting to join. Two racing creators (two nodes, later) settle on the
+        # unique name.
+        try:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    insert(Document).values(name=name, created_ms=now_ms())
+                )
+                pk = result.inserted_primary_key
+                assert pk is not None
+                return int(pk[0])
+        except IntegrityError:
+            async with self.engine.connect() as conn:
+                found = (
+                    await conn.execute(select(Document.id).where(Document.name == name))
+                ).scalar_one()
+                return int(found)
+
+    def append(
+        self,
+        doc_id: int,
+        seq: int,
+        data: bytes,
+        *,
+        connection_id: str | None,
+        author: str | None,
+        created_ms: int | None = None,
+    ) -> None:
+        """Queue update ``seq`` of document ``doc_id``; committed within the window."""
+        self._queue(
+            self._updates,
+            {
+                "doc_id": doc_id,
+                "seq": seq,
+                "created_ms": created_ms if created_ms is not None else now_ms(),
+                "data": data,
+                "connection_id": connection_id,
+                "author": author,
+            },
+            len(data),
+        )
+
+    def checkpoint(self, doc_id: int, upto_seq: int, state: bytes) -> None:
+        """Queue a checkpoint: the whole document as of update ``upto_seq``."""
+        self._queue(
+            self._checkpoints,
+            {"doc_id": doc_id, "upto_seq": upto_seq, "created_ms": now_ms(), "state": state},
+            len(state),
+        )
+
+    async def flush(self) -> None:
+        """Wait until every row queued so far is committed."""
+        if self._committed >= self._queued:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._queued, future))
+        self._wakeup.set()
+        await future
+
+    def _queue(self, rows: list[dict[str, Any]], row: dict[str, Any], size: int) -> None:
+        if self._closing and self._writer is None:
+            raise StoreClosed("store is closed")
+        rows.append(row)
+        self._queued += 1
+        self.backlog_bytes += size
+        self._wakeup.set()
+
+    async def _write_loop(self) -> None:
+        backoff = 0.0
+        while True:
+            if not (self._updates or self._checkpoints):
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                if not self._closing and not self._waiters:
+                    # The group window: let the rest of the batch arrive.
+                    await asyncio.sleep(self.commit_interval)
+            updates, checkpoints = self._updates, self._checkpoints
+            self._updates, self._checkpoints = [], []
+            try:
+                await self._commit(updates, checkpoints)
+            except Exception:  # any failure: keep the rows, retry; never drop them
+                self.write_errors += 1
+                self._updates[:0] = updates
+                self._checkpoints[:0] = checkpoints
+                backoff = min(_MAX_BACKOFF, max(0.05, backoff * 2))
+                log.exception(
+                    "store commit failed; %d rows kept in memory, retrying in %.2fs",
+                    len(self._updates) + len(self._checkpoints),
+                    backoff,
+                )
+                await asyncio.sleep(backoff)
+                continue
+            backoff = 0.0
+            self._committed += len(updates) + len(checkpoints)
+            self.backlog_bytes -= sum(len(r["data"]) for r in updates)
+            self.backlog_bytes -= sum(len(r["state"]) for r in checkpoints)
+            self._release_waiters()
+
+    async def _commit(
+        self, updates: Iterable[dict[str, Any]], checkpoints: Iterable[dict[str, Any]]
+    ) -> None:
+        updates, checkpoints = list(updates), list(checkpoints)
+        async with self.engine.begin() as conn:
+            if updates:
+                await conn.execute(insert(UpdateRow), updates)
+            if checkpoints:
+                await conn.execute(insert(CheckpointRow), checkpoints)
+
+    def _release_waiters(self) -> None:
+        still = []
+        for target, future in self._waiters:
+            if self._committed >= target:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                still.append((target, future))
+        self._waiters = still
