@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from collab.models import CheckpointRow, Document, UpdateRow
 
-__all__ = ["Loaded", "Store", "StoreClosed", "now_ms"]
+__all__ = ["Loaded", "Store", "StoreClosed", "now_ms", "upgrade_schema"]
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +63,17 @@ class Loaded:
     last_seq: int
 
 
-def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
+def _alembic_config(url: str | None = None) -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
-    if connection is not None:
-        cfg.attributes["connection"] = connection
+    if url is not None:
+        cfg.attributes["url"] = url
     return cfg
 
 
-def _upgrade(connection: Connection) -> None:
-    command.upgrade(_alembic_config(connection), "head")
+def upgrade_schema(url: str) -> None:
+    """Create or upgrade the schema to the newest revision (blocking: run in a thread)."""
+    command.upgrade(_alembic_config(url), "head")
 
 
 def _current_revision(connection: Connection) -> tuple[str | None, str | None]:
@@ -125,12 +126,13 @@ class Store:
 
     async def open(self, *, upgrade: bool = True) -> None:
         """Connect, bring the schema to the newest revision, and start the writer."""
-        self._engine = create_async_engine(self.url)
+        # Both steps touch the file system (path resolution, migration scripts): start-up
+        # work, but still kept off the event loop.
+        self._engine = await asyncio.to_thread(create_async_engine, self.url)
         if self._engine.dialect.name == "sqlite":
             event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
         if upgrade:
-            async with self._engine.begin() as conn:
-                await conn.run_sync(_upgrade)
+            await asyncio.to_thread(upgrade_schema, self.url)
         self._writer = asyncio.create_task(self._write_loop(), name="collab-store-writer")
 
     async def close(self) -> None:

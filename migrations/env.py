@@ -1,9 +1,10 @@
 """Alembic environment, async, with batch mode for SQLite's limited ALTER TABLE.
 
-Two ways in: ``collab.store`` hands over an open connection in
-``config.attributes["connection"]`` (so the server upgrades on its own engine, inside its
-own event loop); the ``alembic`` command line opens one from ``sqlalchemy.url`` or
-``COLLAB_DB``.
+Two ways in: ``collab.store`` passes the database URL in ``config.attributes["url"]``
+and runs the upgrade in a worker thread (migration files are read from disk, which must
+not happen on the server's event loop); the ``alembic`` command line takes
+``COLLAB_DB`` or ``sqlalchemy.url``. A caller may also hand over an open connection in
+``config.attributes["connection"]``.
 """
 
 import asyncio
@@ -32,7 +33,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    url = os.environ.get("COLLAB_DB")
+    url = config.attributes.get("url") or os.environ.get("COLLAB_DB")
     url = database_url(url) if url else config.get_main_option("sqlalchemy.url")
     assert url is not None
     engine = create_async_engine(url)

@@ -1,0 +1,145 @@
+"""One benchmark client connection: connect, sync handshake, then a message pump.
+
+A Peer keeps no Yjs document: it hands raw message bytes to a callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import aiohttp
+
+from .wire import EMPTY_STATE_VECTOR, EMPTY_UPDATE, SyncStep, decode_sync, encode_sync
+
+__all__ = ["Peer", "close_all", "connect_many", "open_peer"]
+
+_STEP1 = encode_sync(SyncStep.STEP1, EMPTY_STATE_VECTOR)
+_EMPTY_STEP2 = encode_sync(SyncStep.STEP2, EMPTY_UPDATE)
+T = TypeVar("T")
+
+
+class Peer:
+    """An open, synced connection to one room."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, room: str, sync_ms: float,
+                 step2: bytes) -> None:
+        self.ws = ws
+        self.room = room
+        self.sync_ms = sync_ms  # connect -> SyncStep2 received
+        self.step2 = step2
+        self.task: asyncio.Task[None] | None = None
+
+    async def send(self, data: bytes) -> bool:
+        """Send one binary message; False when the connection is gone."""
+        if self.ws.closed:
+            return False
+        try:
+            await self.ws.send_bytes(data)
+        except (ConnectionError, RuntimeError):
+            return False
+        return True
+
+    async def round_trip(self, timeout: float) -> bytes:
+        """Send SyncStep1 (empty state vector) and return the next SyncStep2 payload.
+
+        Only valid while no pump() task reads this socket.
+        """
+        await self.ws.send_bytes(_STEP1)
+        return await _read_step2(self.ws, timeout)
+
+    def pump(self, on_message: Callable[[Peer, bytes], None]) -> None:
+        """Read every message from now on in a task and pass it to on_message."""
+        self.task = asyncio.create_task(self._pump(on_message))
+
+    async def _pump(self, on_message: Callable[[Peer, bytes], None]) -> None:
+        ws = self.ws
+        while True:
+            msg = await ws.receive()
+            if msg.type is aiohttp.WSMsgType.BINARY:
+                on_message(self, msg.data)
+            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
+                              aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                return
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        with contextlib.suppress(OSError, asyncio.TimeoutError, RuntimeError):
+            await self.ws.close()
+
+
+async def _read_step2(ws: aiohttp.ClientWebSocketResponse, timeout: float,
+                      answer: bytes = _EMPTY_STEP2) -> bytes:
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = await ws.receive()
+            if msg.type is not aiohttp.WSMsgType.BINARY:
+                raise ConnectionError(f"closed or non-binary message before SyncStep2: {msg.type}")
+            sync = decode_sync(msg.data)
+            if sync is None:  # awareness and the like
+                continue
+            if sync[0] == SyncStep.STEP1:
+                await ws.send_bytes(answer)
+            elif sync[0] == SyncStep.STEP2:
+                return sync[1]
+
+
+async def open_peer(session: aiohttp.ClientSession, url: str, room: str,
+                    timeout: float) -> Peer:
+    """Connect and do the y-websocket handshake: our SyncStep1 out, the server's SyncStep1
+    answered with an empty SyncStep2, wait for the server's SyncStep2.
+
+    Raises:
+        ConnectionError, aiohttp.ClientError, TimeoutError: no synced connection in time.
+    """
+    t0 = time.perf_counter()
+    ws = await session.ws_connect(url, max_msg_size=0, timeout=aiohttp.ClientWSTimeout(
+        ws_receive=None, ws_close=timeout), autoping=True)
+    try:
+        await ws.send_bytes(_STEP1)
+        step2 = await _read_step2(ws, timeout)
+    except BaseException:
+        with contextlib.suppress(OSError, asyncio.TimeoutError, RuntimeError):
+            await ws.close()
+        raise
+    return Peer(ws, room, (time.perf_counter() - t0) * 1000, step2)
+
+
+async def connect_many(make: Callable[[int], Awaitable[T]], count: int,
+                       concurrency: int) -> tuple[list[T], list[str]]:
+    """Run make(i) for i in range(count), at most concurrency at a time.
+
+    Returns the successes (in index order) and one error string per failure.
+    """
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> T:
+        async with gate:
+            return await make(i)
+
+    results = await asyncio.gather(*(one(i) for i in range(count)), return_exceptions=True)
+    ok: list[T] = []
+    errors: list[str] = []
+    for r in results:
+        if isinstance(r, asyncio.CancelledError):
+            raise r
+        if isinstance(r, BaseException):
+            errors.append(f"{type(r).__name__}: {r}"[:200])
+        else:
+            ok.append(r)
+    return ok, errors
+
+
+async def close_all(peers: Sequence[Peer], concurrency: int = 200) -> None:
+    """Close many peers, a bounded number at a time."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(p: Peer) -> None:
+        async with gate:
+            await p.close()
+
+    await asyncio.gather(*(one(p) for p in peers))
