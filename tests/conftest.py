@@ -89,14 +89,21 @@ class Server:
         return f"http://127.0.0.1:{self.test_server.port}"
 
 
-@pytest.fixture
-async def server(config: Config) -> AsyncIterator[Server]:
+@asynccontextmanager
+async def start_server(config: Config) -> AsyncIterator[Server]:
+    """Run a collab server for ``config`` on a free port of 127.0.0.1."""
     test_server = TestServer(create_app(config), host="127.0.0.1")
     await test_server.start_server()
     try:
         yield Server(test_server, config)
     finally:
         await test_server.close()
+
+
+@pytest.fixture
+async def server(config: Config) -> AsyncIterator[Server]:
+    async with start_server(config) as running:
+        yield running
 
 
 @pytest.fixture

@@ -15,11 +15,19 @@ import aiohttp
 
 from .wire import EMPTY_STATE_VECTOR, EMPTY_UPDATE, SyncStep, decode_sync, encode_sync
 
-__all__ = ["Peer", "close_all", "connect_many", "open_peer"]
+__all__ = ["SCENARIO_ERRORS", "Peer", "close_all", "connect_many", "new_session", "open_peer"]
 
 _STEP1 = encode_sync(SyncStep.STEP1, EMPTY_STATE_VECTOR)
 _EMPTY_STEP2 = encode_sync(SyncStep.STEP2, EMPTY_UPDATE)
+_WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0)
 T = TypeVar("T")
+# what a scenario may fail with and the run still go on (TimeoutError is an OSError)
+SCENARIO_ERRORS = (OSError, RuntimeError, ValueError, aiohttp.ClientError)
+
+
+def new_session() -> aiohttp.ClientSession:
+    """A client session without aiohttp's default cap of 100 pooled connections."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
 
 class Peer:
@@ -32,6 +40,7 @@ class Peer:
         self.sync_ms = sync_ms  # connect -> SyncStep2 received
         self.step2 = step2
         self.task: asyncio.Task[None] | None = None
+        self.tag = 0  # free slot for the scenario (fanout: room index)
 
     async def send(self, data: bytes) -> bool:
         """Send one binary message; False when the connection is gone."""
@@ -97,8 +106,8 @@ async def open_peer(session: aiohttp.ClientSession, url: str, room: str,
         ConnectionError, aiohttp.ClientError, TimeoutError: no synced connection in time.
     """
     t0 = time.perf_counter()
-    ws = await session.ws_connect(url, max_msg_size=0, timeout=aiohttp.ClientWSTimeout(
-        ws_receive=None, ws_close=timeout), autoping=True)
+    async with asyncio.timeout(timeout):
+        ws = await session.ws_connect(url, max_msg_size=0, autoping=True, timeout=_WS_TIMEOUT)
     try:
         await ws.send_bytes(_STEP1)
         step2 = await _read_step2(ws, timeout)

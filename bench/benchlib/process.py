@@ -37,6 +37,7 @@ class ServerSpec:
     """How to start the server: a command template with {port} and {tmpdir}."""
 
     cmd: str
+    cwd: Path
     port: int | None
     cpus: set[int] | None
     start_timeout: float
@@ -111,7 +112,7 @@ async def running_server(spec: ServerSpec) -> AsyncIterator[ServerProcess]:
     with open(tmpdir / "server.log", "wb") as log:
         # own session = own process group, so stop() reaches wrappers' children too
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            argv, cwd=spec.cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     server = ServerProcess(proc, port, tmpdir)

@@ -1,0 +1,111 @@
+"""The compact text report printed at the end of a run (the JSON summary holds everything)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["render"]
+
+_FANOUT_COLS = (
+    ("config", 14), ("edits/s", 8), ("deliv/s", 8), ("lost", 6), ("echo", 6), ("p50", 7),
+    ("p95", 7), ("p99", 7), ("max", 8), ("srvCPU%", 7), ("us/dlv", 7), ("RSS MB", 7),
+    ("cliCPU%", 7), ("lag99", 6),
+)
+
+
+def _n(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _row(cells: list[str]) -> str:
+    return "  ".join(c.rjust(w) for c, (_, w) in zip(cells, _FANOUT_COLS, strict=True))
+
+
+def _fanout(rows: list[dict[str, Any]], cpu_flag: float) -> list[str]:
+    out = ["fanout (latency ms: send -> receipt at each other client; us/dlv = server CPU "
+           "microseconds per delivered update)",
+           _row([name for name, _ in _FANOUT_COLS])]
+    notes = []
+    for r in rows:
+        if "error" in r:
+            out.append(f"{r['config']:>14}  ERROR {r['error']}")
+            continue
+        lat = r["latency_ms"]
+        flag = (r["client_cpu_pct"] > cpu_flag
+                or (r["client_lag_p99_ms"] or 0) > 20)
+        out.append(_row([
+            r["config"] + (" (!)" if flag else ""), _n(r["edits_per_s"]),
+            _n(r["deliveries_per_s"]), _n(r["lost"]), _n(r["echoes"]), _n(lat["p50"]),
+            _n(lat["p95"]), _n(lat["p99"]), _n(lat["max"]), _n(r["server_cpu_pct"]),
+            _n(r["server_us_per_delivery"]), _n(r["server_rss_mb"]), _n(r["client_cpu_pct"]),
+            _n(r["client_lag_p99_ms"]),
+        ]))
+        odd = {k: r[k] for k in ("connect_failures", "cross_room", "duplicates", "reencoded",
+                                 "unrecognized", "skipped_edits", "send_failures")
+               if r[k]}
+        if r["server_exit"] is not None:
+            odd["server_exit"] = r["server_exit"]
+        if odd:
+            notes.append(f"  {r['config']}: " + ", ".join(f"{k}={v}" for k, v in odd.items()))
+    if any(" (!)" in line for line in out[2:]):
+        notes.append(f"  (!) client CPU > {cpu_flag:g}% or its loop lag p99 > 20 ms: latency "
+                     "includes client queueing; the client, not the server, may be the limit")
+    return out + notes
+
+
+def _late_join(r: dict[str, Any]) -> list[str]:
+    if "error" in r:
+        return [f"late_join: ERROR {r['error']}"]
+    seq, burst = r["sequential_ms"], r["burst_ms"]
+    return [
+        f"late_join ({r['doc_chars']:,} chars, {r['doc_update_bytes'] / 1e3:,.0f} KB update, "
+        f"{r['trace_edits']:,} trace edits; connect -> SyncStep2 received, ms)",
+        f"  seed {r['seed_ms']:,.0f} ms, server RSS {r['server_rss_mb']} MB "
+        f"(+{r['doc_rss_mb']} MB for the doc), step2 {r['step2_bytes'] / 1e3:,.0f} KB",
+        f"  sequential x{seq['n']}: p50 {_n(seq['p50'])}  max {_n(seq['max'])}   "
+        f"burst x{burst['n']}: p50 {_n(burst['p50'])}  max {_n(burst['max'])}  "
+        f"(client CPU {r['client_cpu_pct_burst']}%)",
+        f"  verified {r['verified']}/{r['joins']} joins"
+        + (f", {r['burst_failures']} burst failures {r['burst_errors']}"
+           if r["burst_failures"] else ""),
+    ]
+
+
+def _connections(r: dict[str, Any]) -> list[str]:
+    if "error" in r:
+        return [f"connections: ERROR {r['error']}"]
+    return [
+        f"connections ({r['requested']:,} idle, one room each, "
+        f"{r['small_update_bytes']} B update per room)",
+        f"  opened {r['opened']:,} ({r['failures']} failed) in {r['connect_s']} s = "
+        f"{r['connects_per_s']:,.0f}/s; handshake p50 {_n(r['handshake_ms']['p50'])} ms, "
+        f"push round trip p99 {_n(r['push_rtt_ms']['p99'])} ms",
+        f"  server RSS {r['rss_before_mb']} -> {r['rss_open_mb']} MB = "
+        f"{_n(r['kb_per_conn'])} KB per connection+room; {r['rss_after_close_mb']} MB "
+        "after closing all" + (f"; errors {r['errors']}" if r["errors"] else ""),
+    ]
+
+
+def render(summary: dict[str, Any], cpu_flag: float) -> str:
+    """Render the run summary as plain text."""
+    meta = summary["meta"]
+    lines = [
+        f"collab bench  {meta['started']}  loop={meta['loop']}  cpus={meta['cpus']}  "
+        f"pin server={meta['pin_server']} client={meta['pin_client']}",
+        f"server: {meta['server_cmd']}",
+        f"url: {meta['url_template']}",
+    ]
+    res = summary["results"]
+    if "fanout" in res:
+        lines += ["", *_fanout(res["fanout"], cpu_flag)]
+    if "late_join" in res:
+        lines += ["", *_late_join(res["late_join"])]
+    if "connections" in res:
+        lines += ["", *_connections(res["connections"])]
+    if summary.get("aborted"):
+        lines += ["", f"ABORTED: {summary['aborted']}"]
+    return "\n".join(lines)

@@ -1,0 +1,133 @@
+"""Bad input: each kind closes only the offending connection, with its exact close code,
+and leaves the room, its other members and the stored history untouched."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from pycrdt import Doc, Text
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from collab.config import Config, database_url
+from collab.errors import CloseCode
+from collab.models import UpdateRow
+from collab.protocol import encode_update
+from collab.server import HUB
+from tests.conftest import ROOT, Server, editor, eventually, raw_client, start_server
+
+BAD_MESSAGES = [
+    pytest.param(b"", id="empty"),
+    pytest.param(b"\x80", id="truncated-type-varint"),
+    pytest.param(b"\x00\x02\x05abc", id="truncated-payload"),
+    pytest.param(b"\x00\x02\xff\xff\xff\xff\xff\xff\xff\xff\xff", id="overlong-varint"),
+    pytest.param(b"\x00\x07\x00", id="unknown-sync-step"),
+    pytest.param(b"\x00\x02\x03\xff\xff\xff", id="invalid-yjs-update"),
+    pytest.param(b"\x00\x02\x02\x00\x00trailing", id="trailing-bytes"),
+    pytest.param(b"\x01\x06\x01\x01\x01\x02{x", id="awareness-bad-json"),
+    pytest.param(b"\x01\x07\x01\x01\x01\x03[1]", id="awareness-not-object"),
+    pytest.param(b"\x01\x04\x09\x01\x01\x00", id="awareness-count-lies"),
+    pytest.param(b"\x01\x06\x01\x01\x01\x02\xff\xfe", id="awareness-bad-utf8"),
+    pytest.param(b"\x00\x00\x01\x05", id="invalid-state-vector"),
+]
+
+
+async def _stored_updates(server: Server) -> int:
+    engine = create_async_engine(database_url(server.config.db))
+    try:
+        async with engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(UpdateRow))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("bad", BAD_MESSAGES)
+async def test_malformed_message_closes_only_that_connection(
+    server: Server, session: aiohttp.ClientSession, bad: bytes
+) -> None:
+    """A malformed binary message closes its sender with 1007; the room carries on intact."""
+    url = server.url("victim")
+    async with editor(session, url) as alice, editor(session, url) as bob:
+        alice.text += "safe"
+        await eventually(lambda: str(bob) == "safe")
+        async with raw_client(session, url) as mallory:
+            await mallory.handshake()
+            await mallory.ws.send_bytes(bad)
+            assert await mallory.closed_with() == CloseCode.INVALID_PAYLOAD
+        bob.text += "!"
+        await eventually(lambda: str(alice) == "safe!")
+        async with editor(session, url) as late:
+            assert str(late) == "safe!"
+
+
+async def test_text_frame_gets_1003(server: Server, session: aiohttp.ClientSession) -> None:
+    """A text frame closes the connection with 1003 (the protocol is binary)."""
+    async with raw_client(session, server.url("text")) as client:
+        await client.handshake()
+        await client.ws.send_str("hello")
+        assert await client.closed_with() == CloseCode.UNSUPPORTED_DATA
+
+
+async def test_oversized_message_gets_1009(
+    config: Config, session: aiohttp.ClientSession
+) -> None:
+    """A message over max_message_size closes with 1009 and is neither applied nor stored."""
+    limit = 64 * 1024
+    async with start_server(config.replace(max_message_size=limit)) as server:
+        async with editor(session, server.url("big")) as alice:
+            alice.text += "kept"
+            async with raw_client(session, server.url("big")) as client:
+                await client.handshake()
+                await client.ws.send_bytes(encode_update(b"\x00" * (limit + 1)))
+                assert await client.closed_with() == CloseCode.MESSAGE_TOO_BIG
+            async with editor(session, server.url("big")) as late:
+                assert str(late) == "kept"
+
+
+def test_default_message_limit_fits_large_documents() -> None:
+    """The default limit is far above aiohttp's 4 MiB, so a big first sync or paste fits."""
+    assert Config().max_message_size >= 32 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "name", ["%00evil", "a" * 600, "tab%09name"], ids=["nul", "too-long", "control"]
+)
+async def test_bad_room_name_gets_4400(
+    server: Server, session: aiohttp.ClientSession, name: str
+) -> None:
+    """An invalid room name is refused with 4400, which tells clients not to retry."""
+    async with raw_client(session, server.url(name)) as client:
+        assert await client.closed_with() == CloseCode.BAD_REQUEST
+    assert not server.app[HUB].rooms
+
+
+async def test_invalid_update_is_not_stored(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """After a rejected update, the log holds exactly the valid updates."""
+    url = server.url("log")
+    async with editor(session, url) as alice:
+        alice.text += "one"
+        async with raw_client(session, url) as mallory:
+            await mallory.handshake()
+            await mallory.ws.send_bytes(b"\x00\x02\x03\xff\xff\xff")
+            assert await mallory.closed_with() == CloseCode.INVALID_PAYLOAD
+        alice.text += "two"
+        await eventually(lambda: server.app[HUB].rooms["log"].seq == 2)
+    await eventually(lambda: server.app[HUB].store.backlog_bytes == 0)
+    assert await _stored_updates(server) == 2
+
+
+async def test_unknown_message_type_is_ignored(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """Unknown message types are ignored: the connection stays open and keeps working."""
+    source: Doc = Doc()
+    source.get(ROOT, type=Text).insert(0, "z")
+    async with raw_client(session, server.url("unknown")) as client, editor(
+        session, server.url("unknown")
+    ) as watcher:
+        await client.handshake()
+        await client.ws.send_bytes(b"\x07\x01\x02")
+        await client.ws.send_bytes(encode_update(source.get_update()))
+        await eventually(lambda: str(watcher) == "z")
