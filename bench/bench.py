@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -29,20 +30,30 @@ from benchlib.report import render
 from benchlib.trace import load_trace_doc
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CMD = (".venv/bin/collab serve --host 127.0.0.1 --port {port} "
-               "--db {tmpdir}/bench.db --log-level warning")
+DEFAULT_CMD = (
+    ".venv/bin/collab serve --host 127.0.0.1 --port {port} "
+    "--db {tmpdir}/bench.db --log-level warning"
+)
 DEFAULT_TRACE = ROOT.parent / "shared" / "data" / "automerge-paper.json.gz"
 SCENARIOS = ("fanout", "late_join", "connections")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     a = p.add_argument
-    a("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of " +
-      ", ".join(SCENARIOS))
-    a("--server-cmd", default=DEFAULT_CMD, help="server command; {port} and {tmpdir} are "
-      "filled in; run without a shell, in the project root")
+    a(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated subset of " + ", ".join(SCENARIOS),
+    )
+    a(
+        "--server-cmd",
+        default=DEFAULT_CMD,
+        help="server command; {port} and {tmpdir} are "
+        "filled in; run without a shell, in the project root",
+    )
     a("--url-template", default="ws://127.0.0.1:{port}/ws/{room}")
     a("--port", type=int, default=0, help="server port (0 = pick a free one)")
     a("--start-timeout", type=float, default=30.0, help="seconds for the port to open")
@@ -54,8 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a("--json", type=Path, metavar="FILE", help="also write the full summary as JSON")
     a("--cpu-flag", type=float, default=80.0, help="flag rows where client CP%% exceeds this")
     g = p.add_argument_group("fanout")
-    g.add_argument("--fanout", default="100x10x2@10", help="RxCxT@rate[,...]: R rooms x C "
-                   "clients, T typists per room typing rate edits/s each")
+    g.add_argument(
+        "--fanout",
+        default="100x10x2@10",
+        help="RxCxT@rate[,...]: R rooms x C clients, T typists per room typing rate edits/s each",
+    )
     g.add_argument("--warmup", type=float, default=3.0)
     g.add_argument("--duration", type=float, default=10.0)
     g.add_argument("--drain", type=float, default=3.0)
@@ -67,8 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--joins", type=int, default=5, help="sequential joins")
     g.add_argument("--burst", type=int, default=20, help="simultaneous joins")
     g.add_argument("--join-timeout", type=float, default=60.0)
-    g.add_argument("--cache-dir", type=Path,
-                   default=Path(tempfile.gettempdir()) / "collab-bench-cache")
+    g.add_argument(
+        "--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "collab-bench-cache"
+    )
     g = p.add_argument_group("connections")
     g.add_argument("--conn", type=int, default=2000, help="idle connections (one room each)")
     g.add_argument("--settle", type=float, default=1.0, help="seconds before RSS readings")
@@ -91,12 +106,19 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def _with_server(args: argparse.Namespace,
-                       body: Callable[[ServerProcess], Awaitable[dict[str, Any]]],
-                       label: str) -> dict[str, Any]:
-    spec = ServerSpec(args.server_cmd, ROOT, args.port or None,
-                      None if args.pin_server is None else {args.pin_server},
-                      args.start_timeout, args.stop_timeout)
+async def _with_server(
+    args: argparse.Namespace,
+    body: Callable[[ServerProcess], Awaitable[dict[str, Any]]],
+    label: str,
+) -> dict[str, Any]:
+    spec = ServerSpec(
+        args.server_cmd,
+        ROOT,
+        args.port or None,
+        None if args.pin_server is None else {args.pin_server},
+        args.start_timeout,
+        args.stop_timeout,
+    )
     print(f"[{time.strftime('%H:%M:%S')}] {label} ...", file=sys.stderr, flush=True)
     try:
         async with running_server(spec) as server:
@@ -110,25 +132,32 @@ async def run(args: argparse.Namespace, summary: dict[str, Any]) -> None:
     results: dict[str, Any] = summary["results"]
     url = args.url_template
     if "fanout" in args.scenarios:
-        timing = Timing(args.warmup, args.duration, args.drain, args.connect_timeout,
-                        args.concurrency)
+        timing = Timing(
+            args.warmup, args.duration, args.drain, args.connect_timeout, args.concurrency
+        )
         rows: list[dict[str, Any]] = []
         results["fanout"] = rows
         for cfg in args.fanout_configs:
             row = await _with_server(
-                args, lambda s, cfg=cfg: run_fanout(cfg, s, url, timing), f"fanout {cfg.label}")
+                args, partial(run_fanout, cfg, timing, url), f"fanout {cfg.label}"
+            )
             rows.append({"config": cfg.label} | row)
     if "late_join" in args.scenarios:
-        print(f"[{time.strftime('%H:%M:%S')}] building trace document x{args.join_repeat} ...",
-              file=sys.stderr, flush=True)
+        print(
+            f"[{time.strftime('%H:%M:%S')}] building trace document x{args.join_repeat} ...",
+            file=sys.stderr,
+            flush=True,
+        )
         doc = load_trace_doc(args.trace, args.join_repeat, args.cache_dir)
-        jc = JoinConfig(args.joins, args.burst, args.join_timeout, args.join_timeout)
+        jc = JoinConfig(args.joins, args.burst, args.join_timeout)
         results["late_join"] = await _with_server(
-            args, lambda s: run_late_join(doc, jc, s, url), "late_join")
+            args, partial(run_late_join, doc, jc, url), "late_join"
+        )
     if "connections" in args.scenarios:
         cc = ConnConfig(args.conn, args.concurrency, args.connect_timeout, args.settle)
         results["connections"] = await _with_server(
-            args, lambda s: run_connections(cc, s, url), "connections")
+            args, partial(run_connections, cc, url), "connections"
+        )
 
 
 def _runner(no_uvloop: bool) -> tuple[str, Callable[[Coroutine[Any, Any, None]], None]]:
@@ -148,11 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     loop_name, run_loop = _runner(args.no_uvloop)
     summary: dict[str, Any] = {
         "meta": {
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "loop": loop_name,
-            "cpus": os.cpu_count(), "pin_server": args.pin_server,
-            "pin_client": args.pin_client, "server_cmd": args.server_cmd,
-            "url_template": args.url_template, "python": sys.version.split()[0],
-            "aiohttp": version("aiohttp"), "pycrdt": version("pycrdt"),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "loop": loop_name,
+            "cpus": os.cpu_count(),
+            "pin_server": args.pin_server,
+            "pin_client": args.pin_client,
+            "server_cmd": args.server_cmd,
+            "url_template": args.url_template,
+            "python": sys.version.split()[0],
+            "aiohttp": version("aiohttp"),
+            "pycrdt": version("pycrdt"),
             "args": {k: str(v) for k, v in vars(args).items() if k != "fanout_configs"},
         },
         "results": {},

@@ -113,5 +113,5 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
         await conn.stop()
         if conn.close_code is None:  # not already being closed by fan-out or shutdown
             await ws.close(code=code, message=reason.encode())
-        log.info("close room=%r conn=%s code=%s", name, conn.id, ws.close_code or conn.close_code)
+        log.info("close room=%r conn=%s code=%s", name, conn.id, conn.close_code or code)
     return ws

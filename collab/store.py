@@ -16,6 +16,7 @@ block the writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -113,7 +114,9 @@ class Store:
         self._queued = 0  # rows ever queued
         self._committed = 0  # rows ever committed
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()  # rows were queued
+        self._urgent = asyncio.Event()  # commit now: a flush or close is waiting
+        self._first_queued_at = 0.0
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self.backlog_bytes = 0
@@ -145,6 +148,7 @@ class Store:
         if self._writer is not None:
             self._closing = True
             self._wakeup.set()
+            self._urgent.set()
             try:
                 await asyncio.wait_for(asyncio.shield(self._writer), self.close_timeout)
             except TimeoutError:
@@ -249,18 +253,23 @@ class Store:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((self._queued, future))
-        self._wakeup.set()
+        self._urgent.set()
         await future
 
     def _queue(self, rows: list[dict[str, Any]], row: dict[str, Any], size: int) -> None:
         if self._closing and self._writer is None:
             raise StoreClosed("store is closed")
+        if not (self._updates or self._checkpoints):
+            # Rows queued while a batch commits find the lists empty too, so each batch's
+            # window starts with its own first row.
+            self._first_queued_at = asyncio.get_running_loop().time()
         rows.append(row)
         self._queued += 1
         self.backlog_bytes += size
         self._wakeup.set()
 
     async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         backoff = 0.0
         while True:
             if not (self._updates or self._checkpoints):
@@ -268,9 +277,14 @@ class Store:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
-                if not self._closing and not self._waiters:
-                    # The group window: let the rest of the batch arrive.
-                    await asyncio.sleep(self.commit_interval)
+                continue
+            # The group window: wait until the oldest queued row is commit_interval old,
+            # unless someone is waiting for a flush.
+            delay = self._first_queued_at + self.commit_interval - loop.time()
+            if delay > 0 and not self._urgent.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), delay)
+            self._urgent.clear()
             updates, checkpoints = self._updates, self._checkpoints
             self._updates, self._checkpoints = [], []
             try:

@@ -77,12 +77,10 @@ class Server:
 
     @property
     def app(self) -> web.Application:
-        return self.test_server.app  # type: ignore[return-value]
+        return self.test_server.app
 
     def url(self, room: str, query: str = "") -> str:
-        return f"ws://127.0.0.1:{self.test_server.port}/ws/{room}" + (
-            f"?{query}" if query else ""
-        )
+        return f"ws://127.0.0.1:{self.test_server.port}/ws/{room}" + (f"?{query}" if query else "")
 
     @property
     def http(self) -> str:
@@ -90,9 +88,9 @@ class Server:
 
 
 @asynccontextmanager
-async def start_server(config: Config) -> AsyncIterator[Server]:
-    """Run a collab server for ``config`` on a free port of 127.0.0.1."""
-    test_server = TestServer(create_app(config), host="127.0.0.1")
+async def start_server(config: Config, port: int | None = None) -> AsyncIterator[Server]:
+    """Run a collab server for ``config`` on 127.0.0.1, on ``port`` or a free one."""
+    test_server = TestServer(create_app(config), host="127.0.0.1", port=port)
     await test_server.start_server()
     try:
         yield Server(test_server, config)

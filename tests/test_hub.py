@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from typing import Any
 
 import aiohttp
 from pycrdt import Doc, Text
@@ -41,9 +42,9 @@ async def test_empty_room_unloads_after_grace_and_reloads(
             alice.text += "zzz"
             await eventually(lambda: hub.rooms["nap"].seq == 1)
         await eventually(lambda: "nap" not in hub.rooms, what="unload")
-        assert await asyncio.to_thread(
-            _rows, config.db, "SELECT upto_seq FROM checkpoints"
-        ) == [(1,)]
+        assert await asyncio.to_thread(_rows, config.db, "SELECT upto_seq FROM checkpoints") == [
+            (1,)
+        ]
         async with editor(session, server.url("nap")) as late:
             assert str(late) == "zzz"
 
@@ -88,13 +89,15 @@ async def test_authorship_is_recorded(config: Config, session: aiohttp.ClientSes
             alice.text += "a"
             await eventually(lambda: server.app[HUB].rooms["who"].seq == 1)
         await server.app[HUB].store.flush()
-        rows = await asyncio.to_thread(_rows, config.db, "SELECT author, connection_id FROM updates")
+        rows = await asyncio.to_thread(
+            _rows, config.db, "SELECT author, connection_id FROM updates"
+        )
         assert rows[0][0] == "alice" and rows[0][1]
 
 
 async def test_author_from_awareness_name(config: Config, session: aiohttp.ClientSession) -> None:
     """Without a user parameter, the name announced in awareness is recorded."""
-    source: Doc = Doc()
+    source: Doc[Any] = Doc()
     source.get(ROOT, type=Text).insert(0, "q")
     async with start_server(config) as server, raw_client(session, server.url("aw")) as client:
         await client.handshake()
@@ -144,7 +147,7 @@ async def test_store_backlog_limit_turns_writers_away(
     """When the store is too far behind, a writer is closed with 1013 and nothing is lost."""
     cfg = config.replace(store_max_backlog=1, commit_interval=3.0)
     async with start_server(cfg) as server, editor(session, server.url("full")) as watcher:
-        source: Doc = Doc()
+        source: Doc[Any] = Doc()
         text = source.get(ROOT, type=Text)
         updates: list[bytes] = []
         source.observe(lambda e: updates.append(e.update))

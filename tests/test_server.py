@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 from pycrdt import Doc, Text
 
-from collab.errors import CloseCode
 from collab.protocol import (
     AwarenessEntry,
     SyncStep1,
@@ -29,9 +29,7 @@ async def test_two_editors_converge(server: Server, session: aiohttp.ClientSessi
         await eventually(lambda: str(alice) == "hello world")
 
 
-async def test_late_joiner_gets_full_state(
-    server: Server, session: aiohttp.ClientSession
-) -> None:
+async def test_late_joiner_gets_full_state(server: Server, session: aiohttp.ClientSession) -> None:
     """A client joining after edits receives the whole document in its first sync."""
     url = server.url("doc-late")
     async with editor(session, url) as alice:
@@ -46,7 +44,7 @@ async def test_update_is_not_echoed_to_sender(
 ) -> None:
     """The server relays an update to other members only, never back to its sender."""
     url = server.url("no-echo")
-    source: Doc = Doc()
+    source: Doc[Any] = Doc()
     text = source.get(ROOT, type=Text)
     updates: list[bytes] = []
     source.observe(lambda event: updates.append(event.update))
@@ -71,7 +69,7 @@ async def test_server_sends_step1_and_answers_step1(
         async with raw_client(session, url) as raw:
             first = decode(await raw.recv_bytes())
             assert isinstance(first, SyncStep1)
-            local: Doc = Doc()
+            local: Doc[Any] = Doc()
             await raw.ws.send_bytes(b"\x00\x00" + bytes([1]) + b"\x00")
             reply = decode(await raw.recv_bytes())
             assert isinstance(reply, SyncStep2)

@@ -3,6 +3,8 @@ and leaves the room, its other members and the stored history untouched."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import pytest
 from pycrdt import Doc, Text
@@ -36,7 +38,9 @@ async def _stored_updates(server: Server) -> int:
     engine = create_async_engine(database_url(server.config.db))
     try:
         async with engine.connect() as conn:
-            return int((await conn.execute(select(func.count()).select_from(UpdateRow))).scalar_one())
+            return int(
+                (await conn.execute(select(func.count()).select_from(UpdateRow))).scalar_one()
+            )
     finally:
         await engine.dispose()
 
@@ -68,9 +72,7 @@ async def test_text_frame_gets_1003(server: Server, session: aiohttp.ClientSessi
         assert await client.closed_with() == CloseCode.UNSUPPORTED_DATA
 
 
-async def test_oversized_message_gets_1009(
-    config: Config, session: aiohttp.ClientSession
-) -> None:
+async def test_oversized_message_gets_1009(config: Config, session: aiohttp.ClientSession) -> None:
     """A message over max_message_size closes with 1009 and is neither applied nor stored."""
     limit = 64 * 1024
     async with start_server(config.replace(max_message_size=limit)) as server:
@@ -122,11 +124,12 @@ async def test_unknown_message_type_is_ignored(
     server: Server, session: aiohttp.ClientSession
 ) -> None:
     """Unknown message types are ignored: the connection stays open and keeps working."""
-    source: Doc = Doc()
+    source: Doc[Any] = Doc()
     source.get(ROOT, type=Text).insert(0, "z")
-    async with raw_client(session, server.url("unknown")) as client, editor(
-        session, server.url("unknown")
-    ) as watcher:
+    async with (
+        raw_client(session, server.url("unknown")) as client,
+        editor(session, server.url("unknown")) as watcher,
+    ):
         await client.handshake()
         await client.ws.send_bytes(b"\x07\x01\x02")
         await client.ws.send_bytes(encode_update(source.get_update()))

@@ -34,15 +34,18 @@ class ConnConfig:
 def _small_update() -> bytes:
     doc: pycrdt.Doc[Any] = pycrdt.Doc(client_id=7777)
     doc.get("content", type=pycrdt.Text).insert(
-        0, "Hello from an idle client. This room holds one small paragraph of text.")
+        0, "Hello from an idle client. This room holds one small paragraph of text."
+    )
     return doc.get_update()
 
 
-async def run_connections(cfg: ConnConfig, server: ServerProcess,
-                          url_template: str) -> dict[str, Any]:
+async def run_connections(
+    cfg: ConnConfig, url_template: str, server: ServerProcess
+) -> dict[str, Any]:
     """Open cfg.count idle rooms+connections, read server RSS before/after, close them all."""
     run_id = uuid.uuid4().hex[:8]
-    update = encode_sync(SyncStep.UPDATE, _small_update())
+    small = _small_update()
+    update = encode_sync(SyncStep.UPDATE, small)
     probes: list[float] = []
     await asyncio.sleep(cfg.settle)
     rss0 = server.usage().rss_kb
@@ -50,12 +53,11 @@ async def run_connections(cfg: ConnConfig, server: ServerProcess,
 
         async def make(i: int) -> Peer:
             room = f"conn-{run_id}-{i}"
-            peer = await open_peer(session, url_template.format(port=server.port, room=room),
-                                   room, cfg.timeout)
+            peer = await open_peer(session, url_template.format(port=server.port, room=room), room)
             try:
                 await peer.ws.send_bytes(update)
                 t = time.perf_counter()
-                step2 = await peer.round_trip(cfg.timeout)
+                step2 = await peer.round_trip()
                 probes.append((time.perf_counter() - t) * 1000)
                 if len(step2) <= 2:
                     raise ValueError("the room's document did not hold the pushed update")
@@ -66,7 +68,7 @@ async def run_connections(cfg: ConnConfig, server: ServerProcess,
             return peer
 
         t0 = time.perf_counter()
-        peers, errors = await connect_many(make, cfg.count, cfg.concurrency)
+        peers, errors = await connect_many(make, cfg.count, cfg.concurrency, cfg.timeout)
         connect_s = time.perf_counter() - t0
         await asyncio.sleep(cfg.settle)
         open_now = sum(not p.ws.closed for p in peers)
@@ -75,13 +77,18 @@ async def run_connections(cfg: ConnConfig, server: ServerProcess,
         await asyncio.sleep(cfg.settle)
         rss2 = server.usage().rss_kb
     return {
-        "requested": cfg.count, "opened": len(peers), "open_at_measure": open_now,
-        "failures": len(errors), "errors": errors[:3],
-        "connect_s": round(connect_s, 2), "connects_per_s": round(len(peers) / connect_s, 1),
+        "requested": cfg.count,
+        "opened": len(peers),
+        "open_at_measure": open_now,
+        "failures": len(errors),
+        "errors": errors[:3],
+        "connect_s": round(connect_s, 2),
+        "connects_per_s": round(len(peers) / connect_s, 1),
         "handshake_ms": summarize([p.sync_ms for p in peers]),
         "push_rtt_ms": summarize(probes),
-        "small_update_bytes": len(update),
-        "rss_before_mb": round(rss0 / 1024, 1), "rss_open_mb": round(rss1 / 1024, 1),
+        "small_update_bytes": len(small),
+        "rss_before_mb": round(rss0 / 1024, 1),
+        "rss_open_mb": round(rss1 / 1024, 1),
         "rss_after_close_mb": round(rss2 / 1024, 1),
         "kb_per_conn": round((rss1 - rss0) / open_now, 2) if open_now else None,
         "server_exit": server.exit_code(),

@@ -8,6 +8,7 @@ its exact message bytes (the server should forward them unchanged), or failing t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
 import time
@@ -61,8 +62,9 @@ def parse_fanout(text: str) -> list[FanoutConfig]:
         if m is None:
             raise ValueError(f"bad fanout config {item!r}: expected RxCxT@rate")
         cfg = FanoutConfig(int(m[1]), int(m[2]), int(m[3]), float(m[4]))
-        if not (cfg.rooms > 0 and cfg.clients > 1 and 0 < cfg.typists <= cfg.clients
-                and cfg.rate > 0):
+        if not (
+            cfg.rooms > 0 and cfg.clients > 1 and 0 < cfg.typists <= cfg.clients and cfg.rate > 0
+        ):
             raise ValueError(f"bad fanout config {item!r}: need R>0, C>1, 0<T<=C, rate>0")
         out.append(cfg)
     return out
@@ -111,6 +113,8 @@ class _Tally:
         self.by_origin: dict[tuple[int, int], _Edit] = {}
         self.latencies: list[float] = []
         self.window = (float("inf"), float("inf"))
+        self.target = -1  # measured deliveries to wait for; done is set on reaching it
+        self.done = asyncio.Event()
         self.delivered = self.in_window = self.echoes = self.cross_room = 0
         self.duplicates = self.reencoded = self.unrecognized = self.other = 0
 
@@ -136,6 +140,8 @@ class _Tally:
         if rec.measured:
             self.delivered += 1
             self.latencies.append((now - rec.sent_at) * 1000)
+            if self.delivered == self.target:
+                self.done.set()
 
     def _slow(self, data: bytes) -> _Edit | None:
         try:
@@ -155,8 +161,9 @@ class _Tally:
         return rec
 
 
-async def run_fanout(cfg: FanoutConfig, server: ServerProcess, url_template: str,
-                     timing: Timing) -> dict[str, Any]:
+async def run_fanout(
+    cfg: FanoutConfig, timing: Timing, url_template: str, server: ServerProcess
+) -> dict[str, Any]:
     """Connect, type through warmup + measured window, drain, and return the row."""
     run_id = uuid.uuid4().hex[:8]
     tally = _Tally()
@@ -164,26 +171,30 @@ async def run_fanout(cfg: FanoutConfig, server: ServerProcess, url_template: str
 
         async def make(i: int) -> Peer:
             room = f"fan-{run_id}-{i // cfg.clients}"
-            peer = await open_peer(session, url_template.format(port=server.port, room=room),
-                                   room, timing.connect_timeout)
+            peer = await open_peer(session, url_template.format(port=server.port, room=room), room)
             peer.tag = i // cfg.clients
             return peer
 
         t0 = time.perf_counter()
-        peers, errors = await connect_many(make, cfg.rooms * cfg.clients, timing.concurrency)
+        peers, errors = await connect_many(
+            make, cfg.rooms * cfg.clients, timing.concurrency, timing.connect_timeout
+        )
         connect_s = time.perf_counter() - t0
         try:
             return await _type(cfg, timing, server, peers, tally) | {
-                "connected": len(peers), "connect_failures": len(errors),
-                "connect_errors": errors[:3], "connect_s": round(connect_s, 2),
+                "connected": len(peers),
+                "connect_failures": len(errors),
+                "connect_errors": errors[:3],
+                "connect_s": round(connect_s, 2),
                 "handshake_ms": summarize([p.sync_ms for p in peers]),
             }
         finally:
             await close_all(peers)
 
 
-async def _type(cfg: FanoutConfig, timing: Timing, server: ServerProcess, peers: list[Peer],
-                tally: _Tally) -> dict[str, Any]:
+async def _type(
+    cfg: FanoutConfig, timing: Timing, server: ServerProcess, peers: list[Peer], tally: _Tally
+) -> dict[str, Any]:
     by_room: dict[int, list[Peer]] = {}
     for p in peers:
         by_room.setdefault(p.tag, []).append(p)
@@ -191,7 +202,8 @@ async def _type(cfg: FanoutConfig, timing: Timing, server: ServerProcess, peers:
     id_base = random.randrange(1_000_000, 2_000_000_000)
     typists = [
         _Typist(id_base + len(members) * room + k, p, len(members) - 1)
-        for room, members in by_room.items() for k, p in enumerate(members[: cfg.typists])
+        for room, members in by_room.items()
+        for k, p in enumerate(members[: cfg.typists])
     ]
     interval = 1 / cfg.rate
     start = time.perf_counter() + 0.3
@@ -230,26 +242,42 @@ async def _type(cfg: FanoutConfig, timing: Timing, server: ServerProcess, peers:
                     expected += t.receivers
         await asyncio.sleep(0.002)
     client = load.stop()
-    deadline = time.perf_counter() + timing.drain
-    while tally.delivered < expected and time.perf_counter() < deadline:
-        await asyncio.sleep(0.05)
+    tally.target = expected
+    if tally.delivered >= expected:
+        tally.done.set()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timing.drain):
+            await tally.done.wait()
     cpu_s, wall = u1.cpu_s - u0.cpu_s, max(u1.at - u0.at, 1e-9)
     return {
-        "config": cfg.label, "rooms": cfg.rooms, "clients": cfg.clients,
-        "typists": cfg.typists, "rate": cfg.rate, "duration_s": timing.duration,
-        "edits": sent_measured, "edits_per_s": round(sent_measured / wall, 1),
-        "expected": expected, "delivered": tally.delivered,
+        "config": cfg.label,
+        "rooms": cfg.rooms,
+        "clients": cfg.clients,
+        "typists": cfg.typists,
+        "rate": cfg.rate,
+        "duration_s": timing.duration,
+        "edits": sent_measured,
+        "edits_per_s": round(sent_measured / wall, 1),
+        "expected": expected,
+        "delivered": tally.delivered,
         "lost": expected - tally.delivered,
         "deliveries_per_s": round(tally.in_window / wall, 1),
         "latency_ms": summarize(tally.latencies),
-        "echoes": tally.echoes, "cross_room": tally.cross_room,
-        "duplicates": tally.duplicates, "reencoded": tally.reencoded,
-        "unrecognized": tally.unrecognized, "other_messages": tally.other,
-        "skipped_edits": skipped, "send_failures": send_failures, "edits_total": sent,
+        "echoes": tally.echoes,
+        "cross_room": tally.cross_room,
+        "duplicates": tally.duplicates,
+        "reencoded": tally.reencoded,
+        "unrecognized": tally.unrecognized,
+        "other_messages": tally.other,
+        "skipped_edits": skipped,
+        "send_failures": send_failures,
+        "edits_total": sent,
         "server_cpu_pct": round(100 * cpu_s / wall, 1),
         "server_us_per_delivery": (
-            round(1e6 * cpu_s / tally.in_window, 1) if tally.in_window else None),
+            round(1e6 * cpu_s / tally.in_window, 1) if tally.in_window else None
+        ),
         "server_rss_mb": round(u1.rss_kb / 1024, 1),
-        "client_cpu_pct": client.cpu_pct, "client_lag_p99_ms": client.lag_p99_ms,
+        "client_cpu_pct": client.cpu_pct,
+        "client_lag_p99_ms": client.lag_p99_ms,
         "server_exit": server.exit_code(),
     }

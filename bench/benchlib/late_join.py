@@ -10,11 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import aiohttp
 
 from .metrics import ClientLoad, summarize
 from .peer import Peer, close_all, connect_many, new_session, open_peer
@@ -29,12 +26,12 @@ __all__ = ["JoinConfig", "run_late_join"]
 class JoinConfig:
     joins: int
     burst: int
-    timeout: float
-    seed_timeout: float
+    timeout: float  # for each join, and for the seeded document to show up in full
 
 
-async def run_late_join(doc: TraceDoc, cfg: JoinConfig, server: ServerProcess,
-                        url_template: str) -> dict[str, Any]:
+async def run_late_join(
+    doc: TraceDoc, cfg: JoinConfig, url_template: str, server: ServerProcess
+) -> dict[str, Any]:
     """Seed the document, then time sequential joins and one burst of simultaneous joins."""
     room = f"join-{uuid.uuid4().hex[:8]}"
     url = url_template.format(port=server.port, room=room)
@@ -45,58 +42,54 @@ async def run_late_join(doc: TraceDoc, cfg: JoinConfig, server: ServerProcess,
             verdicts[step2] = text_of(step2) == doc.text
         return verdicts[step2]
 
+    async def join() -> Peer:
+        async with asyncio.timeout(cfg.timeout):
+            peer = await open_peer(session, url, room)
+        await peer.close()
+        return peer
+
     async with new_session() as session:
         rss0 = server.usage().rss_kb
-        seeder = await open_peer(session, url, room, cfg.timeout)
+        async with asyncio.timeout(cfg.timeout):
+            seeder = await open_peer(session, url, room)
         try:
             t0 = time.perf_counter()
             await seeder.send(encode_sync(SyncStep.UPDATE, doc.update))
-            await _confirm(session, url, room, cfg, verify)
+            # untimed joins until one receives the whole document (this also warms the room)
+            async with asyncio.timeout(cfg.timeout):
+                while True:
+                    if verify((await join()).step2):
+                        break
+                    await asyncio.sleep(0.1)
             seed_ms = (time.perf_counter() - t0) * 1000
             seeder.pump(lambda _peer, _data: None)  # keep reading: stay a live member
             rss1 = server.usage().rss_kb
-
-            sequential: list[Peer] = []
-            for _ in range(cfg.joins):
-                peer = await open_peer(session, url, room, cfg.timeout)
-                sequential.append(peer)
-                await peer.close()
-
+            sequential = [await join() for _ in range(cfg.joins)]
             load = ClientLoad()
             load.start()
             burst, errors = await connect_many(
-                lambda _i: open_peer(session, url, room, cfg.timeout), cfg.burst, cfg.burst)
+                lambda _i: open_peer(session, url, room), cfg.burst, cfg.burst, cfg.timeout
+            )
             client = load.stop()
             await close_all(burst)
         finally:
             await seeder.close()
     joined = sequential + burst
     return {
-        "doc_chars": len(doc.text), "doc_update_bytes": len(doc.update), "trace_edits": doc.edits,
-        "doc_cached": doc.cached, "seed_ms": round(seed_ms, 1),
-        "server_rss_mb": round(rss1 / 1024, 1), "doc_rss_mb": round((rss1 - rss0) / 1024, 1),
+        "doc_chars": len(doc.text),
+        "doc_update_bytes": len(doc.update),
+        "trace_edits": doc.edits,
+        "doc_cached": doc.cached,
+        "seed_ms": round(seed_ms, 1),
+        "server_rss_mb": round(rss1 / 1024, 1),
+        "doc_rss_mb": round((rss1 - rss0) / 1024, 1),
         "step2_bytes": max((len(p.step2) for p in joined), default=0),
         "sequential_ms": summarize([p.sync_ms for p in sequential], 1),
         "burst_ms": summarize([p.sync_ms for p in burst], 1),
-        "burst_failures": len(errors), "burst_errors": errors[:3],
-        "verified": sum(verify(p.step2) for p in joined), "joins": len(joined),
-        "client_cpu_pct_burst": client.cpu_pct, "server_exit": server.exit_code(),
+        "burst_failures": len(errors),
+        "burst_errors": errors[:3],
+        "verified": sum(verify(p.step2) for p in joined),
+        "joins": len(joined),
+        "client_cpu_pct_burst": client.cpu_pct,
+        "server_exit": server.exit_code(),
     }
-
-
-async def _confirm(session: aiohttp.ClientSession, url: str, room: str, cfg: JoinConfig,
-                   verify: Callable[[bytes], bool]) -> None:
-    """Join (untimed) until a joiner receives the whole document; this also warms the room.
-
-    Raises:
-        TimeoutError: the server did not hold the document within cfg.seed_timeout.
-    """
-    deadline = time.perf_counter() + cfg.seed_timeout
-    while True:
-        peer = await open_peer(session, url, room, cfg.timeout)
-        await peer.close()
-        if verify(peer.step2):
-            return
-        if time.perf_counter() > deadline:
-            raise TimeoutError("the seeded document never arrived in full at a joiner")
-        await asyncio.sleep(0.1)

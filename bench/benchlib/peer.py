@@ -33,8 +33,9 @@ def new_session() -> aiohttp.ClientSession:
 class Peer:
     """An open, synced connection to one room."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, room: str, sync_ms: float,
-                 step2: bytes) -> None:
+    def __init__(
+        self, ws: aiohttp.ClientWebSocketResponse, room: str, sync_ms: float, step2: bytes
+    ) -> None:
         self.ws = ws
         self.room = room
         self.sync_ms = sync_ms  # connect -> SyncStep2 received
@@ -52,13 +53,13 @@ class Peer:
             return False
         return True
 
-    async def round_trip(self, timeout: float) -> bytes:
+    async def round_trip(self) -> bytes:
         """Send SyncStep1 (empty state vector) and return the next SyncStep2 payload.
 
         Only valid while no pump() task reads this socket.
         """
         await self.ws.send_bytes(_STEP1)
-        return await _read_step2(self.ws, timeout)
+        return await _read_step2(self.ws)
 
     def pump(self, on_message: Callable[[Peer, bytes], None]) -> None:
         """Read every message from now on in a task and pass it to on_message."""
@@ -70,8 +71,12 @@ class Peer:
             msg = await ws.receive()
             if msg.type is aiohttp.WSMsgType.BINARY:
                 on_message(self, msg.data)
-            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
-                              aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+            elif msg.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSING,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.ERROR,
+            ):
                 return
 
     async def close(self) -> None:
@@ -81,36 +86,34 @@ class Peer:
             await self.ws.close()
 
 
-async def _read_step2(ws: aiohttp.ClientWebSocketResponse, timeout: float,
-                      answer: bytes = _EMPTY_STEP2) -> bytes:
-    async with asyncio.timeout(timeout):
-        while True:
-            msg = await ws.receive()
-            if msg.type is not aiohttp.WSMsgType.BINARY:
-                raise ConnectionError(f"closed or non-binary message before SyncStep2: {msg.type}")
-            sync = decode_sync(msg.data)
-            if sync is None:  # awareness and the like
-                continue
-            if sync[0] == SyncStep.STEP1:
-                await ws.send_bytes(answer)
-            elif sync[0] == SyncStep.STEP2:
-                return sync[1]
+async def _read_step2(ws: aiohttp.ClientWebSocketResponse) -> bytes:
+    while True:
+        msg = await ws.receive()
+        if msg.type is not aiohttp.WSMsgType.BINARY:
+            raise ConnectionError(f"closed or non-binary message before SyncStep2: {msg.type}")
+        sync = decode_sync(msg.data)
+        if sync is None:  # awareness and the like
+            continue
+        if sync[0] == SyncStep.STEP1:
+            await ws.send_bytes(_EMPTY_STEP2)
+        elif sync[0] == SyncStep.STEP2:
+            return sync[1]
 
 
-async def open_peer(session: aiohttp.ClientSession, url: str, room: str,
-                    timeout: float) -> Peer:
+async def open_peer(session: aiohttp.ClientSession, url: str, room: str) -> Peer:
     """Connect and do the y-websocket handshake: our SyncStep1 out, the server's SyncStep1
     answered with an empty SyncStep2, wait for the server's SyncStep2.
 
+    Callers bound it with asyncio.timeout().
+
     Raises:
-        ConnectionError, aiohttp.ClientError, TimeoutError: no synced connection in time.
+        ConnectionError, aiohttp.ClientError: no synced connection.
     """
     t0 = time.perf_counter()
-    async with asyncio.timeout(timeout):
-        ws = await session.ws_connect(url, max_msg_size=0, autoping=True, timeout=_WS_TIMEOUT)
+    ws = await session.ws_connect(url, max_msg_size=0, autoping=True, timeout=_WS_TIMEOUT)
     try:
         await ws.send_bytes(_STEP1)
-        step2 = await _read_step2(ws, timeout)
+        step2 = await _read_step2(ws)
     except BaseException:
         with contextlib.suppress(OSError, asyncio.TimeoutError, RuntimeError):
             await ws.close()
@@ -118,16 +121,17 @@ async def open_peer(session: aiohttp.ClientSession, url: str, room: str,
     return Peer(ws, room, (time.perf_counter() - t0) * 1000, step2)
 
 
-async def connect_many(make: Callable[[int], Awaitable[T]], count: int,
-                       concurrency: int) -> tuple[list[T], list[str]]:
-    """Run make(i) for i in range(count), at most concurrency at a time.
+async def connect_many(
+    make: Callable[[int], Awaitable[T]], count: int, concurrency: int, each_s: float
+) -> tuple[list[T], list[str]]:
+    """Run make(i) for i in range(count), at most concurrency at a time, each within each_s.
 
     Returns the successes (in index order) and one error string per failure.
     """
     gate = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> T:
-        async with gate:
+        async with gate, asyncio.timeout(each_s):
             return await make(i)
 
     results = await asyncio.gather(*(one(i) for i in range(count)), return_exceptions=True)

@@ -14,10 +14,10 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from .metrics import Usage, proc_usage
 
@@ -47,7 +47,7 @@ class ServerSpec:
 class ServerProcess:
     """One running server; use through running_server()."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, tmpdir: Path) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, tmpdir: Path) -> None:
         self.proc = proc
         self.port = port
         self.tmpdir = tmpdir
@@ -60,7 +60,7 @@ class ServerProcess:
         return proc_usage(self.proc.pid)
 
     def exit_code(self) -> int | None:
-        return self.proc.poll()
+        return self.proc.returncode
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -69,15 +69,14 @@ class ServerProcess:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    async def wait_ready(self, timeout: float) -> None:
-        """Return once the port accepts a TCP connection.
+    async def wait_ready(self) -> None:
+        """Return once the port accepts a TCP connection; bound it with asyncio.timeout().
 
         Raises:
-            RuntimeError: the process exited, or the port did not open in time.
+            RuntimeError: the process exited first.
         """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        while True:
+            if self.proc.returncode is not None:
                 raise RuntimeError(f"server exited with code {self.proc.returncode}")
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -88,38 +87,55 @@ class ServerProcess:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
             return
-        raise RuntimeError(f"server did not listen on port {self.port} within {timeout:.0f} s")
 
-    async def stop(self, timeout: float) -> int | None:
-        """SIGTERM the process group, then SIGKILL it after timeout seconds; return the code."""
+    async def stop(self, grace: float) -> int | None:
+        """SIGTERM the process group, SIGKILL it if still there after grace seconds."""
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            if self.proc.poll() is not None:
+            if self.proc.returncode is not None:
                 break
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
-            deadline = time.monotonic() + timeout
-            while self.proc.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-        return self.proc.poll()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self.proc.wait()
+        return self.proc.returncode
+
+
+def _log_file(tmpdir: Path) -> BinaryIO:
+    return open(tmpdir / "server.log", "wb")
 
 
 @contextlib.asynccontextmanager
 async def running_server(spec: ServerSpec) -> AsyncIterator[ServerProcess]:
-    """Start a fresh server (own temporary directory) and stop it on exit, even on errors."""
+    """Start a fresh server (own temporary directory) and stop it on exit, even on errors.
+
+    Raises:
+        RuntimeError: the server exited or did not listen within spec.start_timeout.
+    """
     tmpdir = Path(tempfile.mkdtemp(prefix="collab-bench-"))
     port = spec.port or free_port()
     argv = shlex.split(spec.cmd.format(port=port, tmpdir=tmpdir))
-    with open(tmpdir / "server.log", "wb") as log:
+    with _log_file(tmpdir) as log:
         # own session = own process group, so stop() reaches wrappers' children too
-        proc = subprocess.Popen(
-            argv, cwd=spec.cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=spec.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     server = ServerProcess(proc, port, tmpdir)
     try:
         # set even without --pin-server: a pinned client must not hand its CPU down
         os.sched_setaffinity(proc.pid, spec.cpus or set(range(os.cpu_count() or 1)))
-        await server.wait_ready(spec.start_timeout)
+        try:
+            async with asyncio.timeout(spec.start_timeout):
+                await server.wait_ready()
+        except TimeoutError:
+            raise RuntimeError(
+                f"server did not listen on port {port} within {spec.start_timeout:g} s"
+            ) from None
         yield server
     except BaseException:
         tail = server.log_tail()

@@ -6,54 +6,64 @@ from typing import Any
 
 __all__ = ["render"]
 
+# header, width, key of the row ("a.b" reaches into a nested summary)
 _FANOUT_COLS = (
-    ("config", 14), ("edits/s", 8), ("deliv/s", 8), ("lost", 6), ("echo", 6), ("p50", 7),
-    ("p95", 7), ("p99", 7), ("max", 8), ("srvCPU%", 7), ("us/dlv", 7), ("RSS MB", 7),
-    ("cliCPU%", 7), ("lag99", 6),
-)
+    ("config", 16, "config"), ("edits/s", 8, "edits_per_s"), ("deliv/s", 8, "deliveries_per_s"),
+    ("lost", 6, "lost"), ("echo", 6, "echoes"), ("p50", 6, "latency_ms.p50"),
+    ("p95", 6, "latency_ms.p95"), ("p99", 6, "latency_ms.p99"), ("max", 7, "latency_ms.max"),
+    ("srvCPU%", 7, "server_cpu_pct"), ("us/dlv", 6, "server_us_per_delivery"),
+    ("RSS MB", 6, "server_rss_mb"), ("cliCPU%", 7, "client_cpu_pct"),
+    ("lag99", 5, "client_lag_p99_ms"),
+)  # fmt: skip
+# counters that are zero in a clean run; printed under the table when they are not
+_ANOMALIES = (
+    "connect_failures", "cross_room", "duplicates", "reencoded", "unrecognized",
+    "skipped_edits", "send_failures",
+)  # fmt: skip
+_LAG_FLAG_MS = 20.0
 
 
 def _n(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"
+        return f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}" if abs(v) < 1000 else f"{v:,.0f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def _row(cells: list[str]) -> str:
-    return "  ".join(c.rjust(w) for c, (_, w) in zip(cells, _FANOUT_COLS, strict=True))
+def _get(row: dict[str, Any], key: str) -> Any:
+    value: Any = row
+    for part in key.split("."):
+        value = value[part]
+    return value
 
 
 def _fanout(rows: list[dict[str, Any]], cpu_flag: float) -> list[str]:
-    out = ["fanout (latency ms: send -> receipt at each other client; us/dlv = server CPU "
-           "microseconds per delivered update)",
-           _row([name for name, _ in _FANOUT_COLS])]
-    notes = []
+    out = [
+        "fanout (latency ms: send -> receipt at each other client; us/dlv = server CPU "
+        "microseconds per delivered update)",
+        "  ".join(name.rjust(w) for name, w, _ in _FANOUT_COLS),
+    ]
+    notes, flagged = [], False
     for r in rows:
         if "error" in r:
-            out.append(f"{r['config']:>14}  ERROR {r['error']}")
+            out.append(f"{r['config']:>16}  ERROR {r['error']}")
             continue
-        lat = r["latency_ms"]
-        flag = (r["client_cpu_pct"] > cpu_flag
-                or (r["client_lag_p99_ms"] or 0) > 20)
-        out.append(_row([
-            r["config"] + (" (!)" if flag else ""), _n(r["edits_per_s"]),
-            _n(r["deliveries_per_s"]), _n(r["lost"]), _n(r["echoes"]), _n(lat["p50"]),
-            _n(lat["p95"]), _n(lat["p99"]), _n(lat["max"]), _n(r["server_cpu_pct"]),
-            _n(r["server_us_per_delivery"]), _n(r["server_rss_mb"]), _n(r["client_cpu_pct"]),
-            _n(r["client_lag_p99_ms"]),
-        ]))
-        odd = {k: r[k] for k in ("connect_failures", "cross_room", "duplicates", "reencoded",
-                                 "unrecognized", "skipped_edits", "send_failures")
-               if r[k]}
+        flag = r["client_cpu_pct"] > cpu_flag or (r["client_lag_p99_ms"] or 0) > _LAG_FLAG_MS
+        flagged |= flag
+        cells = [_n(_get(r, key)).rjust(w) for _, w, key in _FANOUT_COLS]
+        cells[0] = (("(!) " if flag else "") + r["config"]).rjust(_FANOUT_COLS[0][1])
+        out.append("  ".join(cells))
+        odd = {k: r[k] for k in _ANOMALIES if r[k]}
         if r["server_exit"] is not None:
             odd["server_exit"] = r["server_exit"]
         if odd:
             notes.append(f"  {r['config']}: " + ", ".join(f"{k}={v}" for k, v in odd.items()))
-    if any(" (!)" in line for line in out[2:]):
-        notes.append(f"  (!) client CPU > {cpu_flag:g}% or its loop lag p99 > 20 ms: latency "
-                     "includes client queueing; the client, not the server, may be the limit")
+    if flagged:
+        notes.append(
+            f"  (!) client CPU > {cpu_flag:g}% or its loop lag p99 > {_LAG_FLAG_MS:g} ms: "
+            "latency includes client queueing; the client may be the bottleneck"
+        )
     return out + notes
 
 
@@ -70,8 +80,11 @@ def _late_join(r: dict[str, Any]) -> list[str]:
         f"burst x{burst['n']}: p50 {_n(burst['p50'])}  max {_n(burst['max'])}  "
         f"(client CPU {r['client_cpu_pct_burst']}%)",
         f"  verified {r['verified']}/{r['joins']} joins"
-        + (f", {r['burst_failures']} burst failures {r['burst_errors']}"
-           if r["burst_failures"] else ""),
+        + (
+            f", {r['burst_failures']} burst failures {r['burst_errors']}"
+            if r["burst_failures"]
+            else ""
+        ),
     ]
 
 

@@ -1,0 +1,80 @@
+"""Run ``collab serve`` as a real subprocess, for tests of signals and crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from tests.conftest import TIMEOUT_FACTOR, eventually
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    """A ``collab serve`` child process."""
+
+    process: asyncio.subprocess.Process
+    port: int
+    log: Path
+
+    def url(self, room: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/{room}"
+
+    @property
+    def base(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def signal(self, signum: signal.Signals) -> None:
+        self.process.send_signal(signum)
+
+    async def wait(self, timeout: float = 10.0) -> int:
+        return await asyncio.wait_for(self.process.wait(), timeout * TIMEOUT_FACTOR)
+
+
+async def start(db: Path, log: Path, *args: str, port: int | None = None) -> ServerProcess:
+    """Start ``python -m collab serve`` and wait until it answers /healthz."""
+    port = port or free_port()
+    out = await asyncio.to_thread(open, log, "ab")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "collab",
+        "serve",
+        "--port",
+        str(port),
+        "--db",
+        str(db),
+        *args,
+        stdout=out,
+        stderr=out,
+        env=env,
+    )
+    out.close()
+    server = ServerProcess(process, port, log)
+
+    async def healthy() -> bool:
+        if process.returncode is not None:
+            raise AssertionError(f"server exited with {process.returncode}: see {log}")
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    return response.status == 200
+        except aiohttp.ClientConnectionError:
+            return False
+
+    await eventually(healthy, timeout=20, what="server start")
+    return server
