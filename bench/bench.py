@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import resource
+import signal
 import sys
 import tempfile
 import time
@@ -193,11 +194,17 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     async def bounded() -> None:
+        # SIGTERM cancels the run like --max-seconds does, so the server still gets stopped
+        main_task = asyncio.current_task()
+        if main_task is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
         try:
             async with asyncio.timeout(args.max_seconds):
                 await run(args, summary)
         except TimeoutError:
             summary["aborted"] = f"--max-seconds {args.max_seconds:g} reached"
+        except asyncio.CancelledError:
+            summary["aborted"] = "stopped by a signal"
 
     t0 = time.monotonic()
     try:

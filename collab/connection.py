@@ -1,8 +1,14 @@
 """One client socket's outbound side: a bounded queue and one writer task.
 
-Fan-out calls ``Connection.send``, which never awaits and never blocks: it queues the
-bytes and wakes the writer. A client that cannot keep up fills its queue and is closed
-with 1013 instead of slowing down the room (websockets' "per-client queues" pattern).
+Fan-out calls ``Connection.send``, which never awaits and never blocks. When nothing is
+queued and the socket's kernel-side buffer has room, the frame is written to the
+transport right there (one ``write`` call, no task switch: this is most deliveries, and
+it is what keeps the relay's CPU per delivery at the level of a bare relay). Otherwise
+the bytes join the queue and the writer task sends them, awaiting the socket's flow
+control. A client that cannot keep up fills its queue and is closed with 1013 instead of
+slowing down the room (websockets' "per-client queues" pattern). Order is kept because a
+direct write only happens when the queue is empty and the writer is idle.
+
 The socket is anything with aiohttp's ``send_bytes`` / ``close`` coroutines; this module
 does not import aiohttp.
 """
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections import deque
 from typing import Protocol
 
@@ -20,6 +27,23 @@ __all__ = ["Connection", "Socket"]
 
 log = logging.getLogger(__name__)
 
+# Direct writes stop when this much is already waiting in the transport's buffer; past it
+# the writer task takes over and awaits the socket's drain.
+_HIGH_WATER = 64 * 1024
+# Larger messages always take the writer's path (aiohttp's frame writer, with flow control).
+_DIRECT_MAX = 16 * 1024
+_PACK_LEN2 = struct.Struct("!BBH").pack
+
+
+def _binary_frame(data: bytes) -> bytes:
+    # An unmasked, unfragmented server-to-client binary frame (RFC 6455 section 5.2): the
+    # same bytes aiohttp's writer produces with compression off, which is how collab
+    # configures its sockets.
+    length = len(data)
+    if length < 126:
+        return bytes((0x82, length)) + data
+    return _PACK_LEN2(0x82, 126, length) + data
+
 
 class Socket(Protocol):
     """The part of ``aiohttp.web.WebSocketResponse`` a Connection uses."""
@@ -27,6 +51,16 @@ class Socket(Protocol):
     async def send_bytes(self, data: bytes) -> None: ...
 
     async def close(self, *, code: int = 1000, message: bytes = b"") -> bool: ...
+
+
+class Transport(Protocol):
+    """The part of ``asyncio.WriteTransport`` used for direct writes."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def get_write_buffer_size(self) -> int: ...
+
+    def is_closing(self) -> bool: ...
 
 
 class Connection:
@@ -42,10 +76,12 @@ class Connection:
     """
 
     __slots__ = (
+        "_busy",
         "_closing",
         "_queue",
         "_queued_bytes",
         "_socket",
+        "_transport",
         "_waiter",
         "_writer",
         "author",
@@ -56,9 +92,17 @@ class Connection:
     )
 
     def __init__(
-        self, socket: Socket, id: str, *, author: str | None = None, max_bytes: int
+        self,
+        socket: Socket,
+        id: str,
+        *,
+        author: str | None = None,
+        max_bytes: int,
+        transport: Transport | None = None,
     ) -> None:
         self._socket = socket
+        self._transport = transport
+        self._busy = False  # the writer task is sending
         self.id = id
         self.author = author
         self.read_only = False
@@ -80,6 +124,17 @@ class Connection:
     def send(self, data: bytes) -> None:
         """Queue ``data`` for this client; close it with 1013 if it is too far behind."""
         if self._closing:
+            return
+        transport = self._transport
+        if (
+            transport is not None
+            and not self._queue
+            and not self._busy
+            and len(data) <= _DIRECT_MAX
+            and transport.get_write_buffer_size() < _HIGH_WATER
+            and not transport.is_closing()
+        ):
+            transport.write(_binary_frame(data))
             return
         if self._queue and self._queued_bytes + len(data) > self.max_bytes:
             self.close(SlowConsumer("client too slow").close_code, "client too slow")
@@ -122,10 +177,12 @@ class Connection:
         loop = asyncio.get_running_loop()
         try:
             while True:
+                self._busy = True
                 while queue:
                     data = queue.popleft()
                     self._queued_bytes -= len(data)
                     await self._socket.send_bytes(data)
+                self._busy = False
                 if self._closing:
                     return
                 self._waiter = loop.create_future()

@@ -89,6 +89,7 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
         uuid.uuid4().hex[:16],
         author=request.query.get("user") or None,
         max_bytes=config.outbox_max_bytes,
+        transport=request.transport,
     )
     connections = app[_CONNECTIONS]
     connections.add(conn)

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -30,8 +29,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, insert, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from collab.models import CheckpointRow, Document, UpdateRow
 
@@ -111,6 +109,7 @@ class Store:
         self._engine: AsyncEngine | None = None
         self._updates: list[dict[str, Any]] = []
         self._checkpoints: list[dict[str, Any]] = []
+        self._creates: dict[str, asyncio.Future[int]] = {}  # documents to create, by name
         self._queued = 0  # rows ever queued
         self._committed = 0  # rows ever committed
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -131,7 +130,11 @@ class Store:
         """Connect, bring the schema to the newest revision, and start the writer."""
         # Both steps touch the file system (path resolution, migration scripts): start-up
         # work, but still kept off the event loop.
-        self._engine = await asyncio.to_thread(create_async_engine, self.url)
+        # A fixed pool: overflow connections are opened and closed per use, and opening an
+        # SQLite connection (pragmas, functions) is what a burst of joins would pay for.
+        self._engine = await asyncio.to_thread(
+            create_async_engine, self.url, pool_size=10, max_overflow=0
+        )
         if self._engine.dialect.name == "sqlite":
             event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
         if upgrade:
@@ -174,46 +177,43 @@ class Store:
             doc_id = (
                 await conn.execute(select(Document.id).where(Document.name == name))
             ).scalar()
-            if doc_id is None:
-                doc_id = await self._create(name)
-                return Loaded(doc_id, None, 0, [], 0)
-            row = (
-                await conn.execute(
-                    select(CheckpointRow.upto_seq, CheckpointRow.state)
-                    .where(CheckpointRow.doc_id == doc_id)
-                    .order_by(CheckpointRow.upto_seq.desc())
-                    .limit(1)
-                )
-            ).first()
-            checkpoint_seq, checkpoint = (row[0], row[1]) if row else (0, None)
-            rows = (
-                await conn.execute(
-                    select(UpdateRow.seq, UpdateRow.data)
-                    .where(UpdateRow.doc_id == doc_id, UpdateRow.seq > checkpoint_seq)
-                    .order_by(UpdateRow.seq)
-                )
-            ).all()
+            if doc_id is not None:
+                return await self._load_rows(conn, doc_id)
+        # Outside the read connection: holding one pooled connection while asking for
+        # another is how a burst of new rooms would exhaust the pool.
+        return Loaded(await self._create(name), None, 0, [], 0)
+
+    async def _load_rows(self, conn: AsyncConnection, doc_id: int) -> Loaded:
+        row = (
+            await conn.execute(
+                select(CheckpointRow.upto_seq, CheckpointRow.state)
+                .where(CheckpointRow.doc_id == doc_id)
+                .order_by(CheckpointRow.upto_seq.desc())
+                .limit(1)
+            )
+        ).first()
+        checkpoint_seq, checkpoint = (row[0], row[1]) if row else (0, None)
+        rows = (
+            await conn.execute(
+                select(UpdateRow.seq, UpdateRow.data)
+                .where(UpdateRow.doc_id == doc_id, UpdateRow.seq > checkpoint_seq)
+                .order_by(UpdateRow.seq)
+            )
+        ).all()
         last_seq = rows[-1][0] if rows else checkpoint_seq
         return Loaded(doc_id, checkpoint, checkpoint_seq, [r[1] for r in rows], last_seq)
 
     async def _create(self, name: str) -> int:
-        # Creating a document is the one write that does not wait for the group window:
-        # someone is waiting to join. Two racing creators (two nodes, later) settle on the
-        # unique name.
-        try:
-            async with self.engine.begin() as conn:
-                result = await conn.execute(
-                    insert(Document).values(name=name, created_ms=now_ms())
-                )
-                pk = result.inserted_primary_key
-                assert pk is not None
-                return int(pk[0])
-        except IntegrityError:
-            async with self.engine.connect() as conn:
-                found = (
-                    await conn.execute(select(Document.id).where(Document.name == name))
-                ).scalar_one()
-                return int(found)
+        # Creation goes through the writer like every other write, but does not wait for
+        # the group window: someone is waiting to join. A burst of new rooms still shares
+        # one transaction per batch.
+        future = self._creates.get(name)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._creates[name] = future
+            self._wakeup.set()
+            self._urgent.set()
+        return await asyncio.shield(future)
 
     def append(
         self,
@@ -272,7 +272,7 @@ class Store:
         loop = asyncio.get_running_loop()
         backoff = 0.0
         while True:
-            if not (self._updates or self._checkpoints):
+            if not (self._updates or self._checkpoints or self._creates):
                 if self._closing:
                     return
                 self._wakeup.clear()
@@ -285,14 +285,15 @@ class Store:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._urgent.wait(), delay)
             self._urgent.clear()
-            updates, checkpoints = self._updates, self._checkpoints
-            self._updates, self._checkpoints = [], []
+            updates, checkpoints, creates = self._updates, self._checkpoints, self._creates
+            self._updates, self._checkpoints, self._creates = [], [], {}
             try:
-                await self._commit(updates, checkpoints)
+                created = await self._commit(updates, checkpoints, list(creates))
             except Exception:  # any failure: keep the rows, retry; never drop them
                 self.write_errors += 1
                 self._updates[:0] = updates
                 self._checkpoints[:0] = checkpoints
+                self._creates = {**creates, **self._creates}
                 backoff = min(_MAX_BACKOFF, max(0.05, backoff * 2))
                 log.exception(
                     "store commit failed; %d rows kept in memory, retrying in %.2fs",
@@ -302,20 +303,39 @@ class Store:
                 await asyncio.sleep(backoff)
                 continue
             backoff = 0.0
+            for name, future in creates.items():
+                if not future.done():
+                    future.set_result(created[name])
             self._committed += len(updates) + len(checkpoints)
             self.backlog_bytes -= sum(len(r["data"]) for r in updates)
             self.backlog_bytes -= sum(len(r["state"]) for r in checkpoints)
             self._release_waiters()
 
     async def _commit(
-        self, updates: Iterable[dict[str, Any]], checkpoints: Iterable[dict[str, Any]]
-    ) -> None:
-        updates, checkpoints = list(updates), list(checkpoints)
+        self,
+        updates: list[dict[str, Any]],
+        checkpoints: list[dict[str, Any]],
+        creates: list[str],
+    ) -> dict[str, int]:
+        created: dict[str, int] = {}
         async with self.engine.begin() as conn:
+            if creates:
+                # Names another node (or an earlier batch) created already are reused.
+                find = select(Document.name, Document.id).where(Document.name.in_(creates))
+                existing = {row[0]: row[1] for row in await conn.execute(find)}
+                missing = [n for n in creates if n not in existing]
+                if missing:
+                    at = now_ms()
+                    await conn.execute(
+                        insert(Document), [{"name": n, "created_ms": at} for n in missing]
+                    )
+                    existing.update((row[0], row[1]) for row in await conn.execute(find))
+                created = existing
             if updates:
                 await conn.execute(insert(UpdateRow), updates)
             if checkpoints:
                 await conn.execute(insert(CheckpointRow), checkpoints)
+        return created
 
     def _release_waiters(self) -> None:
         still = []

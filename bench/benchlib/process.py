@@ -137,7 +137,7 @@ async def running_server(spec: ServerSpec) -> AsyncIterator[ServerProcess]:
                 f"server did not listen on port {port} within {spec.start_timeout:g} s"
             ) from None
         yield server
-    except BaseException:
+    except Exception:  # not on cancellation (--max-seconds): that is no server problem
         tail = server.log_tail()
         if tail:
             print(f"--- server log (tail) ---\n{tail}\n---", flush=True)
