@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -81,15 +82,18 @@ def _current_revision(connection: Connection) -> tuple[str | None, str | None]:
     return current, head
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL: readers never block the writer. synchronous=NORMAL: a commit survives a process
-    # crash (kill -9); only an OS crash or power cut can lose the last commits.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # WAL: readers never block the writer. synchronous=NORMAL: a commit survives a
+        # process crash (kill -9); only an OS crash or power cut can lose the last commits.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
 
 
 class Store:
@@ -101,9 +105,15 @@ class Store:
     """
 
     def __init__(
-        self, url: str, *, commit_interval: float = 0.05, close_timeout: float = 10.0
+        self,
+        url: str,
+        *,
+        commit_interval: float = 0.05,
+        close_timeout: float = 10.0,
+        busy_timeout_ms: int = 5000,
     ) -> None:
         self.url = url
+        self.busy_timeout_ms = busy_timeout_ms
         self.commit_interval = commit_interval
         self.close_timeout = close_timeout
         self._engine: AsyncEngine | None = None
@@ -119,7 +129,8 @@ class Store:
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self.backlog_bytes = 0
-        self.write_errors = 0
+        self.write_errors = 0  # failed commits since start
+        self.commits = 0  # successful commits since start
 
     @property
     def engine(self) -> AsyncEngine:
@@ -136,7 +147,9 @@ class Store:
             create_async_engine, self.url, pool_size=10, max_overflow=0
         )
         if self._engine.dialect.name == "sqlite":
-            event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(
+                self._engine.sync_engine, "connect", _sqlite_pragmas(self.busy_timeout_ms)
+            )
         if upgrade:
             await asyncio.to_thread(upgrade_schema, self.url)
         self._writer = asyncio.create_task(self._write_loop(), name="collab-store-writer")
@@ -303,6 +316,7 @@ class Store:
                 await asyncio.sleep(backoff)
                 continue
             backoff = 0.0
+            self.commits += 1
             for name, future in creates.items():
                 if not future.done():
                     future.set_result(created[name])

@@ -68,7 +68,9 @@ async def run_connections(
             return peer
 
         t0 = time.perf_counter()
-        peers, errors = await connect_many(make, cfg.count, cfg.concurrency, cfg.timeout)
+        peers, errors = await connect_many(
+            make, cfg.count, cfg.concurrency, cfg.timeout, max(10, cfg.count // 20)
+        )
         connect_s = time.perf_counter() - t0
         await asyncio.sleep(cfg.settle)
         open_now = sum(not p.ws.closed for p in peers)

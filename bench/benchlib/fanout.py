@@ -176,11 +176,15 @@ async def run_fanout(
             return peer
 
         t0 = time.perf_counter()
+        total = cfg.rooms * cfg.clients
+        limit = max(10, total // 20)
         peers, errors = await connect_many(
-            make, cfg.rooms * cfg.clients, timing.concurrency, timing.connect_timeout
+            make, total, timing.concurrency, timing.connect_timeout, limit
         )
         connect_s = time.perf_counter() - t0
         try:
+            if len(errors) > limit:
+                raise RuntimeError(f"{len(errors)} of {total} connections failed: {errors[0]}")
             return await _type(cfg, timing, server, peers, tally) | {
                 "connected": len(peers),
                 "connect_failures": len(errors),

@@ -122,29 +122,37 @@ async def open_peer(session: aiohttp.ClientSession, url: str, room: str) -> Peer
 
 
 async def connect_many(
-    make: Callable[[int], Awaitable[T]], count: int, concurrency: int, each_s: float
+    make: Callable[[int], Awaitable[T]],
+    count: int,
+    concurrency: int,
+    each_s: float,
+    max_failures: int | None = None,
 ) -> tuple[list[T], list[str]]:
     """Run make(i) for i in range(count), at most concurrency at a time, each within each_s.
+
+    Once more than max_failures attempts failed, the remaining ones are skipped (and
+    counted as failures): a server that stopped answering must not cost count x each_s.
 
     Returns the successes (in index order) and one error string per failure.
     """
     gate = asyncio.Semaphore(concurrency)
-
-    async def one(i: int) -> T:
-        async with gate, asyncio.timeout(each_s):
-            return await make(i)
-
-    results = await asyncio.gather(*(one(i) for i in range(count)), return_exceptions=True)
-    ok: list[T] = []
+    limit = count if max_failures is None else max_failures
     errors: list[str] = []
-    for r in results:
-        if isinstance(r, asyncio.CancelledError):
-            raise r
-        if isinstance(r, BaseException):
-            errors.append(f"{type(r).__name__}: {r}"[:200])
-        else:
-            ok.append(r)
-    return ok, errors
+
+    async def one(i: int) -> T | None:
+        async with gate:
+            if len(errors) > limit:
+                errors.append("skipped: too many failures before")
+                return None
+            try:
+                async with asyncio.timeout(each_s):
+                    return await make(i)
+            except SCENARIO_ERRORS as e:
+                errors.append(f"{type(e).__name__}: {e}"[:200] if str(e) else type(e).__name__)
+                return None
+
+    results = await asyncio.gather(*(one(i) for i in range(count)))
+    return [r for r in results if r is not None], errors
 
 
 async def close_all(peers: Sequence[Peer], concurrency: int = 200) -> None:

@@ -1,0 +1,78 @@
+"""The wire format: every encoder round-trips through decode, and every bound is checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from collab.errors import ProtocolError
+from collab.protocol import (
+    AwarenessEntry,
+    AwarenessUpdate,
+    QueryAwareness,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    Unknown,
+    decode,
+    encode_awareness,
+    encode_sync_step1,
+    encode_sync_step2,
+    encode_update,
+    read_var_uint,
+    write_var_uint,
+)
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 2**32, 2**53 - 1])
+def test_varint_round_trip(value: int) -> None:
+    """Every value up to 2**53 - 1 survives encode then decode."""
+    data = write_var_uint(value)
+    assert read_var_uint(data, 0) == (value, len(data))
+
+
+def test_varint_beyond_javascript_range_is_rejected() -> None:
+    """A varint above 2**53 - 1 cannot round-trip through lib0 and is refused."""
+    with pytest.raises(ProtocolError, match="out of range"):
+        read_var_uint(write_var_uint(2**53), 0)
+
+
+def test_sync_messages_round_trip() -> None:
+    """SyncStep1, SyncStep2 and Update decode to what was encoded."""
+    assert decode(encode_sync_step1(b"\x01\x02")) == SyncStep1(b"\x01\x02")
+    assert decode(encode_sync_step2(b"\x00\x00")) == SyncStep2(b"\x00\x00")
+    assert decode(encode_update(b"x" * 300)) == SyncUpdate(b"x" * 300)
+
+
+def test_awareness_round_trip() -> None:
+    """Awareness entries, including a removal (null state), round-trip."""
+    entries = (
+        AwarenessEntry(1, 5, {"user": {"name": "ann", "color": "#f00"}}),
+        AwarenessEntry(2**40, 0, None),
+    )
+    message = decode(encode_awareness(entries))
+    assert isinstance(message, AwarenessUpdate)
+    assert message.entries == entries
+
+
+def test_query_awareness_and_unknown_types() -> None:
+    """Query-awareness is recognised; other types decode as Unknown."""
+    assert decode(b"\x03") == QueryAwareness()
+    assert decode(b"\x02\x00") == Unknown(2)
+    assert decode(b"\x63") == Unknown(99)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x00", b"\x00\x01", b"\x00\x02\x09abc", b"\x00\x02\x01ab", b"\x01", b"\x01\x05\x01"],
+)
+def test_truncated_or_padded_messages_raise(data: bytes) -> None:
+    """Truncated messages and trailing bytes raise ProtocolError, never IndexError."""
+    with pytest.raises(ProtocolError):
+        decode(data)
+
+
+def test_protocol_error_carries_close_code_1007() -> None:
+    """A ProtocolError closes the connection with 1007 (invalid payload)."""
+    with pytest.raises(ProtocolError) as info:
+        decode(b"\x80")
+    assert info.value.close_code == 1007

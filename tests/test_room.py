@@ -1,0 +1,201 @@
+"""The room's decisions, without a socket: synchronous tests of join, receive and leave.
+
+``Pair`` links a ``pycrdt.Doc`` to a room through the wire format, as h11's
+``ConnectionPair`` links two protocol objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pycrdt import Doc, Text
+
+from collab.errors import BadRoomName, ProtocolError
+from collab.protocol import (
+    AwarenessEntry,
+    SyncStep2,
+    decode,
+    encode_awareness,
+    encode_sync_step1,
+    encode_sync_step2,
+    encode_update,
+)
+from collab.room import Append, Broadcast, Checkpoint, Outgoing, Reply, Room, validate_room_name
+
+ROOT = "content"
+
+
+def new_room(**policy: int) -> Room[str]:
+    return Room("r", 1, Doc(), **policy)
+
+
+@dataclass
+class Pair:
+    """A client document joined to a room under the member name ``member``."""
+
+    room: Room[str]
+    member: str
+    doc: Doc[Any] = field(default_factory=Doc)
+    outbox: list[bytes] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.text = self.doc.get(ROOT, type=Text)
+        self.doc.observe(lambda event: self.outbox.append(event.update))
+        self.effects = self.room.join(self.member)
+
+    def push(self) -> list[Outgoing[str]]:
+        """Send every local change to the room as Update messages."""
+        effects: list[Outgoing[str]] = []
+        for update in self.outbox:
+            raw = encode_update(update)
+            effects += self.room.receive(self.member, decode(raw), raw)
+        self.outbox.clear()
+        return effects
+
+    def sync(self) -> None:
+        """Ask the room for what we lack (SyncStep1) and apply the answer."""
+        raw = encode_sync_step1(self.doc.get_state())
+        (reply,) = self.room.receive(self.member, decode(raw), raw)
+        assert isinstance(reply, Reply)
+        answer = decode(reply.data)
+        assert isinstance(answer, SyncStep2)
+        self.doc.apply_update(answer.update)
+        self.outbox.clear()
+
+
+def test_join_sends_step1_then_known_awareness() -> None:
+    """A joiner gets the room's SyncStep1, plus awareness states when there are any."""
+    room = new_room()
+    first = room.join("a")
+    assert [type(e) for e in first] == [Reply]
+    assert decode(first[0].data).__class__.__name__ == "SyncStep1"  # type: ignore[union-attr]
+    raw = encode_awareness([AwarenessEntry(1, 1, {"x": 1})])
+    room.receive("a", decode(raw), raw)
+    second = room.join("b")
+    assert len(second) == 2 and second[1] == Reply(raw)
+
+
+def test_update_is_broadcast_to_others_and_appended() -> None:
+    """An update is relayed byte for byte to everyone but its sender and numbered for the log."""
+    room = new_room()
+    alice = Pair(room, "alice")
+    alice.text += "hi"
+    raw = encode_update(alice.outbox[0])
+    effects = alice.push()
+    assert effects == [Broadcast(raw, "alice"), Append(1, decode(raw).update, "alice")]  # type: ignore[union-attr]
+    assert str(room.doc.get(ROOT, type=Text)) == "hi"
+
+
+def test_step1_gets_exactly_what_is_missing_and_is_cached() -> None:
+    """A SyncStep1 is answered with the missing part; identical asks share one encoding."""
+    room = new_room()
+    alice, bob = Pair(room, "alice"), Pair(room, "bob")
+    alice.text += "hello"
+    alice.push()
+    bob.sync()
+    assert str(bob.text) == "hello"
+    raw = encode_sync_step1(b"\x00")
+    (first,) = room.receive("x", decode(raw), raw)
+    (second,) = room.receive("y", decode(raw), raw)
+    assert isinstance(first, Reply) and isinstance(second, Reply)
+    assert first.data is second.data  # the same bytes object: encoded once
+
+
+def test_step2_keeps_only_what_is_new() -> None:
+    """A reconnecting client's SyncStep2 stores only structs the room lacked."""
+    room = new_room()
+    alice = Pair(room, "alice")
+    alice.text += "abc"
+    alice.push()
+    full = alice.doc.get_update()
+    raw = encode_sync_step2(full)
+    assert room.receive("alice", decode(raw), raw) == []  # nothing new: nothing stored
+    alice.text += "d"
+    raw = encode_sync_step2(alice.doc.get_update())
+    effects = room.receive("alice", decode(raw), raw)
+    appended = [e for e in effects if isinstance(e, Append)]
+    assert len(appended) == 1 and len(appended[0].update) < len(alice.doc.get_update())
+    assert str(room.doc.get(ROOT, type=Text)) == "abcd"
+
+
+def test_invalid_update_raises_and_changes_nothing() -> None:
+    """An update the document rejects raises ProtocolError; seq and state are unchanged."""
+    room = new_room()
+    raw = encode_update(b"\xff\xff\xff")
+    with pytest.raises(ProtocolError):
+        room.receive("m", decode(raw), raw)
+    assert room.seq == 0
+
+
+def test_empty_update_is_ignored() -> None:
+    """An empty update is neither relayed nor stored."""
+    room = new_room()
+    raw = encode_update(b"\x00\x00")
+    assert room.receive("m", decode(raw), raw) == []
+
+
+def test_leave_removes_the_members_awareness() -> None:
+    """Leaving broadcasts a null state for each awareness client the member announced."""
+    room = new_room()
+    room.join("a")
+    room.join("b")
+    raw = encode_awareness([AwarenessEntry(10, 4, {"n": 1}), AwarenessEntry(11, 1, {"n": 2})])
+    assert room.receive("a", decode(raw), raw) == [Broadcast(raw, None)]  # echoed to a too
+    (removal,) = room.leave("a")
+    assert isinstance(removal, Broadcast)
+    assert decode(removal.data) == decode(
+        encode_awareness([AwarenessEntry(10, 4, None), AwarenessEntry(11, 1, None)])
+    )
+    assert room.awareness == {}
+
+
+def test_stale_awareness_clock_is_not_stored() -> None:
+    """An awareness entry with an older clock does not overwrite a newer one."""
+    room = new_room()
+    room.join("a")
+    new = encode_awareness([AwarenessEntry(1, 5, {"v": "new"})])
+    old = encode_awareness([AwarenessEntry(1, 3, {"v": "old"})])
+    room.receive("a", decode(new), new)
+    room.receive("a", decode(old), old)
+    assert room.awareness[1].state == {"v": "new"}
+
+
+def test_checkpoint_every_n_updates_and_on_unload() -> None:
+    """A checkpoint is due every N updates, and on unload when updates came since."""
+    room = new_room(checkpoint_updates=3)
+    alice = Pair(room, "alice")
+    checkpoints = []
+    for ch in "abcdefg":
+        alice.text += ch
+        checkpoints += [e for e in alice.push() if isinstance(e, Checkpoint)]
+    assert [c.upto_seq for c in checkpoints] == [3, 6]
+    (final,) = room.unload()
+    assert isinstance(final, Checkpoint) and final.upto_seq == 7
+    restored: Doc[Any] = Doc()
+    restored.apply_update(final.state)
+    assert str(restored.get(ROOT, type=Text)) == "abcdefg"
+    assert room.unload() == []
+
+
+def test_checkpoint_by_bytes() -> None:
+    """A large update triggers a checkpoint even before N updates."""
+    room = new_room(checkpoint_updates=1000, checkpoint_bytes=1000)
+    alice = Pair(room, "alice")
+    alice.text += "x" * 2000
+    assert any(isinstance(e, Checkpoint) for e in alice.push())
+
+
+@pytest.mark.parametrize("name", ["", "a" * 513, "bad\x00", "bad\nname"])
+def test_invalid_room_names(name: str) -> None:
+    """Empty, too long or control-character names are refused with BadRoomName (4400)."""
+    with pytest.raises(BadRoomName) as info:
+        validate_room_name(name, 512)
+    assert info.value.close_code == 4400
+
+
+def test_valid_room_names() -> None:
+    """Slashes, spaces and non-ASCII letters are fine."""
+    for name in ["a", "team/notes/été", "with space", "日本語"]:
+        assert validate_room_name(name, 512) == name

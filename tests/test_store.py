@@ -1,0 +1,98 @@
+"""The store on a real SQLite file, schema built by the Alembic migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from collab.config import database_url
+from collab.store import Store
+from tests.conftest import eventually
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = Store(
+        database_url(str(tmp_path / "s.db")), commit_interval=0.01, busy_timeout_ms=20
+    )
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_append_flush_load(store: Store) -> None:
+    """Queued updates are committed by flush and come back from load in order."""
+    loaded = await store.load("doc")
+    assert (loaded.checkpoint, loaded.updates, loaded.last_seq) == (None, [], 0)
+    for seq in range(1, 4):
+        store.append(loaded.doc_id, seq, bytes([seq]), connection_id="c", author=None)
+    await store.flush()
+    again = await store.load("doc")
+    assert again.doc_id == loaded.doc_id
+    assert (again.updates, again.last_seq) == ([b"\x01", b"\x02", b"\x03"], 3)
+
+
+async def test_load_starts_from_newest_checkpoint(store: Store) -> None:
+    """Load returns the newest checkpoint and only the updates after it."""
+    doc_id = (await store.load("doc")).doc_id
+    for seq in range(1, 6):
+        store.append(doc_id, seq, bytes([seq]), connection_id=None, author=None)
+        if seq in (2, 4):
+            store.checkpoint(doc_id, seq, b"state-%d" % seq)
+    await store.flush()
+    loaded = await store.load("doc")
+    assert (loaded.checkpoint, loaded.checkpoint_seq) == (b"state-4", 4)
+    assert (loaded.updates, loaded.last_seq) == ([b"\x05"], 5)
+
+
+async def test_concurrent_creation_of_one_name_gives_one_document(store: Store) -> None:
+    """Many loads of a new name at once create exactly one document."""
+    results = await asyncio.gather(*(store.load("same") for _ in range(20)))
+    assert len({r.doc_id for r in results}) == 1
+
+
+async def test_burst_of_new_documents(store: Store) -> None:
+    """A burst of distinct new documents each get their own id."""
+    results = await asyncio.gather(*(store.load(f"doc-{i}") for i in range(200)))
+    assert len({r.doc_id for r in results}) == 200
+
+
+async def test_locked_database_is_retried_without_loss(store: Store, tmp_path: Path) -> None:
+    """While another process holds the write lock, commits fail, rows wait, then land."""
+    doc_id = (await store.load("doc")).doc_id
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        release.wait(30)
+        conn.execute("COMMIT")
+        conn.close()
+
+    holder = asyncio.create_task(asyncio.to_thread(hold_lock))
+    await asyncio.to_thread(locked.wait, 10)
+    store.append(doc_id, 1, b"a", connection_id=None, author=None)
+    await eventually(lambda: store.write_errors >= 2, what="failed commits")
+    assert store.backlog_bytes == 1  # kept in memory
+    release.set()
+    await holder
+    await asyncio.wait_for(store.flush(), 10)
+    assert (await store.load("doc")).updates == [b"a"]
+    assert store.backlog_bytes == 0
+
+
+async def test_group_commit_batches(store: Store) -> None:
+    """Updates queued within one window are committed together (no commit per update)."""
+    doc_id = (await store.load("doc")).doc_id
+    for seq in range(1, 501):
+        store.append(doc_id, seq, b"x", connection_id=None, author=None)
+    await store.flush()
+    assert store.commits <= 3
