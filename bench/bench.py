@@ -44,18 +44,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     a = p.add_argument
-    a(
-        "--scenarios",
-        default=",".join(SCENARIOS),
-        help="comma-separated subset of " + ", ".join(SCENARIOS),
-    )
-    a(
-        "--server-cmd",
-        default=DEFAULT_CMD,
-        help="server command; {port} and {tmpdir} are "
-        "filled in; run without a shell, in the project root",
-    )
-    a("--url-template", default="ws://127.0.0.1:{port}/ws/{room}")
+    a("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of the default")
+    a("--server-cmd", default=DEFAULT_CMD, help="{port}, {tmpdir} are filled in; no shell; "
+      "runs in the project root")  # fmt: skip
+    a("--url-template", default="ws://127.0.0.1:{port}/ws/{room}", help="room URL")
     a("--port", type=int, default=0, help="server port (0 = pick a free one)")
     a("--start-timeout", type=float, default=30.0, help="seconds for the port to open")
     a("--stop-timeout", type=float, default=5.0, help="seconds from SIGTERM to SIGKILL")
@@ -64,35 +56,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a("--no-uvloop", action="store_true", help="use asyncio's loop even if uvloop exists")
     a("--max-seconds", type=float, default=600.0, help="abort the whole run after this")
     a("--json", type=Path, metavar="FILE", help="also write the full summary as JSON")
-    a("--cpu-flag", type=float, default=80.0, help="flag rows where client CP%% exceeds this")
-    g = p.add_argument_group("fanout")
-    g.add_argument(
-        "--fanout",
-        default="100x10x2@10",
-        help="RxCxT@rate[,...]: R rooms x C clients, T typists per room typing rate edits/s each",
-    )
-    g.add_argument("--warmup", type=float, default=3.0)
-    g.add_argument("--duration", type=float, default=10.0)
-    g.add_argument("--drain", type=float, default=3.0)
-    g.add_argument("--concurrency", type=int, default=32, help="simultaneous connects")
-    g.add_argument("--connect-timeout", type=float, default=20.0)
-    g = p.add_argument_group("late_join")
-    g.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
-    g.add_argument("--join-repeat", type=int, default=1, help="document = trace x N")
-    g.add_argument("--joins", type=int, default=5, help="sequential joins")
-    g.add_argument("--burst", type=int, default=20, help="simultaneous joins")
-    g.add_argument("--join-timeout", type=float, default=60.0)
-    g.add_argument(
-        "--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "collab-bench-cache"
-    )
-    g = p.add_argument_group("connections")
-    g.add_argument("--conn", type=int, default=2000, help="idle connections (one room each)")
-    g.add_argument("--settle", type=float, default=1.0, help="seconds before RSS readings")
+    a("--cpu-flag", type=float, default=80.0, help="flag results where client CPU%% is above")
+    g = p.add_argument_group("fanout").add_argument
+    g("--fanout", default="100x10x2@10", help="RxCxT@rate[,...]: R rooms x C clients, "
+      "T typists per room, each typing rate edits/s")  # fmt: skip
+    g("--warmup", type=float, default=3.0, help="seconds of typing before measuring")
+    g("--duration", type=float, default=10.0, help="seconds of the measured window")
+    g("--drain", type=float, default=3.0, help="seconds to wait for late deliveries")
+    g("--concurrency", type=int, default=32, help="simultaneous connects")
+    g("--connect-timeout", type=float, default=20.0, help="seconds per connect+handshake")
+    g = p.add_argument_group("late_join").add_argument
+    g("--trace", type=Path, default=DEFAULT_TRACE, help="josephg/editing-traces JSON (.gz)")
+    g("--join-repeat", type=int, default=1, help="document = the trace's text N times")
+    g("--joins", type=int, default=5, help="sequential joins")
+    g("--burst", type=int, default=20, help="simultaneous joins")
+    g("--join-timeout", type=float, default=60.0, help="seconds per join and for seeding")
+    g("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "collab-bench-cache",
+      help="where the replayed trace document is cached")  # fmt: skip
+    g = p.add_argument_group("connections").add_argument
+    g("--conn", type=int, default=2000, help="idle connections (one room each)")
+    g("--settle", type=float, default=1.0, help="seconds before each RSS reading")
     args = p.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
         p.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    if min(args.join_repeat, args.conn, args.concurrency) < 1 or min(args.joins, args.burst) < 0:
+        p.error("--join-repeat, --conn, --concurrency must be >= 1; --joins, --burst >= 0")
     try:
         args.fanout_configs = parse_fanout(args.fanout)
     except ValueError as e:

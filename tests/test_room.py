@@ -27,8 +27,10 @@ from collab.room import Append, Broadcast, Checkpoint, Outgoing, Reply, Room, va
 ROOT = "content"
 
 
-def new_room(**policy: int) -> Room[str]:
-    return Room("r", 1, Doc(), **policy)
+def new_room(checkpoint_updates: int = 1000, checkpoint_bytes: int = 1 << 20) -> Room[str]:
+    return Room(
+        "r", 1, Doc(), checkpoint_updates=checkpoint_updates, checkpoint_bytes=checkpoint_bytes
+    )
 
 
 @dataclass

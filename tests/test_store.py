@@ -17,9 +17,7 @@ from tests.conftest import eventually
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(
-        database_url(str(tmp_path / "s.db")), commit_interval=0.01, busy_timeout_ms=20
-    )
+    store = Store(database_url(str(tmp_path / "s.db")), commit_interval=0.01, busy_timeout_ms=20)
     await store.open()
     try:
         yield store

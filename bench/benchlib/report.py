@@ -67,10 +67,11 @@ def _fanout(rows: list[dict[str, Any]], cpu_flag: float) -> list[str]:
     return out + notes
 
 
-def _late_join(r: dict[str, Any]) -> list[str]:
+def _late_join(r: dict[str, Any], cpu_flag: float) -> list[str]:
     if "error" in r:
         return [f"late_join: ERROR {r['error']}"]
     seq, burst = r["sequential_ms"], r["burst_ms"]
+    flag = " (!) client-bound?" if r["client_cpu_pct_burst"] > cpu_flag else ""
     return [
         f"late_join ({r['doc_chars']:,} chars, {r['doc_update_bytes'] / 1e3:,.0f} KB update, "
         f"{r['trace_edits']:,} trace edits; connect -> SyncStep2 received, ms)",
@@ -78,7 +79,7 @@ def _late_join(r: dict[str, Any]) -> list[str]:
         f"(+{r['doc_rss_mb']} MB for the doc), step2 {r['step2_bytes'] / 1e3:,.0f} KB",
         f"  sequential x{seq['n']}: p50 {_n(seq['p50'])}  max {_n(seq['max'])}   "
         f"burst x{burst['n']}: p50 {_n(burst['p50'])}  max {_n(burst['max'])}  "
-        f"(client CPU {r['client_cpu_pct_burst']}%)",
+        f"(client CPU {r['client_cpu_pct_burst']}%{flag})",
         f"  verified {r['verified']}/{r['joins']} joins"
         + (
             f", {r['burst_failures']} burst failures {r['burst_errors']}"
@@ -116,7 +117,7 @@ def render(summary: dict[str, Any], cpu_flag: float) -> str:
     if "fanout" in res:
         lines += ["", *_fanout(res["fanout"], cpu_flag)]
     if "late_join" in res:
-        lines += ["", *_late_join(res["late_join"])]
+        lines += ["", *_late_join(res["late_join"], cpu_flag)]
     if "connections" in res:
         lines += ["", *_connections(res["connections"])]
     if summary.get("aborted"):
