@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import fields
 from pathlib import Path
 
@@ -22,7 +23,9 @@ def test_every_setting_is_documented(name: str) -> None:
 
 def test_every_flag_is_documented() -> None:
     """Each `collab serve` flag appears in the README."""
-    serve = _parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    parser = _parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    serve = commands.choices["serve"]
     for action in serve._actions:
         for flag in action.option_strings:
             if flag.startswith("--") and flag != "--help":
