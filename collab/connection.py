@@ -1,13 +1,14 @@
-"""One client socket's outbound side: a bounded queue and one writer task.
+"""One client socket's outbound side: a bounded queue and at most one writer task.
 
 Fan-out calls ``Connection.send``, which never awaits and never blocks. When nothing is
 queued and the socket's kernel-side buffer has room, the frame is written to the
 transport right there (one ``write`` call, no task switch: this is most deliveries, and
 it is what keeps the relay's CPU per delivery at the level of a bare relay). Otherwise
-the bytes join the queue and the writer task sends them, awaiting the socket's flow
-control. A client that cannot keep up fills its queue and is closed with 1013 instead of
-slowing down the room (websockets' "per-client queues" pattern). Order is kept because a
-direct write only happens when the queue is empty and the writer is idle.
+the bytes join the queue and a writer task, started for the occasion, sends them,
+awaiting the socket's flow control. A client that cannot keep up fills its queue and is
+closed with 1013 instead of slowing down the room (websockets' "per-client queues"
+pattern). Order is kept because a direct write only happens while no writer task exists,
+that is, when nothing is queued.
 
 The socket is anything with aiohttp's ``send_bytes`` / ``close`` coroutines; this module
 does not import aiohttp.
@@ -76,13 +77,12 @@ class Connection:
     """
 
     __slots__ = (
-        "_busy",
+        "_closer",
         "_closing",
         "_queue",
         "_queued_bytes",
         "_socket",
         "_transport",
-        "_waiter",
         "_writer",
         "author",
         "close_code",
@@ -102,7 +102,6 @@ class Connection:
     ) -> None:
         self._socket = socket
         self._transport = transport
-        self._busy = False  # the writer task is sending
         self.id = id
         self.author = author
         self.read_only = False
@@ -111,8 +110,10 @@ class Connection:
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._closing = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._writer = asyncio.create_task(self._write_loop(), name=f"collab-writer-{id}")
+        # The writer task exists only while the queue is being drained: an idle
+        # connection costs no task, and most sends never need one.
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.id}>"
@@ -122,14 +123,16 @@ class Connection:
         return self._closing
 
     def send(self, data: bytes) -> None:
-        """Queue ``data`` for this client; close it with 1013 if it is too far behind."""
+        """Send ``data`` to this client, now or via the queue; never waits.
+
+        Closes the connection with 1013 when its queue would exceed ``max_bytes``.
+        """
         if self._closing:
             return
         transport = self._transport
         if (
-            transport is not None
-            and not self._queue
-            and not self._busy
+            self._writer is None
+            and transport is not None
             and len(data) <= _DIRECT_MAX
             and transport.get_write_buffer_size() < _HIGH_WATER
             and not transport.is_closing()
@@ -141,9 +144,8 @@ class Connection:
             return
         self._queue.append(data)
         self._queued_bytes += len(data)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._drain(), name=f"collab-writer-{self.id}")
 
     def close(self, code: int, reason: str = "") -> None:
         """Drop what is queued and close the socket with ``code`` (in the background)."""
@@ -153,18 +155,21 @@ class Connection:
         self.close_code = code
         self._queue.clear()
         self._queued_bytes = 0
-        self._writer.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
         # The close handshake runs in its own task so fan-out never waits for it; the
         # server's receive loop ends when it completes.
-        asyncio.get_running_loop().create_task(self._close(code, reason))
+        self._closer = asyncio.create_task(self._close(code, reason))
 
     async def stop(self) -> None:
-        """Stop the writer task; called once the client is gone."""
+        """Stop sending; called once the client is gone."""
         self._closing = True
-        self._writer.cancel()
-        # wait() rather than await: the writer's CancelledError is expected, and must not
-        # be confused with a cancellation of the caller.
-        await asyncio.wait([self._writer])
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            # wait() rather than await: the writer's CancelledError is expected, and must
+            # not be confused with a cancellation of the caller.
+            await asyncio.wait([writer])
 
     async def _close(self, code: int, reason: str) -> None:
         try:
@@ -172,24 +177,18 @@ class Connection:
         except ConnectionError:
             log.debug("%r: socket already gone while closing with %d", self, code)
 
-    async def _write_loop(self) -> None:
+    async def _drain(self) -> None:
         queue = self._queue
-        loop = asyncio.get_running_loop()
         try:
-            while True:
-                self._busy = True
-                while queue:
-                    data = queue.popleft()
-                    self._queued_bytes -= len(data)
-                    await self._socket.send_bytes(data)
-                self._busy = False
-                if self._closing:
-                    return
-                self._waiter = loop.create_future()
-                await self._waiter
-                self._waiter = None
+            while queue:
+                data = queue.popleft()
+                self._queued_bytes -= len(data)
+                # aiohttp's send awaits the socket's flow control when its buffer is full.
+                await self._socket.send_bytes(data)
         except ConnectionError:
             # The peer went away mid-send; the receive loop sees the close and cleans up.
             log.debug("%r: connection lost while sending", self)
             self._closing = True
             self.close_code = CloseCode.GOING_AWAY
+        finally:
+            self._writer = None
