@@ -139,7 +139,8 @@ async def run(args: argparse.Namespace, summary: dict[str, Any]) -> None:
             file=sys.stderr,
             flush=True,
         )
-        doc = load_trace_doc(args.trace, args.join_repeat, args.cache_dir)
+        # a thread keeps signals and --max-seconds responsive (an abort waits for it to end)
+        doc = await asyncio.to_thread(load_trace_doc, args.trace, args.join_repeat, args.cache_dir)
         jc = JoinConfig(args.joins, args.burst, args.join_timeout)
         results["late_join"] = await _with_server(
             args, partial(run_late_join, doc, jc, url), "late_join"

@@ -205,7 +205,7 @@ async def _type(
         p.pump(tally.on_message)
     id_base = random.randrange(1_000_000, 2_000_000_000)
     typists = [
-        _Typist(id_base + len(members) * room + k, p, len(members) - 1)
+        _Typist(id_base + room * cfg.typists + k, p, len(members) - 1)
         for room, members in by_room.items()
         for k, p in enumerate(members[: cfg.typists])
     ]
