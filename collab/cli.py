@@ -1,16 +1,22 @@
-"""Command line: ``collab serve`` and ``collab db upgrade``.
+"""Command line: ``collab serve``, ``collab db upgrade``, ``collab token create``.
 
-Settings come from flags, then ``COLLAB_*`` environment variables, then defaults.
+Settings come from flags, then ``COLLAB_*`` environment variables, then the TOML file
+given with ``--config`` (or ``COLLAB_CONFIG``), then defaults.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
+import json
 import logging
 import os
+import re
 import sys
+import tomllib
 from collections.abc import Sequence
+from typing import Any
 
 from collab import __version__
 from collab.config import Config, database_url
@@ -19,6 +25,11 @@ __all__ = ["main"]
 
 log = logging.getLogger("collab")
 
+# Flags that are not Config fields.
+_NOT_SETTINGS = {"command", "db_command", "token_command", "config", "func"}
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="collab", description=__doc__.splitlines()[0])
@@ -26,81 +37,211 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the server")
+    serve.set_defaults(func=_serve)
+    _common(serve)
     serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default 1234)")
-    _db_flag(serve)
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", choices=["text", "json"])
     serve.add_argument("--commit-interval", type=float, help="group-commit window, seconds")
     serve.add_argument("--max-message-size", type=int, help="bytes; larger closes with 1009")
     serve.add_argument("--room-grace", type=float, help="seconds before an empty room unloads")
     serve.add_argument("--heartbeat", type=float, help="seconds between pings (0: off)")
+    serve.add_argument("--auth-secret", help="HS256 secret; turns authentication on")
+    serve.add_argument("--auth-public-key", help="PEM public key file for external tokens")
+    serve.add_argument(
+        "--allow-open",
+        action="store_const",
+        const=True,
+        help="allow serving without auth on a non-localhost address",
+    )
+    serve.add_argument("--allowed-origins", help="comma-separated Origins accepted")
+    serve.add_argument("--certfile", help="TLS certificate (PEM): serve wss:// directly")
+    serve.add_argument("--keyfile", help="TLS private key (PEM)")
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="create or upgrade the schema")
-    _db_flag(upgrade)
+    upgrade.set_defaults(func=_upgrade)
+    _common(upgrade)
+
+    token = commands.add_parser("token", help="access tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser("create", help="mint a token (printed last)")
+    create.set_defaults(func=_token_create)
+    _common(create)
+    create.add_argument("--auth-secret", help="the server's secret (or COLLAB_AUTH_SECRET)")
+    create.add_argument("--user", required=True, help="user id (the token's subject)")
+    create.add_argument("--name", help="display name, shown as the author in history")
+    create.add_argument(
+        "--docs",
+        action="append",
+        required=True,
+        help="document name pattern, e.g. 'team/*' (repeatable)",
+    )
+    create.add_argument("--read-only", action="store_true", help="read access only")
+    create.add_argument("--expires", help="lifetime, e.g. 3600, 90m, 12h, 30d (default: none)")
     return parser
 
 
-def _db_flag(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML settings file (or COLLAB_CONFIG)")
     parser.add_argument("--db", help="SQLite path or SQLAlchemy URL (default ./collab.db)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     args = _parser().parse_args(argv)
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "db_command")}
     try:
-        config = Config.from_env(os.environ, **options)
-    except ValueError as exc:
+        config = _config(args)
+    except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
         print(f"collab: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(config.log_level)
-    if args.command == "db":
-        asyncio.run(_upgrade(config))
-        print(f"schema of {config.db} is up to date")
-        return 0
-    return _serve(config)
+    _setup_logging(config.log_level, config.log_format)
+    result: int = args.func(config, args)
+    return result
 
 
-def _setup_logging(level: str) -> None:
+def _config(args: argparse.Namespace) -> Config:
+    options = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
+    options = {k: v for k, v in options.items() if k in Config.__dataclass_fields__}
+    path = args.config or os.environ.get("COLLAB_CONFIG")
+    file: dict[str, Any] = {}
+    if path:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+        file = data.get("collab", data)  # a [collab] table, or top-level keys
+    return Config.from_env(os.environ, file, **options)
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _setup_logging(level: str, fmt: str = "text") -> None:
     # Our loggers at the chosen level; libraries (aiosqlite logs every statement at DEBUG)
     # only from WARNING, except Alembic saying which migrations it ran.
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
     logging.getLogger("collab").setLevel(level.upper())
     logging.getLogger("alembic.runtime.migration").setLevel(level.upper())
 
 
-async def _upgrade(config: Config) -> None:
+def _upgrade(config: Config, _args: argparse.Namespace) -> int:
     from collab.store import Store
 
-    store = Store(database_url(config.db))
-    await store.open()
-    await store.close()
+    async def run() -> None:
+        store = Store(database_url(config.db))
+        await store.open()
+        await store.close()
+
+    asyncio.run(run())
+    print(f"schema of {config.db} is up to date")
+    return 0
 
 
-def _serve(config: Config) -> int:
+def _seconds(text: str) -> float:
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError(f"bad duration {text!r}: use e.g. 3600, 90m, 12h, 30d")
+    return float(match[1]) * _SECONDS[match[2]]
+
+
+def _token_create(config: Config, args: argparse.Namespace) -> int:
+    from collab.auth import Access, mint
+
+    if not config.auth_secret:
+        print("collab: --auth-secret or COLLAB_AUTH_SECRET is required", file=sys.stderr)
+        return 2
+    try:
+        expires = _seconds(args.expires) if args.expires else None
+    except ValueError as exc:
+        print(f"collab: {exc}", file=sys.stderr)
+        return 2
+    access = Access.READ if args.read_only else Access.WRITE
+    token = mint(
+        config.auth_secret,
+        user_id=args.user,
+        name=args.name,
+        docs=[(pattern, access) for pattern in args.docs],
+        expires_in=expires,
+    )
+    rights = "read-only" if args.read_only else "read-write"
+    print(f"token for {args.user} ({rights} on {', '.join(args.docs)}): {token}")
+    return 0
+
+
+def _is_local(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve(config: Config, _args: argparse.Namespace) -> int:
+    import ssl
+
     from aiohttp import web
 
     from collab.server import create_app
 
+    if not config.auth_enabled:
+        if not _is_local(config.host) and not config.allow_open:
+            print(
+                f"collab: refusing to serve {config.host} without authentication. Set "
+                "--auth-secret (see README, Authentication), or pass --allow-open to let "
+                "anyone on the network read and write every document.",
+                file=sys.stderr,
+            )
+            return 2
+        if not _is_local(config.host):
+            log.warning(
+                "AUTHENTICATION IS OFF on %s: anyone who can reach this port can read and "
+                "write every document",
+                config.host,
+            )
+    ssl_context = None
+    if config.certfile:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(config.certfile, config.keyfile or None)
     try:
         import uvloop
     except ImportError:
-        loop_factory = None
+        loop = None
     else:
-        loop_factory = uvloop.new_event_loop
-    log.info("collab %s serving ws://%s:%d/ws/{room}", __version__, config.host, config.port)
+        loop = uvloop.new_event_loop()
+    scheme = "wss" if ssl_context else "ws"
+    log.info(
+        "collab %s serving %s://%s:%d/ws/{room}", __version__, scheme, config.host, config.port
+    )
     web.run_app(
         create_app(config),
         host=config.host,
         port=config.port,
+        ssl_context=ssl_context,
         access_log=None,
         print=None,
         shutdown_timeout=5.0,
-        loop=loop_factory() if loop_factory else None,
+        loop=loop,
     )
     log.info("collab stopped")
     return 0

@@ -47,19 +47,65 @@ class Config:
     """Bytes of updates waiting for the database before writers are turned away (1013)."""
     max_room_name: int = 512
     """Longest room name accepted, in characters."""
+    auth_secret: str = ""
+    """Shared secret for HS256 tokens; setting it (or ``auth_public_key``) turns auth on."""
+    auth_public_key: str = ""
+    """Path to a PEM public key for tokens minted by another application."""
+    allow_open: bool = False
+    """Allow running without auth on a non-localhost address."""
+    revocation_poll: float = 5.0
+    """Seconds between checks of revoked tokens against live connections."""
+    allowed_origins: str = ""
+    """Comma-separated WebSocket ``Origin`` values accepted; empty accepts any."""
+    max_connections: int = 10_000
+    """Open WebSocket connections accepted in total; more are refused with 1013."""
+    max_room_connections: int = 1_000
+    """Members per room; more are refused with 1013."""
+    max_updates_per_second: float = 200.0
+    """Sustained document updates per second per connection; faster closes with 1013."""
+    update_burst: int = 2_000
+    """Updates a connection may send at once before the rate limit applies."""
+    max_document_size: int = 256 * 1024 * 1024
+    """Largest document, in bytes of stored state; a bigger edit closes with 4413."""
+    certfile: str = ""
+    """TLS certificate (PEM) to serve wss:// and https:// directly."""
+    keyfile: str = ""
+    """TLS private key (PEM) matching ``certfile``."""
+    log_format: str = "text"
+    """``text`` or ``json`` (one JSON object per line)."""
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_secret or self.auth_public_key)
+
+    @property
+    def origins(self) -> frozenset[str]:
+        return frozenset(o.strip() for o in self.allowed_origins.split(",") if o.strip())
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Config:
-        """Build a Config from ``COLLAB_*`` variables, then apply ``overrides``.
+    def from_env(
+        cls,
+        environ: Mapping[str, str],
+        file: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Config:
+        """Build a Config: ``overrides`` (flags) win over ``COLLAB_*`` variables, which
+        win over ``file`` (a parsed TOML table), which wins over the defaults.
 
         Overrides whose value is ``None`` are ignored, so argparse results can be passed
         straight in.
 
         Raises:
-            ValueError: a variable that does not parse as its field's type.
+            ValueError: an unknown key in ``file``, or a value of the wrong type.
         """
+        names = {f.name: f for f in fields(cls)}
         values: dict[str, Any] = {}
-        for field in fields(cls):
+        for key, value in (file or {}).items():
+            field = names.get(key.replace("-", "_"))
+            if field is None:
+                raise ValueError(f"unknown setting {key!r} in the config file")
+            values[field.name] = _parse(field, value) if isinstance(value, str) else value
+        for field in names.values():
             raw = environ.get(_PREFIX + field.name.upper())
             if raw is not None:
                 values[field.name] = _parse(field, raw)
@@ -78,6 +124,12 @@ def _parse(field: dataclasses.Field[Any], raw: str) -> Any:
             return int(raw)
         if kind == "float":
             return float(raw)
+        if kind == "bool":
+            if raw.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.strip().lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
     except ValueError:
         raise ValueError(f"{_PREFIX}{field.name.upper()}: expected {kind}, got {raw!r}") from None
     return raw

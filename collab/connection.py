@@ -23,6 +23,7 @@ from collections import deque
 from typing import Protocol
 
 from collab.errors import CloseCode, SlowConsumer
+from collab.limits import TokenBucket
 
 __all__ = ["Connection", "Socket"]
 
@@ -78,6 +79,7 @@ class Connection:
 
     __slots__ = (
         "_closer",
+        "bucket",
         "_closing",
         "_queue",
         "_queued_bytes",
@@ -89,6 +91,7 @@ class Connection:
         "id",
         "max_bytes",
         "read_only",
+        "token_id",
     )
 
     def __init__(
@@ -105,6 +108,8 @@ class Connection:
         self.id = id
         self.author = author
         self.read_only = False
+        self.token_id: str | None = None  # the id of the token it connected with, if any
+        self.bucket: TokenBucket | None = None  # the update rate limit, if any
         self.max_bytes = max_bytes
         self.close_code: int | None = None
         self._queue: deque[bytes] = deque()

@@ -12,9 +12,13 @@ __all__ = [
     "BadRoomName",
     "CloseCode",
     "CollabError",
+    "DocumentTooLarge",
+    "Forbidden",
     "Overloaded",
     "ProtocolError",
+    "RateLimited",
     "SlowConsumer",
+    "Unauthorized",
     "UnsupportedData",
 ]
 
@@ -30,9 +34,10 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 1011
     TRY_AGAIN_LATER = 1013  # slow consumer, or the store is too far behind
     BAD_REQUEST = 4400  # invalid room name: permanent, the client must not retry
-    UNAUTHORIZED = 4401
-    FORBIDDEN = 4403
+    UNAUTHORIZED = 4401  # missing, invalid, expired or revoked token
+    FORBIDDEN = 4403  # no access to the room, or Origin not allowed
     AUTH_TIMEOUT = 4408
+    DOCUMENT_TOO_LARGE = 4413  # the edit would grow the document past its limit
 
 
 class CollabError(Exception):
@@ -70,7 +75,32 @@ class Overloaded(CollabError):
     close_code = CloseCode.TRY_AGAIN_LATER
 
 
+class RateLimited(CollabError):
+    """The connection sends updates faster than ``max_updates_per_second`` allows."""
+
+    close_code = CloseCode.TRY_AGAIN_LATER
+
+
 class BadRoomName(CollabError):
     """The room name in the URL is empty, too long or contains control characters."""
 
     close_code = CloseCode.BAD_REQUEST
+
+
+class Unauthorized(CollabError):
+    """No valid token: missing, malformed, badly signed, expired or revoked."""
+
+    close_code = CloseCode.UNAUTHORIZED
+
+
+class Forbidden(CollabError):
+    """A valid identity without access to this room (or from a disallowed Origin)."""
+
+    close_code = CloseCode.FORBIDDEN
+
+
+class DocumentTooLarge(CollabError):
+    """The update would make the document larger than ``max_document_size``; retrying the
+    same edit cannot succeed, hence a 4xxx code."""
+
+    close_code = CloseCode.DOCUMENT_TOO_LARGE

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from collab.config import Config
 from collab.connection import Connection
-from collab.errors import Overloaded
+from collab.errors import Overloaded, RateLimited
 from collab.history import replay
 from collab.protocol import AwarenessUpdate, SyncStep2, SyncUpdate, decode
 from collab.room import Append, Broadcast, Checkpoint, Outgoing, Reply, Room
@@ -41,6 +42,7 @@ class Stats:
     bytes_in: int = 0
     updates_in: int = 0
     deliveries: int = 0
+    bytes_out: int = 0
     rooms_loaded: int = 0
     rooms_unloaded: int = 0
 
@@ -52,6 +54,8 @@ class Hub:
         self.store = store
         self.config = config
         self.rooms: dict[str, Room[Connection]] = {}
+        self.members = 0  # connections that joined a room and have not left
+        self.revoked: set[str] = set()  # ids of revoked tokens
         self.stats = Stats()
         self._loads: dict[str, asyncio.Task[Room[Connection]]] = {}
         self._unload_timers: dict[str, asyncio.TimerHandle] = {}
@@ -72,6 +76,7 @@ class Hub:
         if timer is not None:
             timer.cancel()
         self._carry_out(room, conn, room.join(conn))
+        self.members += 1
         return room
 
     def receive(self, room: Room[Connection], conn: Connection, data: bytes) -> None:
@@ -92,6 +97,9 @@ class Hub:
                 return
             if self.store.backlog_bytes > self.config.store_max_backlog:
                 raise Overloaded("storage is behind, retry later")
+            bucket = conn.bucket
+            if bucket is not None and not bucket.take(time.monotonic()):
+                raise RateLimited("too many updates, slow down")
             stats.updates_in += 1
         elif isinstance(message, AwarenessUpdate) and conn.author is None:
             conn.author = _name_from_awareness(message)
@@ -103,6 +111,7 @@ class Hub:
         if room is None:
             return
         if conn in room.members:
+            self.members -= 1
             self._carry_out(room, conn, room.leave(conn))
         if not room.members and name not in self._unload_timers:
             loop = asyncio.get_running_loop()
@@ -131,6 +140,7 @@ class Hub:
                             member.send(data)
                             sent += 1
                     self.stats.deliveries += sent
+                    self.stats.bytes_out += sent * len(data)
                 case Append(seq, update, member):
                     self.store.append(
                         room.doc_id,
@@ -160,6 +170,8 @@ class Hub:
             checkpoint_seq=loaded.checkpoint_seq,
             checkpoint_updates=self.config.checkpoint_updates,
             checkpoint_bytes=self.config.checkpoint_bytes,
+            size=size,
+            max_size=self.config.max_document_size,
         )
         self.rooms[name] = room
         self.stats.rooms_loaded += 1

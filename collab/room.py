@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from pycrdt import Doc, get_update
 
-from collab.errors import BadRoomName, ProtocolError
+from collab.errors import BadRoomName, DocumentTooLarge, ProtocolError
 from collab.protocol import (
     EMPTY_UPDATE,
     AwarenessEntry,
@@ -121,6 +121,11 @@ class Room(Generic[M]):
     checkpoint_seq: int = 0
     checkpoint_updates: int = 1000
     checkpoint_bytes: int = 1024 * 1024
+    size: int = 0
+    """Bytes of stored state: the last checkpoint plus the updates since (an upper bound
+    of the document's encoded size)."""
+    max_size: int = 0
+    """Refuse updates that would take ``size`` past this (0: no limit)."""
     members: dict[M, set[int]] = field(default_factory=dict)
     awareness: dict[int, AwarenessEntry] = field(default_factory=dict)
     _bytes_since_checkpoint: int = 0
@@ -195,6 +200,8 @@ class Room(Generic[M]):
     ) -> list[Outgoing[M]]:
         if update == EMPTY_UPDATE:
             return []
+        if self.max_size and self.size + len(update) > self.max_size:
+            raise DocumentTooLarge(f"document would exceed {self.max_size} bytes")
         try:
             self.doc.apply_update(update)
         except ValueError as exc:
@@ -207,6 +214,7 @@ class Room(Generic[M]):
             Append(self.seq, update, member),
         ]
         self._bytes_since_checkpoint += len(update)
+        self.size += len(update)
         if (
             self.seq - self.checkpoint_seq >= self.checkpoint_updates
             or self._bytes_since_checkpoint >= self.checkpoint_bytes
@@ -228,6 +236,7 @@ class Room(Generic[M]):
         state = self.doc.get_update()
         self.checkpoint_seq = self.seq
         self._bytes_since_checkpoint = 0
+        self.size = len(state)
         # The checkpoint is also exactly what a new client's SyncStep1 asks for.
         self._state_cache[b"\x00"] = encode_sync_step2(state)
         return Checkpoint(self.seq, state)

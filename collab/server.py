@@ -1,7 +1,8 @@
 """The HTTP and WebSocket surface: the only module that uses aiohttp's server.
 
 ``create_app(config)`` builds the application: ``/ws/{room}`` speaks the y-websocket
-protocol, ``/healthz`` says the process is up. Each WebSocket handler has exactly one
+protocol, ``/healthz`` says the process is up, ``/readyz`` that the database answers with
+the current schema, ``/metrics`` serves Prometheus metrics. Each WebSocket handler has exactly one
 broad ``except``, with four outcomes: a ``CollabError`` closes with its own code, any
 other exception is logged and closes with 1011, a normal end closes with 1000, and the
 member is always unregistered in ``finally``.
@@ -9,24 +10,40 @@ member is always unregistered in ``finally``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
+from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
+from collab import web as browser
+from collab.auth import OPEN, Access, Identity, Verifier
 from collab.config import Config, database_url
 from collab.connection import Connection
-from collab.errors import CloseCode, CollabError, UnsupportedData
+from collab.errors import (
+    CloseCode,
+    CollabError,
+    Forbidden,
+    Overloaded,
+    Unauthorized,
+    UnsupportedData,
+)
 from collab.hub import Hub
+from collab.limits import TokenBucket
+from collab.metrics import CONTENT_TYPE, Metrics
 from collab.room import validate_room_name
 from collab.store import Store
 
-__all__ = ["CONFIG", "HUB", "create_app"]
+__all__ = ["CONFIG", "HUB", "METRICS", "VERIFIER", "create_app", "identify"]
 
 log = logging.getLogger(__name__)
 
 CONFIG = web.AppKey("config", Config)
 HUB = web.AppKey("hub", Hub)
+METRICS = web.AppKey("metrics", Metrics)
+VERIFIER: web.AppKey[Verifier | None] = web.AppKey("verifier")
 _CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")
 
 
@@ -35,11 +52,43 @@ def create_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG] = config
     app[_CONNECTIONS] = set()
+    app[VERIFIER] = _verifier(config)
     app.cleanup_ctx.append(_hub_ctx)
     app.on_shutdown.append(_close_connections)
     app.router.add_get("/ws/{room:.+}", _websocket)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    browser.setup(app)  # the browser editor: pages, assets, /api/docs
     return app
+
+
+def _verifier(config: Config) -> Verifier | None:
+    if not config.auth_enabled:
+        return None
+    public_key = None
+    if config.auth_public_key:
+        public_key = Path(config.auth_public_key).read_text()
+    return Verifier(config.auth_secret or None, public_key)
+
+
+def identify(request: web.Request) -> Identity:
+    """The identity behind an HTTP or WebSocket request (``?token=`` or a Bearer header).
+
+    Raises:
+        Unauthorized: auth is on and the token is missing, invalid, expired or revoked.
+    """
+    verifier = request.app[VERIFIER]
+    if verifier is None:
+        return OPEN
+    token = request.query.get("token")
+    header = request.headers.get("Authorization", "")
+    if not token and header.lower().startswith("bearer "):
+        token = header[7:].strip()
+    identity = verifier.verify(token)
+    if identity.token_id is not None and identity.token_id in request.app[HUB].revoked:
+        raise Unauthorized("token revoked")
+    return identity
 
 
 async def _hub_ctx(app: web.Application):  # type: ignore[no-untyped-def]
@@ -48,6 +97,9 @@ async def _hub_ctx(app: web.Application):  # type: ignore[no-untyped-def]
     await store.open()
     hub = Hub(store, config)
     app[HUB] = hub
+    metrics = Metrics(hub)
+    app[METRICS] = metrics
+    store.on_commit = metrics.commit_seconds.observe
     yield
     await hub.close()
 
@@ -72,9 +124,46 @@ async def _healthz(request: web.Request) -> web.Response:
     )
 
 
+async def _readyz(request: web.Request) -> web.Response:
+    """Ready: the database answers and its schema is the newest this code knows."""
+    try:
+        current, head = await request.app[HUB].store.schema_status()
+    except Exception as exc:  # any database failure means "not ready", with the reason
+        log.warning("readiness check failed: %s", exc, exc_info=True)
+        return web.json_response({"status": "unavailable", "error": str(exc)}, status=503)
+    if current != head:
+        return web.json_response(
+            {"status": "migrating", "schema": current, "expected": head}, status=503
+        )
+    return web.json_response({"status": "ready", "schema": current})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def _admit(request: web.Request, name: str, connections: int) -> Identity:
+    """Everything checked before a room loads; raises the CollabError to close with."""
+    config = request.app[CONFIG]
+    validate_room_name(name, config.max_room_name)
+    origins = config.origins
+    if origins and request.headers.get("Origin") not in origins:
+        raise Forbidden("origin not allowed")
+    identity = identify(request)
+    if identity.access(name) is Access.NONE:
+        raise Forbidden("no access to this document")
+    if connections > config.max_connections:
+        raise Overloaded("server is full, retry later")
+    room = request.app[HUB].rooms.get(name)
+    if room is not None and len(room.members) >= config.max_room_connections:
+        raise Overloaded("room is full, retry later")
+    return identity
+
+
 async def _websocket(request: web.Request) -> web.WebSocketResponse:
     app = request.app
-    config, hub = app[CONFIG], app[HUB]
+    config, hub, metrics = app[CONFIG], app[HUB], app[METRICS]
     ws = web.WebSocketResponse(
         max_msg_size=config.max_message_size,
         heartbeat=config.heartbeat or None,
@@ -82,25 +171,50 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
         # cost CPU per recipient on the relay path.
         compress=False,
     )
+    # Refusals happen after the upgrade: a browser sees an HTTP error only as 1006 and
+    # retries forever, while a 44xx close code stops the y-websocket client for good.
     await ws.prepare(request)
     name = request.match_info["room"]
     conn = Connection(
         ws,
         uuid.uuid4().hex[:16],
-        author=request.query.get("user") or None,
         max_bytes=config.outbox_max_bytes,
         transport=request.transport,
     )
     connections = app[_CONNECTIONS]
     connections.add(conn)
     code, reason = CloseCode.NORMAL, ""
+    expiry: asyncio.TimerHandle | None = None
+    observe = metrics.relay_seconds.observe
     try:
-        validate_room_name(name, config.max_room_name)
+        identity = _admit(request, name, len(connections))
+        conn.author = identity.author or request.query.get("user") or None
+        conn.read_only = identity.access(name) is Access.READ
+        conn.token_id = identity.token_id
+        if config.max_updates_per_second > 0:
+            conn.bucket = TokenBucket(
+                config.max_updates_per_second, config.update_burst, time.monotonic()
+            )
+        if identity.expires is not None:
+            expiry = asyncio.get_running_loop().call_later(
+                max(0.0, identity.expires - time.time()),
+                conn.close,
+                CloseCode.UNAUTHORIZED,
+                "token expired",
+            )
         room = await hub.join(name, conn)
-        log.info("connect room=%r conn=%s user=%r", name, conn.id, conn.author)
+        log.info(
+            "connect room=%r conn=%s user=%r%s",
+            name,
+            conn.id,
+            conn.author,
+            " read-only" if conn.read_only else "",
+        )
         async for msg in ws:
             if msg.type is WSMsgType.BINARY:
+                started = time.perf_counter()
                 hub.receive(room, conn, msg.data)
+                observe(time.perf_counter() - started)
             elif msg.type is WSMsgType.TEXT:
                 raise UnsupportedData("text frames are not supported")
     except CollabError as exc:
@@ -109,10 +223,14 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
         log.exception("connection %s in room %r failed", conn.id, name)
         code, reason = CloseCode.INTERNAL_ERROR, "internal error"
     finally:
+        if expiry is not None:
+            expiry.cancel()
         connections.discard(conn)
         hub.leave(name, conn)
         await conn.stop()
         if conn.close_code is None:  # not already being closed by fan-out or shutdown
             await ws.close(code=code, message=reason.encode())
-        log.info("close room=%r conn=%s code=%s", name, conn.id, conn.close_code or code)
+        final = conn.close_code or code
+        metrics.closes.labels(str(int(final))).inc()
+        log.info("close room=%r conn=%s user=%r code=%s", name, conn.id, conn.author, final)
     return ws

@@ -28,13 +28,13 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, insert, select
+from sqlalchemy import and_, case, event, func, insert, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from collab.models import CheckpointRow, Document, UpdateRow
 
-__all__ = ["Loaded", "Store", "StoreClosed", "now_ms", "upgrade_schema"]
+__all__ = ["DocumentInfo", "Loaded", "Store", "StoreClosed", "now_ms", "upgrade_schema"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,22 @@ def now_ms() -> int:
 
 class StoreClosed(RuntimeError):
     """A write was queued after ``close``."""
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    """One row of the document list: what a person choosing a document wants to see."""
+
+    id: int
+    name: str
+    created_ms: int
+    updated_ms: int
+    """Time of the newest stored update, or the creation time if there is none."""
+    updates: int
+    """Number of stored updates."""
+    size: int
+    """Bytes a load reads: the newest checkpoint plus the updates after it (the same
+    measure as ``Room.size``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +92,12 @@ def upgrade_schema(url: str) -> None:
     command.upgrade(_alembic_config(url), "head")
 
 
-def _current_revision(connection: Connection) -> tuple[str | None, str | None]:
-    current = MigrationContext.configure(connection).get_current_revision()
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    return current, head
+def _current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _head_revision() -> str | None:
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
@@ -117,6 +135,7 @@ class Store:
         self.commit_interval = commit_interval
         self.close_timeout = close_timeout
         self._engine: AsyncEngine | None = None
+        self._head: str | None = None
         self._updates: list[dict[str, Any]] = []
         self._checkpoints: list[dict[str, Any]] = []
         self._creates: dict[str, asyncio.Future[int]] = {}  # documents to create, by name
@@ -129,6 +148,7 @@ class Store:
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self.backlog_bytes = 0
+        self.on_commit: Callable[[float], None] | None = None  # called with each duration
         self.write_errors = 0  # failed commits since start
         self.commits = 0  # successful commits since start
 
@@ -181,8 +201,11 @@ class Store:
 
     async def schema_status(self) -> tuple[str | None, str | None]:
         """The database's schema revision and the newest one this code knows."""
+        if self._head is None:
+            # Reading the migration scripts touches the disk: once, off the event loop.
+            self._head = await asyncio.to_thread(_head_revision)
         async with self.engine.connect() as conn:
-            return await conn.run_sync(_current_revision)
+            return await conn.run_sync(_current_revision), self._head
 
     async def load(self, name: str) -> Loaded:
         """Fetch what the room ``name`` needs to start, creating the document if new."""
@@ -227,6 +250,94 @@ class Store:
             self._wakeup.set()
             self._urgent.set()
         return await asyncio.shield(future)
+
+    async def list_documents(
+        self,
+        *,
+        contains: str = "",
+        limit: int = 50,
+        before: tuple[int, int] | None = None,
+    ) -> list[DocumentInfo]:
+        """Documents, most recently edited first (the browser's document list).
+
+        Args:
+            contains: keep only names containing this (case-insensitive for ASCII).
+            limit: at most this many documents.
+            before: ``(updated_ms, id)`` of the last document of the previous page; the
+                page starts right after it (keyset pagination: stable while documents
+                are edited, unlike an offset).
+        """
+        # "Last edited" is the newest update's time: one index lookup per document on
+        # ix_updates_doc_id_created_ms. Counting and measuring updates costs a scan of
+        # each document's rows, so it is done for the page's documents only.
+        updated = func.coalesce(
+            select(func.max(UpdateRow.created_ms))
+            .where(UpdateRow.doc_id == Document.id)
+            .scalar_subquery(),
+            Document.created_ms,
+        )
+        listed = select(
+            Document.id, Document.name, Document.created_ms, updated.label("updated_ms")
+        )
+        if contains:
+            listed = listed.where(Document.name.contains(contains, autoescape=True))
+        docs = listed.subquery()
+        page = select(docs).order_by(docs.c.updated_ms.desc(), docs.c.id.desc()).limit(limit)
+        if before is not None:
+            at, doc_id = before
+            page = page.where(
+                or_(docs.c.updated_ms < at, and_(docs.c.updated_ms == at, docs.c.id < doc_id))
+            )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(page)).all()
+            ids = [row.id for row in rows]
+            if not ids:
+                return []
+            newest = (
+                select(CheckpointRow.doc_id, func.max(CheckpointRow.upto_seq).label("upto"))
+                .where(CheckpointRow.doc_id.in_(ids))
+                .group_by(CheckpointRow.doc_id)
+                .subquery()
+            )
+            checkpoints = {
+                doc_id: size
+                for doc_id, size in await conn.execute(
+                    select(CheckpointRow.doc_id, func.length(CheckpointRow.state)).join(
+                        newest,
+                        and_(
+                            newest.c.doc_id == CheckpointRow.doc_id,
+                            newest.c.upto == CheckpointRow.upto_seq,
+                        ),
+                    )
+                )
+            }
+            tail = case(
+                (UpdateRow.seq > func.coalesce(newest.c.upto, 0), func.length(UpdateRow.data)),
+                else_=0,
+            )
+            counts = {
+                doc_id: (count, int(tail_bytes or 0))
+                for doc_id, count, tail_bytes in await conn.execute(
+                    select(UpdateRow.doc_id, func.count(), func.sum(tail))
+                    .outerjoin(newest, newest.c.doc_id == UpdateRow.doc_id)
+                    .where(UpdateRow.doc_id.in_(ids))
+                    .group_by(UpdateRow.doc_id)
+                )
+            }
+        infos = []
+        for row in rows:
+            count, tail_bytes = counts.get(row.id, (0, 0))
+            infos.append(
+                DocumentInfo(
+                    row.id,
+                    row.name,
+                    row.created_ms,
+                    row.updated_ms,
+                    count,
+                    checkpoints.get(row.id, 0) + tail_bytes,
+                )
+            )
+        return infos
 
     def append(
         self,
@@ -300,6 +411,7 @@ class Store:
             self._urgent.clear()
             updates, checkpoints, creates = self._updates, self._checkpoints, self._creates
             self._updates, self._checkpoints, self._creates = [], [], {}
+            started = loop.time()
             try:
                 created = await self._commit(updates, checkpoints, list(creates))
             except Exception:  # any failure: keep the rows, retry; never drop them
@@ -317,6 +429,8 @@ class Store:
                 continue
             backoff = 0.0
             self.commits += 1
+            if self.on_commit is not None:
+                self.on_commit(loop.time() - started)
             for name, future in creates.items():
                 if not future.done():
                     future.set_result(created[name])
