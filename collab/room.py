@@ -200,6 +200,17 @@ class Room(Generic[M]):
     ) -> list[Outgoing[M]]:
         if update == EMPTY_UPDATE:
             return []
+        if update[0] != 0:  # the update carries structs (its first varint counts clients)
+            # Some clients (pycrdt's Provider) send back every update they receive. Keep
+            # such echoes, whose structs are all known already, out of the log and off the
+            # wire: they would show as empty versions in history. An update whose structs
+            # wait for missing dependencies is *not* an echo: get_update keeps them.
+            try:
+                fresh = get_update(update, self.doc.get_state())
+            except ValueError as exc:
+                raise ProtocolError("invalid Yjs update") from exc
+            if fresh[0] == 0:
+                return []
         if self.max_size and self.size + len(update) > self.max_size:
             raise DocumentTooLarge(f"document would exceed {self.max_size} bytes")
         try:
@@ -225,7 +236,8 @@ class Room(Generic[M]):
     def _apply_step2(self, member: M, update: bytes) -> list[Outgoing[M]]:
         # A reconnecting client answers our SyncStep1 with everything we lack, which is
         # often nothing, or a state full of structs we already have. Keep only what is new
-        # so the log does not grow by a whole document on every reconnect.
+        # so the log does not grow by a whole document on every reconnect. (The delete set
+        # is kept whole: deletions cannot be filtered without walking the structs.)
         try:
             update = get_update(update, self.doc.get_state())
         except ValueError as exc:

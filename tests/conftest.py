@@ -205,6 +205,8 @@ class RawClient:
 
 
 @asynccontextmanager
-async def raw_client(session: aiohttp.ClientSession, url: str) -> AsyncIterator[RawClient]:
-    async with session.ws_connect(url, max_msg_size=0, autoclose=False) as ws:
+async def raw_client(
+    session: aiohttp.ClientSession, url: str, **kwargs: Any
+) -> AsyncIterator[RawClient]:
+    async with session.ws_connect(url, max_msg_size=0, autoclose=False, **kwargs) as ws:
         yield RawClient(ws)

@@ -201,3 +201,31 @@ def test_valid_room_names() -> None:
     """Slashes, spaces and non-ASCII letters are fine."""
     for name in ["a", "team/notes/été", "with space", "日本語"]:
         assert validate_room_name(name, 512) == name
+
+
+def test_echoed_update_is_neither_relayed_nor_stored() -> None:
+    """An update whose structs the room already has (a client echoing) is dropped."""
+    room = new_room()
+    alice = Pair(room, "alice")
+    alice.text += "abc"
+    raw = encode_update(alice.outbox[0])
+    alice.push()
+    assert room.receive("bob", decode(raw), raw) == []
+    assert room.seq == 1
+
+
+def test_update_waiting_for_dependencies_is_kept() -> None:
+    """An update whose structs depend on missing ones is stored and relayed, not dropped."""
+    room = new_room()
+    source: Doc[Any] = Doc()
+    text = source.get(ROOT, type=Text)
+    updates: list[bytes] = []
+    source.observe(lambda e: updates.append(e.update))
+    text += "a"
+    text += "b"
+    later = encode_update(updates[1])
+    effects = room.receive("m", decode(later), later)
+    assert any(isinstance(e, Append) for e in effects)
+    first = encode_update(updates[0])
+    room.receive("m", decode(first), first)
+    assert str(room.doc.get(ROOT, type=Text)) == "ab"
