@@ -261,7 +261,8 @@ class Store:
         """Documents, most recently edited first (the browser's document list).
 
         Args:
-            contains: keep only names containing this (case-insensitive for ASCII).
+            contains: keep only names containing this, ignoring case (ASCII case only on
+                SQLite, whose lower() knows no other).
             limit: at most this many documents.
             before: ``(updated_ms, id)`` of the last document of the previous page; the
                 page starts right after it (keyset pagination: stable while documents
@@ -280,7 +281,7 @@ class Store:
             Document.id, Document.name, Document.created_ms, updated.label("updated_ms")
         )
         if contains:
-            listed = listed.where(Document.name.contains(contains, autoescape=True))
+            listed = listed.where(Document.name.icontains(contains, autoescape=True))
         docs = listed.subquery()
         page = select(docs).order_by(docs.c.updated_ms.desc(), docs.c.id.desc()).limit(limit)
         if before is not None:

@@ -248,7 +248,9 @@ def _document(info: DocumentInfo, room: Room[Any] | None) -> dict[str, Any]:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    # The history API's format: ISO 8601, UTC, milliseconds, "Z".
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _encode_cursor(before: tuple[int, int]) -> str:

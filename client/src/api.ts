@@ -1,0 +1,162 @@
+/** collab's HTTP API, as the pages use it. Errors come back as `ApiError`. */
+
+import { token } from './identity'
+import { encodeRoom } from './route'
+
+export class ApiError extends Error {
+  constructor (readonly status: number, message: string) {
+    super(message)
+  }
+}
+
+export async function request<T> (path: string, init: RequestInit = {}): Promise<T> {
+  const headers = new Headers(init.headers)
+  headers.set('Accept', 'application/json')
+  const bearer = token()
+  if (bearer != null) headers.set('Authorization', `Bearer ${bearer}`)
+  if (init.body != null && !headers.has('Content-Type')) {
+    headers.set('Content-Type', 'application/json')
+  }
+  let response: Response
+  try {
+    response = await fetch(path, { ...init, headers })
+  } catch {
+    throw new ApiError(0, "Can't reach the server.")
+  }
+  const text = await response.text()
+  let body: unknown = null
+  try {
+    body = text === '' ? null : JSON.parse(text)
+  } catch {
+    body = null
+  }
+  if (!response.ok) {
+    const message = typeof body === 'object' && body != null && 'error' in body
+      ? String((body as { error: unknown }).error)
+      : `${response.status} ${response.statusText}`
+    throw new ApiError(response.status, message)
+  }
+  return body as T
+}
+
+/** `/api/docs/{room}` + `rest`, with the room encoded the way the server decodes it. */
+export function docPath (room: string, rest = ''): string {
+  return '/api/docs/' + encodeRoom(room) + rest
+}
+
+export interface Person {
+  name: string
+  color: string
+}
+
+export interface DocSummary {
+  name: string
+  created: string
+  updated: string
+  size: number
+  updates: number
+  online: number
+  people: Person[]
+}
+
+export interface DocPage {
+  docs: DocSummary[]
+  next: string | null
+}
+
+export async function listDocs (q: string, cursor: string | null, limit = 50): Promise<DocPage> {
+  const params = new URLSearchParams({ limit: String(limit) })
+  if (q !== '') params.set('q', q)
+  if (cursor != null) params.set('cursor', cursor)
+  return await request<DocPage>('/api/docs?' + params.toString())
+}
+
+// -- the history API (collab/api.py) ------------------------------------------------------
+
+export interface DocInfo {
+  name: string
+  created: string
+  seq: number
+  time: string
+  named_versions: number
+}
+
+export interface Entry {
+  seq: number
+  first_seq: number
+  start: string
+  end: string
+  authors: string[]
+  updates: number
+  inserted: number
+  deleted: number
+  named: string[]
+}
+
+export interface Timeline {
+  name: string
+  seq: number
+  entries: Entry[]
+  next: string | null
+}
+
+export interface Span {
+  op: 'equal' | 'insert' | 'delete'
+  text: string
+  author?: string
+  first_seq?: number
+  last_seq?: number
+  start?: string
+  end?: string
+}
+
+export interface Diff {
+  root: string
+  from: { seq: number, time: string }
+  to: { seq: number, time: string }
+  inserted: number
+  deleted: number
+  authors: string[]
+  spans: Span[]
+}
+
+export interface NamedVersion {
+  id: number
+  name: string
+  seq: number
+  created: string
+  author: string | null
+}
+
+export async function docInfo (room: string): Promise<DocInfo> {
+  return await request<DocInfo>(docPath(room, '/info'))
+}
+
+export async function timeline (room: string, cursor: string | null, gapSeconds: number): Promise<Timeline> {
+  const params = new URLSearchParams({ limit: '100', gap: String(gapSeconds) })
+  if (cursor != null) params.set('cursor', cursor)
+  return await request<Timeline>(docPath(room, '/history?' + params.toString()))
+}
+
+export async function diff (room: string, from: number, to: number): Promise<Diff> {
+  return await request<Diff>(docPath(room, `/diff?from=${from}&to=${to}`))
+}
+
+export async function namedVersions (room: string): Promise<NamedVersion[]> {
+  const body = await request<{ named_versions: NamedVersion[] }>(docPath(room, '/named-versions'))
+  return body.named_versions
+}
+
+export async function nameVersion (room: string, seq: number, name: string, user: string): Promise<NamedVersion> {
+  return await request<NamedVersion>(docPath(room, '/named-versions'), {
+    method: 'POST', body: JSON.stringify({ seq, name, user })
+  })
+}
+
+export async function deleteNamedVersion (room: string, id: number): Promise<void> {
+  await request<null>(docPath(room, `/named-versions/${id}`), { method: 'DELETE' })
+}
+
+export async function restore (room: string, seq: number, user: string): Promise<{ restored: number, seq: number, changed: boolean }> {
+  return await request(docPath(room, '/restore'), { method: 'POST', body: JSON.stringify({ seq, user }) })
+}

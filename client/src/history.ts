@@ -1,0 +1,329 @@
+/**
+ * `/d/{room}/history`: drag through the document's life.
+ *
+ * The slider has a stop for every stored version (1 … newest). At each stop the page shows
+ * the text of that version with the changes of its timeline entry highlighted (what the
+ * entry's author added, and what they deleted, struck through), from the history API's
+ * diff. The timeline on the right groups consecutive changes by one person; named
+ * versions are marks on the slider. "Restore" makes the version shown the current content
+ * as a new change, which every open editor receives live; history is never rewritten.
+ */
+
+import {
+  ApiError, type Diff, type Entry, type NamedVersion, deleteNamedVersion, diff, docInfo,
+  nameVersion, namedVersions, restore, timeline
+} from './api'
+import { bar } from './chrome'
+import { ask, problem } from './dialog'
+import { h, icon, replace } from './dom'
+import { ago, initials, whenPrecisely } from './format'
+import { COLORS, loadUser } from './identity'
+import { editorPath } from './route'
+
+const GAP_SECONDS = 60 // changes by one person less than a minute apart are one entry
+const PLAY_FRAMES = 120 // a playback visits at most this many stops
+const PLAY_MS = 120
+
+/** A stable colour for an author name (history does not know the colours people chose). */
+function colorOf (name: string): string {
+  let hash = 0
+  for (const char of name) hash = (hash * 31 + char.codePointAt(0)!) >>> 0
+  return COLORS[hash % COLORS.length]
+}
+
+function displayName (who: string): string {
+  return who.startsWith('connection:') ? 'Anonymous' : who
+}
+
+export function historyPage (root: HTMLElement, room: string): void {
+  document.title = `History · ${room} · collab`
+  const top = bar(room, 'History', () => {})
+  top.tools.append(h('a', { href: editorPath(room), class: 'button', 'data-testid': 'editor-link' }, icon('edit'), h('span', null, 'Open editor')))
+  const body = h('div', { class: 'history' })
+  replace(root, top.element, body)
+  new HistoryView(room, body).start().catch((error: unknown) => {
+    replace(body, failure(room, error))
+  })
+}
+
+function failure (room: string, error: unknown): HTMLElement {
+  const home = h('a', { href: '/', class: 'button' }, 'All documents')
+  if (error instanceof ApiError) {
+    if (error.status === 404) {
+      return problem('alert', 'No history yet', `Nothing has been written in “${room}” yet.`,
+        h('a', { href: editorPath(room), class: 'button primary' }, 'Start writing'), home)
+    }
+    if (error.status === 401) return problem('lock', 'Sign-in needed', 'Open the access link you were given (it ends in “?token=…”).', home)
+    if (error.status === 403) return problem('lock', 'No access to this document', error.message, home)
+    if (error.status === 0) return problem('cloudOff', "Can't reach the server", 'Check the connection and reload.', home)
+    return problem('alert', 'History could not be loaded', error.message, home)
+  }
+  return problem('alert', 'History could not be loaded', String(error), home)
+}
+
+class HistoryView {
+  private newest = 0
+  private entries: Entry[] = []
+  private cursor: string | null = null
+  private named: NamedVersion[] = []
+  private seq = 0 // the stop shown
+  private shown = -1 // the stop whose diff is on screen
+  private loading = false
+  private playing: ReturnType<typeof setTimeout> | null = null
+
+  private readonly slider = h('input', { type: 'range', min: 1, max: 1, value: 1, step: 1, 'aria-label': 'Version', 'data-testid': 'slider' })
+  private readonly marks = h('div', { class: 'marks', 'aria-hidden': 'true' })
+  private readonly play = h('button', { type: 'button', class: 'button icon-only', title: 'Play from here', 'aria-label': 'Play', 'data-testid': 'play' }, icon('play'))
+  private readonly prev = h('button', { type: 'button', class: 'button icon-only', title: 'Previous change', 'aria-label': 'Previous change' }, icon('prev'))
+  private readonly next = h('button', { type: 'button', class: 'button icon-only', title: 'Next change', 'aria-label': 'Next change' }, icon('next'))
+  private readonly line = h('div', { class: 'version-line', 'data-testid': 'version-line' })
+  private readonly nameButton = h('button', { type: 'button', class: 'button', 'data-testid': 'name-version' }, icon('tag'), h('span', null, 'Name this version'))
+  private readonly restoreButton = h('button', { type: 'button', class: 'button primary', 'data-testid': 'restore' }, icon('restore'), h('span', null, 'Restore this version'))
+  private readonly text = h('div', { class: 'text-body', 'data-testid': 'version-text' })
+  private readonly list = h('ol', { 'data-testid': 'timeline' })
+  private readonly more = h('button', { type: 'button', class: 'button load-more', hidden: true }, 'Older changes')
+
+  constructor (private readonly room: string, private readonly body: HTMLElement) {}
+
+  async start (): Promise<void> {
+    const info = await docInfo(this.room)
+    this.newest = info.seq
+    if (this.newest === 0) throw new ApiError(404, 'no versions')
+    const requested = Number(new URLSearchParams(window.location.search).get('seq'))
+    this.seq = Number.isInteger(requested) && requested >= 1 && requested <= this.newest ? requested : this.newest
+    this.layout()
+    await Promise.all([this.loadTimeline(false), this.loadNamed()])
+    this.sync()
+    await this.show()
+  }
+
+  private layout (): void {
+    const track = h('div', { class: 'track' }, this.slider, this.marks)
+    const scrubber = h('div', { class: 'scrubber' },
+      h('div', { class: 'scrubber-row' }, this.play, this.prev, this.next, track),
+      h('div', { class: 'version-line-row scrubber-row' }, this.line,
+        h('div', { class: 'version-actions' }, this.nameButton, this.restoreButton))
+    )
+    const main = h('section', { class: 'history-main' }, scrubber, h('div', { class: 'text-view' }, this.text))
+    const side = h('aside', { class: 'timeline', 'aria-label': 'Changes' }, h('h2', null, 'Changes'), this.list, this.more)
+    replace(this.body, main, side)
+
+    this.slider.addEventListener('input', () => { this.stop(); this.go(Number(this.slider.value)) })
+    this.prev.addEventListener('click', () => { this.stop(); this.step(-1) })
+    this.next.addEventListener('click', () => { this.stop(); this.step(1) })
+    this.play.addEventListener('click', () => { this.playing != null ? this.stop() : this.startPlaying() })
+    this.more.addEventListener('click', () => { void this.loadTimeline(true) })
+    this.restoreButton.addEventListener('click', () => { void this.restore() })
+    this.nameButton.addEventListener('click', () => { void this.nameVersion() })
+  }
+
+  /** Move to stop `seq`: the slider and labels at once, the text when it arrives. */
+  private go (seq: number): void {
+    this.seq = Math.max(1, Math.min(this.newest, seq))
+    const url = new URL(window.location.href)
+    url.searchParams.set('seq', String(this.seq))
+    window.history.replaceState(null, '', url.pathname + url.search)
+    this.sync()
+    void this.show()
+  }
+
+  /** Jump to the end of the previous or next timeline entry. */
+  private step (direction: number): void {
+    const ends = this.entries.map(e => e.seq).sort((a, b) => a - b)
+    const target = direction < 0
+      ? [...ends].reverse().find(s => s < this.seq) ?? 1
+      : ends.find(s => s > this.seq) ?? this.newest
+    this.go(target)
+  }
+
+  private startPlaying (): void {
+    if (this.seq >= this.newest) this.go(1)
+    const stride = Math.max(1, Math.ceil(this.newest / PLAY_FRAMES))
+    replace(this.play, icon('pause'))
+    this.play.setAttribute('aria-label', 'Pause')
+    const tick = (): void => {
+      if (this.seq >= this.newest) { this.stop(); return }
+      this.go(this.seq + stride)
+      this.playing = setTimeout(tick, PLAY_MS)
+    }
+    this.playing = setTimeout(tick, PLAY_MS)
+  }
+
+  private stop (): void {
+    if (this.playing != null) clearTimeout(this.playing)
+    this.playing = null
+    replace(this.play, icon('play'))
+    this.play.setAttribute('aria-label', 'Play')
+  }
+
+  /** The timeline entry holding stop `seq`, if loaded. */
+  private entryOf (seq: number): Entry | undefined {
+    return this.entries.find(e => e.first_seq <= seq && seq <= e.seq)
+  }
+
+  private sync (): void {
+    this.slider.max = String(this.newest)
+    this.slider.value = String(this.seq)
+    this.slider.disabled = this.newest <= 1
+    const span = Math.max(1, this.newest - 1)
+    replace(this.marks, ...this.named.map(v => h('span', {
+      class: 'mark', style: `left:${((v.seq - 1) / span) * 100}%`, title: `${v.name} (version ${v.seq})`
+    })))
+    const entry = this.entryOf(this.seq)
+    const labels = this.named.filter(v => v.seq === this.seq)
+    const when = entry != null ? entry.end : null
+    replace(this.line,
+      h('span', { class: 'seq', 'data-testid': 'seq' }, `Version ${this.seq.toLocaleString()} of ${this.newest.toLocaleString()}`),
+      this.seq === this.newest ? h('span', { class: 'muted' }, '(current)') : null,
+      when != null ? h('span', { class: 'muted', title: whenPrecisely(when) }, ago(when)) : null,
+      ...(entry?.authors ?? []).map(a => h('span', { class: 'who' },
+        h('span', { class: 'avatar small', style: `background:${colorOf(a)}` }, initials(displayName(a))), ' ', displayName(a))),
+      ...labels.map(v => h('span', { class: 'label-chip', 'data-testid': 'label' }, icon('tag', 12), v.name,
+        h('button', { type: 'button', class: 'chip-x', title: 'Remove this name', 'aria-label': `Remove the name ${v.name}`, onclick: () => { void this.unname(v) } }, icon('x', 11))))
+    )
+    this.prev.disabled = this.seq <= 1
+    this.next.disabled = this.seq >= this.newest
+    this.restoreButton.disabled = this.seq >= this.newest
+    this.restoreButton.title = this.seq >= this.newest ? 'This is the current version' : `Make version ${this.seq} the current content (as a new change)`
+    for (const item of Array.from(this.list.children) as HTMLElement[]) {
+      const e = this.entries[Number(item.dataset.index)]
+      item.setAttribute('aria-current', String(e != null && e.first_seq <= this.seq && this.seq <= e.seq))
+    }
+  }
+
+  /** Fetch and draw the text of the current stop; one request at a time, newest wins. */
+  private async show (): Promise<void> {
+    if (this.loading) return
+    this.loading = true
+    try {
+      while (this.shown !== this.seq) {
+        const seq = this.seq
+        const entry = this.entryOf(seq)
+        // Highlight what this entry changed up to here; without a loaded entry, the last change.
+        const from = Math.max(0, (entry?.first_seq ?? seq) - 1)
+        this.text.setAttribute('aria-busy', 'true')
+        const result = await diff(this.room, from, seq)
+        this.draw(result)
+        this.shown = seq
+      }
+    } catch (error) {
+      replace(this.text, h('p', { class: 'text-empty' }, error instanceof ApiError ? error.message : String(error)))
+      this.shown = -1
+    } finally {
+      this.loading = false
+      this.text.removeAttribute('aria-busy')
+    }
+  }
+
+  private draw (result: Diff): void {
+    this.text.dataset.seq = String(result.to.seq)
+    if (result.spans.length === 0 || result.spans.every(s => s.text === '')) {
+      replace(this.text, h('span', { class: 'text-empty' }, 'This version is empty.'))
+      return
+    }
+    replace(this.text, ...result.spans.map(span => {
+      if (span.op === 'equal') return span.text
+      const who = displayName(span.author ?? 'unknown')
+      const title = `${span.op === 'insert' ? 'Added' : 'Deleted'} by ${who}${span.end != null ? ', ' + whenPrecisely(span.end) : ''}`
+      return h(span.op === 'insert' ? 'ins' : 'del', { title }, span.text)
+    }))
+  }
+
+  private async loadTimeline (older: boolean): Promise<void> {
+    const page = await timeline(this.room, older ? this.cursor : null, GAP_SECONDS)
+    this.entries = older ? this.entries.concat(page.entries) : page.entries
+    this.cursor = page.next
+    this.more.hidden = page.next == null
+    replace(this.list, ...this.entries.map((entry, index) => this.entryItem(entry, index)))
+    this.sync()
+  }
+
+  private entryItem (entry: Entry, index: number): HTMLElement {
+    const who = entry.authors.map(displayName).join(', ')
+    const item = h('li', { class: 'entry', 'data-index': index, 'data-testid': 'entry', tabindex: 0, role: 'button' },
+      h('span', { class: 'avatar small', style: `background:${colorOf(entry.authors[0] ?? '?')}` }, initials(displayName(entry.authors[0] ?? '?'))),
+      h('span', { class: 'entry-who', title: who }, who),
+      h('span', { class: 'entry-meta' },
+        h('span', { title: whenPrecisely(entry.end) }, ago(entry.end)),
+        entry.inserted > 0 ? h('span', { class: 'plus' }, `+${entry.inserted}`) : null,
+        entry.deleted > 0 ? h('span', { class: 'minus' }, `−${entry.deleted}`) : null,
+        h('span', { class: 'faint' }, entry.first_seq === entry.seq ? `v${entry.seq}` : `v${entry.first_seq}–${entry.seq}`)
+      ),
+      ...entry.named.map(name => h('span', { class: 'entry-label' }, icon('tag', 12), name))
+    )
+    const pick = (): void => { this.stop(); this.go(entry.seq) }
+    item.addEventListener('click', pick)
+    item.addEventListener('keydown', event => { if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); pick() } })
+    return item
+  }
+
+  private async loadNamed (): Promise<void> {
+    this.named = await namedVersions(this.room)
+    this.sync()
+  }
+
+  /** Reload what a change made: the newest version, the timeline, the named versions. */
+  private async refresh (): Promise<void> {
+    this.newest = (await docInfo(this.room)).seq
+    await Promise.all([this.loadTimeline(false), this.loadNamed()])
+  }
+
+  private async restore (): Promise<void> {
+    const seq = this.seq
+    this.stop()
+    this.restoreButton.disabled = true
+    try {
+      const result = await restore(this.room, seq, loadUser()?.name ?? '')
+      await this.refresh()
+      this.shown = -1
+      this.go(this.newest)
+      toast(result.changed
+        ? `Restored version ${result.restored}: it is now the current content, as a new change everyone editing has received.`
+        : `Version ${result.restored} is already the current content.`)
+    } catch (error) {
+      toast(`Could not restore: ${error instanceof Error ? error.message : String(error)}`)
+      this.sync()
+    }
+  }
+
+  private async nameVersion (): Promise<void> {
+    const seq = this.seq
+    const name = await ask({
+      title: `Name version ${seq}`,
+      text: 'A name marks this version on the slider, like “sent for review”. Names are shared with everyone.',
+      label: 'Version name',
+      value: '',
+      placeholder: 'e.g. sent for review',
+      submit: 'Save name',
+      check: value => value.length > 200 ? 'Please use at most 200 characters.' : null
+    })
+    if (name == null) return
+    try {
+      await nameVersion(this.room, seq, name, loadUser()?.name ?? '')
+      await this.refresh()
+      toast(`Named version ${seq} “${name}”.`)
+    } catch (error) {
+      toast(`Could not name the version: ${error instanceof Error ? error.message : String(error)}`)
+    }
+  }
+
+  private async unname (version: NamedVersion): Promise<void> {
+    try {
+      await deleteNamedVersion(this.room, version.id)
+      await this.refresh()
+    } catch (error) {
+      toast(`Could not remove the name: ${error instanceof Error ? error.message : String(error)}`)
+    }
+  }
+}
+
+let toastTimer: ReturnType<typeof setTimeout> | null = null
+
+function toast (message: string): void {
+  document.querySelector('.toast')?.remove()
+  const el = h('div', { class: 'toast', role: 'status', 'data-testid': 'toast' }, message)
+  document.body.append(el)
+  if (toastTimer != null) clearTimeout(toastTimer)
+  toastTimer = setTimeout(() => el.remove(), 6000)
+}
+
