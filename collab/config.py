@@ -73,6 +73,11 @@ class Config:
     """TLS private key (PEM) matching ``certfile``."""
     log_format: str = "text"
     """``text`` or ``json`` (one JSON object per line)."""
+    compact_after: float = 7 * 86400.0
+    """Seconds: ``collab compact`` merges only updates at least this old."""
+    compact_granularity: float = 60.0
+    """Seconds: compaction merges one author's consecutive updates into steps shorter
+    than this, the finest the timeline of compacted history can go."""
 
     @property
     def auth_enabled(self) -> bool:

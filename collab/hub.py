@@ -63,6 +63,51 @@ class Hub:
 
     async def join(self, name: str, conn: Connection) -> Room[Connection]:
         """Add ``conn`` to room ``name``, loading the room first if needed."""
+        room = await self._room(name)
+        timer = self._unload_timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        self._carry_out(room, conn, room.join(conn))
+        self.members += 1
+        return room
+
+    async def apply(
+        self, name: str, update: bytes, author: str | None, connection_id: str | None = None
+    ) -> int:
+        """Apply a change the server makes itself (a history restore) to room ``name``.
+
+        The room is loaded if needed (without a member; it unloads after the grace period
+        if nobody joins), every member gets the update, and it is stored under ``author``.
+
+        Returns:
+            The room's seq afterwards (unchanged if the update changed nothing).
+
+        Raises:
+            ProtocolError: not a valid update.
+            Overloaded: the store is too far behind to take more updates.
+        """
+        room = await self._room(name)
+        if self.store.backlog_bytes > self.config.store_max_backlog:
+            raise Overloaded("storage is behind, retry later")
+        effects = room.write(update)
+        for effect in effects:
+            if isinstance(effect, Append):
+                self.store.append(
+                    room.doc_id,
+                    effect.seq,
+                    effect.update,
+                    connection_id=connection_id,
+                    author=author,
+                )
+        self._carry_out(room, None, [e for e in effects if not isinstance(e, Append)])
+        if not room.members and name not in self._unload_timers:
+            loop = asyncio.get_running_loop()
+            self._unload_timers[name] = loop.call_later(
+                self.config.room_grace, self._start_unload, name
+            )
+        return room.seq
+
+    async def _room(self, name: str) -> Room[Connection]:
         room = self.rooms.get(name)
         if room is None:
             load = self._loads.get(name)
@@ -72,11 +117,6 @@ class Hub:
                 load.add_done_callback(lambda _: self._loads.pop(name, None))
             # shield: a joiner that gives up must not cancel the load others wait for.
             room = await asyncio.shield(load)
-        timer = self._unload_timers.pop(name, None)
-        if timer is not None:
-            timer.cancel()
-        self._carry_out(room, conn, room.join(conn))
-        self.members += 1
         return room
 
     def receive(self, room: Room[Connection], conn: Connection, data: bytes) -> None:

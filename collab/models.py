@@ -6,15 +6,34 @@ changes only through a new Alembic revision (``alembic revision --autogenerate``
 
 The model of history: ``updates`` is an append-only log, numbered 1, 2, 3... per
 document in the order the server applied them; ``checkpoints`` holds the whole document
-as of some update number, only to make loading fast. Nothing here ever rewrites the log.
+as of some update number, only to make loading fast. The relay never rewrites the log;
+only compaction (``collab compact``, docs/history.md) merges old runs of it, each into one
+row keyed by the run's last seq. ``named_versions`` label versions; ``compactions``
+records what each compaction did.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, MetaData, String
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "CheckpointRow", "Document", "UpdateRow"]
+__all__ = [
+    "Base",
+    "CheckpointRow",
+    "CompactionRow",
+    "Document",
+    "NamedVersionRow",
+    "UpdateRow",
+]
 
 
 class Base(DeclarativeBase):
@@ -66,3 +85,39 @@ class CheckpointRow(Base):
     upto_seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     created_ms: Mapped[int] = mapped_column(BigInteger)
     state: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class NamedVersionRow(Base):
+    """A label on one version of a document ("sent to review")."""
+
+    __tablename__ = "named_versions"
+    # One label per name and document; it also serves "the named versions of a document".
+    __table_args__ = (UniqueConstraint("doc_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    doc_id: Mapped[int] = mapped_column(ForeignKey("documents.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    """The version labelled: the document after update ``seq``."""
+    name: Mapped[str] = mapped_column(String(255))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    author: Mapped[str | None] = mapped_column(String(255))
+    """Who labelled it."""
+
+
+class CompactionRow(Base):
+    """One compaction of one document: what it merged and what that saved."""
+
+    __tablename__ = "compactions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    doc_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), index=True)
+    ran_ms: Mapped[int] = mapped_column(BigInteger)
+    upto_seq: Mapped[int] = mapped_column(Integer)
+    """Updates up to this seq were considered."""
+    granularity_ms: Mapped[int] = mapped_column(BigInteger)
+    rows_before: Mapped[int] = mapped_column(Integer)
+    rows_after: Mapped[int] = mapped_column(Integer)
+    bytes_before: Mapped[int] = mapped_column(BigInteger)
+    """Bytes of updates and checkpoints of the document before..."""
+    bytes_after: Mapped[int] = mapped_column(BigInteger)
+    """...and after."""

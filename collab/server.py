@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
-from collab import web as browser
+from collab import api, web as browser
 from collab.auth import OPEN, Access, Identity, Verifier
 from collab.config import Config, database_url
 from collab.connection import Connection
@@ -60,6 +60,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     browser.setup(app)  # the browser editor: pages, assets, /api/docs
+    api.setup(app)  # the history API: /api/docs/{room}/...
     return app
 
 
