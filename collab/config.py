@@ -73,6 +73,20 @@ class Config:
     """TLS private key (PEM) matching ``certfile``."""
     log_format: str = "text"
     """``text`` or ``json`` (one JSON object per line)."""
+    webhook_url: str = ""
+    """Comma-separated URLs that receive webhook POSTs; empty turns webhooks off."""
+    webhook_secret: str = ""
+    """HMAC-SHA256 key that signs every webhook request (``X-Collab-Signature``)."""
+    webhook_debounce: float = 2.0
+    """Seconds a document's changes are gathered into one ``document.changed`` event."""
+    webhook_timeout: float = 10.0
+    """Seconds one webhook request may take before it counts as failed."""
+    webhook_attempts: int = 5
+    """Tries per webhook event before it is logged and dropped."""
+    webhook_backoff: float = 1.0
+    """Seconds before the first retry of a failed webhook; doubles with each retry."""
+    webhook_queue: int = 1000
+    """Webhook events queued per endpoint; when full, the oldest is dropped."""
     compact_after: float = 7 * 86400.0
     """Seconds: ``collab compact`` merges only updates at least this old."""
     compact_granularity: float = 60.0

@@ -25,6 +25,7 @@ from collab.history import replay
 from collab.protocol import AwarenessUpdate, SyncStep2, SyncUpdate, decode
 from collab.room import Append, Broadcast, Checkpoint, Outgoing, Reply, Room
 from collab.store import Store
+from collab.webhook import Webhooks
 
 __all__ = ["Hub", "Stats"]
 
@@ -57,6 +58,7 @@ class Hub:
         self.members = 0  # connections that joined a room and have not left
         self.revoked: set[str] = set()  # ids of revoked tokens
         self.stats = Stats()
+        self.webhooks = Webhooks.from_config(config)  # started and closed by server.py
         self._loads: dict[str, asyncio.Task[Room[Connection]]] = {}
         self._unload_timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -188,6 +190,9 @@ class Hub:
                         update,
                         connection_id=member.id if member else None,
                         author=member.author if member else None,
+                    )
+                    self.webhooks.document_changed(
+                        room.name, seq, member.author if member else None
                     )
                 case Reply(data):
                     if conn is not None:

@@ -78,3 +78,12 @@ class _HubCollector(Collector):
         yield GaugeMetricFamily(
             "collab_store_backlog_bytes", "Bytes waiting to be committed", store.backlog_bytes
         )
+        hooks = hub.webhooks
+        for name, help_text, value in (
+            ("collab_webhooks_sent", "Webhook deliveries accepted (2xx)", hooks.sent),
+            ("collab_webhooks_failed", "Webhook events refused or given up", hooks.failed),
+            ("collab_webhooks_dropped", "Webhook events dropped from a full queue", hooks.dropped),
+            ("collab_webhooks_retried", "Webhook attempts after a failed one", hooks.retries),
+        ):
+            yield CounterMetricFamily(name, help_text, value=value)
+        yield GaugeMetricFamily("collab_webhooks_queued", "Webhook events waiting", hooks.queued)

@@ -101,8 +101,10 @@ async def _hub_ctx(app: web.Application):  # type: ignore[no-untyped-def]
     metrics = Metrics(hub)
     app[METRICS] = metrics
     store.on_commit = metrics.commit_seconds.observe
+    await hub.webhooks.start()
     yield
     await hub.close()
+    await hub.webhooks.close()  # after the hub, so the last changes are announced
 
 
 async def _close_connections(app: web.Application) -> None:
@@ -211,6 +213,7 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
             conn.author,
             " read-only" if conn.read_only else "",
         )
+        hub.webhooks.connected(name, conn.author, conn.id)
         async for msg in ws:
             if msg.type is WSMsgType.BINARY:
                 started = time.perf_counter()
@@ -234,4 +237,5 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
         final = conn.close_code or code
         metrics.closes.labels(str(int(final))).inc()
         log.info("close room=%r conn=%s user=%r code=%s", name, conn.id, conn.author, final)
+        hub.webhooks.disconnected(name, conn.author, conn.id, int(final))
     return ws

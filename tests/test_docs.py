@@ -32,7 +32,10 @@ def test_every_flag_is_documented() -> None:
                 assert f"`{flag}`" in README, flag
 
 
-@pytest.mark.parametrize("command", ["collab serve", "collab db upgrade"])
+@pytest.mark.parametrize(
+    "command",
+    ["collab serve", "collab db upgrade", "collab backup", "collab dump", "collab load"],
+)
 def test_every_command_is_documented(command: str) -> None:
     """Each CLI command appears in the README's command table."""
     assert f"`{command}`" in README
