@@ -2,7 +2,9 @@
 
 Owns ``/`` (the document list), ``/d/{room}`` and ``/d/{room}/history`` (one page; the
 client routes, because a room name may itself contain ``/``), ``/static/...`` (the
-bundle built from ``client/`` into ``collab/static``) and ``GET /api/docs``. It never
+bundle built from ``client/`` into ``collab/static``), ``GET /api/docs`` and
+``GET /api/me`` (who the caller is and what they may do with a room, so a read-only
+document can look read-only). It never
 touches a WebSocket or runs SQL: the list comes from ``Store.list_documents`` and the
 people online from the hub's loaded rooms.
 
@@ -30,6 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from collab import server
+from collab.auth import Access
 from collab.errors import CollabError
 from collab.room import Room
 from collab.store import DocumentInfo
@@ -74,6 +77,7 @@ def setup(app: web.Application, static: Path = STATIC) -> None:
     app.router.add_get("/d/{room:.+}", _page)
     app.router.add_get("/static/{path:.+}", _static)
     app.router.add_get("/api/docs", _list_docs)
+    app.router.add_get("/api/me", _me)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +216,7 @@ async def _list_docs(request: web.Request) -> web.Response:
             if len(docs) == limit:
                 more = True
                 break
-            docs.append(_document(info, hub.rooms.get(info.name)))
+            docs.append(_document(info, hub.rooms.get(info.name), identity.access(info.name)))
             last = scan
         if len(page) <= limit:
             break
@@ -223,7 +227,7 @@ async def _list_docs(request: web.Request) -> web.Response:
     )
 
 
-def _document(info: DocumentInfo, room: Room[Any] | None) -> dict[str, Any]:
+def _document(info: DocumentInfo, room: Room[Any] | None, access: Access) -> dict[str, Any]:
     people: dict[tuple[str, str], dict[str, str]] = {}
     online = 0
     size = info.size
@@ -244,7 +248,25 @@ def _document(info: DocumentInfo, room: Room[Any] | None) -> dict[str, Any]:
         "updates": info.updates,
         "online": online,
         "people": list(people.values()),
+        "access": access.name.lower(),
     }
+
+
+async def _me(request: web.Request) -> web.Response:
+    """``GET /api/me?room=``: the caller's identity, and their access to ``room`` if given."""
+    try:
+        identity = server.identify(request)
+    except CollabError as exc:
+        return _error(401, exc.reason)
+    body: dict[str, Any] = {
+        "auth": request.app[server.VERIFIER] is not None,
+        "user": identity.user_id,
+        "name": identity.name,
+    }
+    room = request.query.get("room")
+    if room is not None:
+        body["access"] = identity.access(room).name.lower()
+    return web.json_response(body, dumps=lambda obj: json.dumps(obj, ensure_ascii=False))
 
 
 def _iso(ms: int) -> str:

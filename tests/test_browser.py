@@ -17,6 +17,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -146,6 +147,7 @@ def editor_path(room: str) -> str:
 
 async def text_of(page: Page) -> str:
     """The page's Y.Text "content", as its Yjs document holds it."""
+    await page.wait_for_function("() => window.collab !== undefined")  # the editor started
     text: str = await page.evaluate("() => window.collab.doc.getText('content').toString()")
     return text
 
@@ -355,6 +357,27 @@ async def editor_in(browser: Browser, base: str, room: str, name: str) -> AsyncI
         yield page
 
 
+async def test_a_room_named_like_a_history_page(
+    server: Server, browser: Browser, shots: Shots
+) -> None:
+    """`/d/notes%2Fhistory` edits room "notes/history"; `/d/notes/history` is history of notes."""
+    async with person(browser, server.http, "Ada") as ada:
+        await ada.goto("/d/notes%2Fhistory")
+        await wait_state(ada, "saved")
+        assert await ada.inner_text("[data-testid=room-name]") == "notes/history"
+        await type_at(ada, "end", "A room whose name ends in /history.")
+        await wait_state(ada, "saved")
+        assert await ada.get_attribute("[data-testid=history-link]", "href") == (
+            "/d/notes/history/history"
+        )
+        await ada.goto("/")
+        row = ada.locator("[data-testid=doc-row][data-name='notes/history']")
+        assert await row.get_attribute("href") == "/d/notes%2Fhistory"
+        await ada.goto("/d/notes/history")
+        await ada.wait_for_selector("[data-testid=problem] >> text=No history yet")
+        await shots.take(ada, "no-history")
+
+
 async def test_invalid_room_name_is_a_friendly_error(
     server: Server, browser: Browser, shots: Shots
 ) -> None:
@@ -387,6 +410,95 @@ async def test_permission_states_with_auth(config: Config, browser: Browser, sho
             await ann.goto("/")
             await ann.locator("[data-testid=doc-row][data-name='team/plan']").wait_for()
             assert await ann.locator("[data-testid=doc-row]").count() == 1
+
+            # A reader sees every change live but cannot type; the page says so.
+            reader = mint(secret, user_id="rita", name="Rita", docs=[("team/*", Access.READ)])
+            async with person(browser, server.http, None) as rita:
+                await rita.goto(editor_path("team/plan") + f"?token={reader}")
+                await wait_state(rita, "saved")  # no name prompt: the token carries one
+                await rita.wait_for_selector("[data-testid=read-only]")
+                assert await rita.inner_text("[data-testid=me]") == "R\nRita"
+                await rita.click(".cm-content")
+                await rita.keyboard.type("vandalism")
+                assert await text_of(rita) == "Team only."
+                await ann.goto(editor_path("team/plan"))
+                await wait_state(ann, "saved")
+                await type_at(ann, "end", " Readers see this live.")
+                await until(
+                    lambda: _same_text(rita, "Team only. Readers see this live."),
+                    "the reader to see the writer's edit",
+                )
+                await rita.wait_for_selector(".cm-ySelectionInfo:has-text('Ann')")
+                await shots.take(rita, "read-only")
+                await rita.goto("/")
+                await rita.locator("[data-testid=doc-row] >> text=read only").wait_for()
+
+
+async def test_history_shows_an_older_version_and_restore_reaches_the_open_editor(
+    server: Server, browser: Browser, session: aiohttp.ClientSession, shots: Shots
+) -> None:
+    """History scrubs back to Ada's draft, names it, and restores it into the live editors."""
+    room = "history/plan"
+    draft = "# Plan\n\nFirst draft."
+    async with (
+        person(browser, server.http, "Ada") as ada,
+        person(browser, server.http, "Bob", "#db2777") as bob,
+    ):
+        await ada.goto(editor_path(room))
+        await wait_state(ada, "saved")
+        await type_at(ada, "end", draft)
+        await wait_state(ada, "saved")
+        await bob.goto(editor_path(room))
+        await wait_state(bob, "saved")
+        await type_at(bob, "end", "\nBob's rewrite replaces the plan.")
+        await bob.keyboard.press("Control+Home")
+        await bob.keyboard.press("End")
+        for _ in range(4):
+            await bob.keyboard.press("Backspace")
+        await bob.keyboard.type("Roadmap")
+        await wait_state(bob, "saved")
+        current = "# Roadmap\n\nFirst draft.\nBob's rewrite replaces the plan."
+        await until(lambda: _same(text_of(ada), current), "Ada to see Bob's changes")
+
+        history = await ada.context.new_page()
+        await history.goto(editor_path(room) + "/history")
+        entries = history.locator("[data-testid=entry]")
+        await until(lambda: _count(history, "[data-testid=entry]", 2), "two timeline entries")
+        assert "Bob" in await entries.nth(0).inner_text()  # newest first
+        assert "Ada" in await entries.nth(1).inner_text()
+        await history.wait_for_selector("[data-testid=version-text] ins")
+        await shots.take(history, "newest")
+
+        # Scrub to the very first version, then pick Ada's entry: her whole draft.
+        await history.locator("[data-testid=slider]").fill("1")
+        await history.wait_for_selector("[data-testid=version-text][data-seq='1']")
+        assert await history.inner_text("[data-testid=seq]") != ""
+        await entries.nth(1).click()
+        text = history.locator("[data-testid=version-text]")
+        await until(lambda: _same(text.inner_text(), draft), "the draft to show")
+        assert await history.locator("[data-testid=version-text] del").count() == 0
+        assert "Ada" in await history.inner_text("[data-testid=version-line]")
+        draft_seq = int(await text.get_attribute("data-seq") or 0)
+        await shots.take(history, "draft")
+
+        await history.click("[data-testid=name-version]")
+        await history.fill("[data-testid=dialog-input]", "first draft")
+        await history.click("[data-testid=dialog-submit]")
+        await history.wait_for_selector("[data-testid=label] >> text=first draft")
+        assert await history.locator(".mark").count() == 1
+
+        await history.click("[data-testid=restore]")
+        await history.wait_for_selector("[data-testid=toast] >> text=Restored version")
+        await shots.take(history, "restored")
+        for page in (ada, bob):  # both open editors get the restore, live
+            await until(partial(_same_text, page, draft), "the editors to show the draft")
+        await wait_state(bob, "saved")
+        await shots.take(bob, "bob-after-restore")
+        # History is not rewritten: the restore is a new, newest version.
+        assert "(current)" in await history.inner_text("[data-testid=version-line]")
+        newest = int(await text.get_attribute("data-seq") or 0)
+        assert newest > draft_seq
+        assert await server_text(session, server, room) == draft
 
 
 async def test_unreachable_server_keeps_edits_in_the_browser(

@@ -49,6 +49,30 @@ export interface Person {
   color: string
 }
 
+export type Access = 'none' | 'read' | 'write'
+
+export interface Me {
+  /** Whether the server checks tokens at all. */
+  auth: boolean
+  user: string | null
+  name: string | null
+  access?: Access
+}
+
+/** Who the server takes us for, and what we may do with `room`; `null` if it cannot say. */
+export async function me (room: string | null): Promise<Me | null> {
+  const abort = new AbortController()
+  const timer = setTimeout(() => abort.abort(), 4000)
+  try {
+    const query = room != null ? '?' + new URLSearchParams({ room }).toString() : ''
+    return await request<Me>('/api/me' + query, { signal: abort.signal })
+  } catch {
+    return null
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 export interface DocSummary {
   name: string
   created: string
@@ -57,6 +81,7 @@ export interface DocSummary {
   updates: number
   online: number
   people: Person[]
+  access: Access
 }
 
 export interface DocPage {

@@ -7,7 +7,7 @@ import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { IndexeddbPersistence } from 'y-indexeddb'
 import { yCollab, yUndoManagerKeymap } from 'y-codemirror.next'
-import { EditorState } from '@codemirror/state'
+import { Compartment, EditorState } from '@codemirror/state'
 import {
   EditorView, drawSelection, dropCursor, highlightSpecialChars, keymap, placeholder,
   rectangularSelection
@@ -15,11 +15,12 @@ import {
 import { defaultKeymap, indentWithTab } from '@codemirror/commands'
 import { highlightSelectionMatches, searchKeymap } from '@codemirror/search'
 
+import { me } from './api'
 import { askUser, problem } from './dialog'
 import { bar } from './chrome'
 import { h, icon, replace } from './dom'
 import { initials, plural } from './format'
-import { type User, forgetToken, loadUser, token } from './identity'
+import { type User, forgetToken, loadUser, randomColor, saveUser, token } from './identity'
 import { markdownEditing } from './markdown'
 import { encodeRoom, historyPath } from './route'
 import { SaveStatus, type Status, describe } from './status'
@@ -46,7 +47,8 @@ export function editorPage (root: HTMLElement, room: string): void {
   const status = h('div', { class: 'status', 'data-testid': 'status', 'data-state': 'connecting', role: 'status', 'aria-live': 'polite' })
   const people = h('div', { class: 'people', 'data-testid': 'people' })
   const history = h('a', { href: historyPath(room), class: 'button ghost', 'data-testid': 'history-link' }, icon('history'), h('span', null, 'History'))
-  top.tools.append(status, people, history)
+  const readOnly = h('span', { class: 'badge', hidden: true, 'data-testid': 'read-only', title: 'Your access to this document is read-only: you see every change live, but cannot edit.' }, icon('lock', 13), 'Read only')
+  top.tools.append(readOnly, status, people, history)
   const banner = h('div', { class: 'banner', hidden: true, 'data-testid': 'banner' })
   const surface = h('main', { class: 'surface' })
   const footer = h('footer', { class: 'footer' })
@@ -55,13 +57,24 @@ export function editorPage (root: HTMLElement, room: string): void {
   const start = (user: User): void => {
     top.setUser(user)
     session = new Session(room, user, { surface, status, people, banner, footer, root, history })
+    // What the server lets us do here; a read-only document looks read-only.
+    void me(room).then(info => {
+      if (info?.access === 'read') {
+        readOnly.hidden = false
+        session?.setReadOnly(true)
+      }
+    })
   }
   const user = loadUser()
   if (user != null) {
     start(user)
-  } else {
-    void askUser(null).then(chosen => { if (chosen != null) start(chosen) })
+    return
   }
+  // With a token that carries a name, that name is who we are; else ask.
+  void me(null).then(async info => {
+    const chosen = info?.name != null ? saveUser(info.name, randomColor()) : await askUser(null)
+    if (chosen != null) start(chosen)
+  })
 }
 
 interface Parts {
@@ -81,6 +94,7 @@ class Session {
   private readonly save: SaveStatus
   private readonly view: EditorView
   private wordTimer: ReturnType<typeof setTimeout> | null = null
+  private readonly editable = new Compartment()
   private peopleKey = ''
   private peopleOpen = false
 
@@ -108,6 +122,7 @@ class Session {
           keymap.of([...yUndoManagerKeymap, ...searchKeymap, indentWithTab, ...defaultKeymap]),
           markdownEditing(),
           yCollab(text, this.provider.awareness, { undoManager }),
+          this.editable.of([]),
           EditorView.contentAttributes.of({ 'aria-label': `Document ${room}`, 'data-testid': 'editor' })
         ]
       })
@@ -131,6 +146,13 @@ class Session {
       this.provider.disconnect()
       this.provider.connect()
     }
+  }
+
+  /** Read-only members' edits would be dropped by the server: do not let them type. */
+  setReadOnly (readOnly: boolean): void {
+    this.view.dispatch({
+      effects: this.editable.reconfigure(readOnly ? [EditorState.readOnly.of(true), EditorView.editable.of(false)] : [])
+    })
   }
 
   destroy (): void {

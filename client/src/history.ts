@@ -11,7 +11,7 @@
 
 import {
   ApiError, type Diff, type Entry, type NamedVersion, deleteNamedVersion, diff, docInfo,
-  nameVersion, namedVersions, restore, timeline
+  me, nameVersion, namedVersions, restore, timeline
 } from './api'
 import { bar } from './chrome'
 import { ask, problem } from './dialog'
@@ -70,6 +70,7 @@ class HistoryView {
   private shown = -1 // the stop whose diff is on screen
   private loading = false
   private playing: ReturnType<typeof setTimeout> | null = null
+  private canWrite = true
 
   private readonly slider = h('input', { type: 'range', min: 1, max: 1, value: 1, step: 1, 'aria-label': 'Version', 'data-testid': 'slider' })
   private readonly marks = h('div', { class: 'marks', 'aria-hidden': 'true' })
@@ -86,12 +87,15 @@ class HistoryView {
   constructor (private readonly room: string, private readonly body: HTMLElement) {}
 
   async start (): Promise<void> {
-    const info = await docInfo(this.room)
+    const [info, who] = await Promise.all([docInfo(this.room), me(this.room)])
+    this.canWrite = who?.access !== 'read'
     this.newest = info.seq
     if (this.newest === 0) throw new ApiError(404, 'no versions')
     const requested = Number(new URLSearchParams(window.location.search).get('seq'))
     this.seq = Number.isInteger(requested) && requested >= 1 && requested <= this.newest ? requested : this.newest
     this.layout()
+    this.nameButton.hidden = !this.canWrite
+    this.restoreButton.hidden = !this.canWrite
     await Promise.all([this.loadTimeline(false), this.loadNamed()])
     this.sync()
     await this.show()
@@ -179,7 +183,9 @@ class HistoryView {
       ...(entry?.authors ?? []).map(a => h('span', { class: 'who' },
         h('span', { class: 'avatar small', style: `background:${colorOf(a)}` }, initials(displayName(a))), ' ', displayName(a))),
       ...labels.map(v => h('span', { class: 'label-chip', 'data-testid': 'label' }, icon('tag', 12), v.name,
-        h('button', { type: 'button', class: 'chip-x', title: 'Remove this name', 'aria-label': `Remove the name ${v.name}`, onclick: () => { void this.unname(v) } }, icon('x', 11))))
+        this.canWrite
+          ? h('button', { type: 'button', class: 'chip-x', title: 'Remove this name', 'aria-label': `Remove the name ${v.name}`, onclick: () => { void this.unname(v) } }, icon('x', 11))
+          : null))
     )
     this.prev.disabled = this.seq <= 1
     this.next.disabled = this.seq >= this.newest

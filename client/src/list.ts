@@ -167,7 +167,8 @@ function row (doc: DocSummary): HTMLElement {
   }
   return h('a', { class: 'doc-row', href: editorPath(doc.name), 'data-testid': 'doc-row', 'data-name': doc.name },
     h('span', { class: 'doc-icon' }, icon('file')),
-    h('span', { class: 'doc-name', title: doc.name }, folder !== '' ? h('span', { class: 'folder' }, folder) : null, h('span', null, base === '' ? '(untitled)' : base)),
+    h('span', { class: 'doc-name', title: doc.name }, folder !== '' ? h('span', { class: 'folder' }, folder) : null, h('span', null, base === '' ? '(untitled)' : base),
+      doc.access === 'read' ? h('span', { class: 'badge small', title: 'You can read this document, not edit it' }, icon('lock', 11), 'read only') : null),
     h('span', { class: 'muted', title: when(doc.updated) }, ago(doc.updated)),
     people,
     h('span', { class: 'num muted', title: `${plural(doc.updates, 'stored update')}` }, bytes(doc.size))
