@@ -33,7 +33,7 @@ from pycrdt import Doc, Text
 
 from collab.archive import Archive
 from collab.compaction import Policy
-from collab.config import database_url
+from collab.config import Config, database_url
 from collab.store import Store
 
 TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "automerge-paper.json.gz"
@@ -145,6 +145,9 @@ async def measure(
     n = head.last_seq
     rng = random.Random(7)
     seqs = [rng.randint(0, n) for _ in range(150)] + [n, 0, 1, n - 1]
+    # The worst cases: just below each checkpoint, the longest replay (at most 60 of them).
+    below = [c - 1 for c in await archive.db.checkpoint_seqs(head.id) if c > 1]
+    seqs += below[:: max(1, len(below) // 60)]
     rebuild: list[float] = []
     for seq in seqs:
         ms, _ = await timed(lambda seq=seq: archive.version(head, seq))
@@ -243,12 +246,7 @@ async def main() -> None:
                     f"{name} ({'one author' if name == 'paper' else 'two authors taking turns'}):"
                 )
                 await measure(archive, name, trace, report, name)
-            policy = Policy(
-                older_than_ms=0,
-                granularity_ms=60_000,
-                checkpoint_updates=1000,
-                checkpoint_bytes=1024 * 1024,
-            )
+            policy = Policy.from_config(Config(compact_after=0, compact_granularity=60))
             for name in ("paper", "paper-2"):
                 head = await archive.head(name)
                 ms, result = await timed(lambda head=head: archive.compact(head, policy))

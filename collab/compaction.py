@@ -32,6 +32,8 @@ __all__ = ["Plan", "Policy", "RowInfo", "Run", "merge", "plan"]
 # keystrokes, 90 ms for 5,000): runs are capped, and merged in chunks.
 MAX_RUN = 1000
 _CHUNK = 256
+MAX_CHECKPOINT_BYTES = 512 * 1024
+"""At most this many bytes of (merged) rows between two checkpoints kept by compaction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,9 @@ class Policy:
             older_than_ms=int(config.compact_after * 1000),
             granularity_ms=int(config.compact_granularity * 1000),
             checkpoint_updates=config.checkpoint_updates,
-            checkpoint_bytes=config.checkpoint_bytes,
+            # Merged steps are big: bytes, not their count, bound their replay (~30 ms per
+            # MiB); half the live setting keeps a rebuild well inside 50 ms.
+            checkpoint_bytes=min(config.checkpoint_bytes, MAX_CHECKPOINT_BYTES),
         )
 
 
