@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--allowed-origins", help="comma-separated Origins accepted")
     serve.add_argument("--certfile", help="TLS certificate (PEM): serve wss:// directly")
     serve.add_argument("--keyfile", help="TLS private key (PEM)")
+    serve.add_argument("--redis", help="Redis URL: relay rooms between several nodes")
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)

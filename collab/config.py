@@ -87,6 +87,8 @@ class Config:
     """Seconds before the first retry of a failed webhook; doubles with each retry."""
     webhook_queue: int = 1000
     """Webhook events queued per endpoint; when full, the oldest is dropped."""
+    redis: str = ""
+    """Redis URL; set it on every node to run several nodes that share the rooms."""
     compact_after: float = 7 * 86400.0
     """Seconds: ``collab compact`` merges only updates at least this old."""
     compact_granularity: float = 60.0

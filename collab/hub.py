@@ -16,16 +16,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from collab.config import Config
 from collab.connection import Connection
-from collab.errors import Overloaded, RateLimited
+from collab.errors import CollabError, Overloaded, RateLimited
 from collab.history import replay
-from collab.protocol import AwarenessUpdate, SyncStep2, SyncUpdate, decode
+from collab.protocol import (
+    EMPTY_UPDATE,
+    AwarenessUpdate,
+    QueryAwareness,
+    SyncStep2,
+    SyncUpdate,
+    decode,
+    encode_awareness,
+    encode_query_awareness,
+    encode_update,
+)
 from collab.room import Append, Broadcast, Checkpoint, Outgoing, Reply, Room
 from collab.store import Store
 from collab.webhook import Webhooks
+
+if TYPE_CHECKING:
+    from collab.cluster import Cluster
 
 __all__ = ["Hub", "Stats"]
 
@@ -62,6 +77,8 @@ class Hub:
         self._loads: dict[str, asyncio.Task[Room[Connection]]] = {}
         self._unload_timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.cluster: Cluster | None = None  # set when several nodes share the rooms
+        self._buffered: dict[str, list[tuple[str, bytes]]] = {}  # remote messages during loads
 
     async def join(self, name: str, conn: Connection) -> Room[Connection]:
         """Add ``conn`` to room ``name``, loading the room first if needed."""
@@ -96,7 +113,7 @@ class Hub:
             if isinstance(effect, Append):
                 self.store.append(
                     room.doc_id,
-                    effect.seq,
+                    None if self.cluster is not None else effect.seq,
                     effect.update,
                     connection_id=connection_id,
                     author=author,
@@ -167,15 +184,26 @@ class Hub:
             timer.cancel()
         self._unload_timers.clear()
         for room in self.rooms.values():
-            self._carry_out(room, None, room.unload())
+            self._carry_out(room, None, room.unload(), publish=False)
+        if self._tasks:  # checkpoints built from the log, catch-ups: give them a moment
+            _, pending = await asyncio.wait(set(self._tasks), timeout=5)
+            for task in pending:
+                task.cancel()
         await self.store.close()
 
     def _carry_out(
-        self, room: Room[Connection], conn: Connection | None, effects: list[Outgoing[Connection]]
+        self,
+        room: Room[Connection],
+        conn: Connection | None,
+        effects: list[Outgoing[Connection]],
+        publish: bool = True,
     ) -> None:
+        cluster = self.cluster
         for effect in effects:
             match effect:
                 case Broadcast(data, exclude):
+                    if cluster is not None and publish:
+                        cluster.publish(room.name, data)
                     sent = 0
                     for member in room.members:
                         if member is not exclude:
@@ -186,7 +214,8 @@ class Hub:
                 case Append(seq, update, member):
                     self.store.append(
                         room.doc_id,
-                        seq,
+                        # Several nodes share the log: numbers are assigned at commit.
+                        None if cluster is not None else seq,
                         update,
                         connection_id=member.id if member else None,
                         author=member.author if member else None,
@@ -198,9 +227,34 @@ class Hub:
                     if conn is not None:
                         conn.send(data)
                 case Checkpoint(upto_seq, state):
-                    self.store.checkpoint(room.doc_id, upto_seq, state)
+                    if cluster is None:
+                        self.store.checkpoint(room.doc_id, upto_seq, state)
+                    else:
+                        # This node's document also holds updates other nodes have not
+                        # committed yet: only the log says what "as of seq N" is.
+                        self._spawn(self._checkpoint_from_log(room.name))
 
     async def _load(self, name: str) -> Room[Connection]:
+        cluster = self.cluster
+        if cluster is not None:
+            # Subscribe first and hold what arrives meanwhile: an update another node
+            # relays during the load is applied after it, not lost.
+            self._buffered[name] = []
+            await cluster.subscribe(name)
+        try:
+            room = await self._load_from_store(name)
+        finally:
+            buffered = self._buffered.pop(name, [])
+        for origin, data in buffered:
+            self.receive_remote(name, origin, data)
+        if cluster is not None:
+            # What another node received just before we subscribed may reach the
+            # database only after we read it: look again once their commits are done.
+            self._spawn(self._resync_later(name, 3 * self.config.commit_interval + 0.2))
+            cluster.publish(name, encode_query_awareness())
+        return room
+
+    async def _load_from_store(self, name: str) -> Room[Connection]:
         loaded = await self.store.load(name)
         size = len(loaded.checkpoint or b"") + sum(map(len, loaded.updates))
         if size > _REPLAY_IN_THREAD:
@@ -240,8 +294,71 @@ class Hub:
         if room.members or self.rooms.get(name) is not room:
             return  # someone joined while we flushed; keep it
         del self.rooms[name]
+        if self.cluster is not None:
+            self.cluster.unsubscribe(name)
         self.stats.rooms_unloaded += 1
         log.debug("unloaded room %r at seq %d", name, room.seq)
+
+    # --- several nodes (collab.cluster) -------------------------------------------------
+
+    def receive_remote(self, name: str, origin: str, data: bytes) -> None:
+        """Apply a message another node published for room ``name`` to local members."""
+        buffered = self._buffered.get(name)
+        if buffered is not None:
+            buffered.append((origin, data))
+            return
+        room = self.rooms.get(name)
+        if room is None:
+            return
+        try:
+            message = decode(data)
+            if isinstance(message, QueryAwareness):
+                local = room.local_awareness()
+                if local and self.cluster is not None:
+                    self.cluster.publish(name, encode_awareness(local))
+                return
+            effects = room.receive_remote(origin, message, data)
+        except CollabError as exc:
+            log.warning("ignored an invalid message from node %s: %s", origin, exc.reason)
+            return
+        self._carry_out(room, None, effects, publish=False)
+
+    def forget_node(self, origin: str) -> None:
+        """Another node died: remove its clients' awareness from every room here."""
+        for room in list(self.rooms.values()):
+            self._carry_out(room, None, room.forget_node(origin), publish=False)
+
+    def resync_all(self) -> None:
+        """Catch every loaded room up from the database (after missing relayed messages)."""
+        for name in list(self.rooms):
+            self._spawn(self._resync_later(name, 0.0))
+            self._spawn(self._resync_later(name, 3 * self.config.commit_interval + 0.5))
+
+    async def _resync_later(self, name: str, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        room = self.rooms.get(name)
+        if room is None:
+            return
+        loaded = await self.store.load(name)
+        stored = await asyncio.to_thread(replay, loaded.checkpoint, loaded.updates)
+        missing = stored.get_update(room.doc.get_state())
+        if self.rooms.get(name) is room and missing != EMPTY_UPDATE:
+            effects = room.receive_remote("", SyncUpdate(missing), encode_update(missing))
+            self._carry_out(room, None, effects, publish=False)
+
+    async def _checkpoint_from_log(self, name: str) -> None:
+        await self.store.flush()
+        loaded = await self.store.load(name)
+        if not loaded.updates:
+            return
+        stored = await asyncio.to_thread(replay, loaded.checkpoint, loaded.updates)
+        self.store.checkpoint(loaded.doc_id, loaded.last_seq, stored.get_update())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 def _name_from_awareness(message: AwarenessUpdate) -> str | None:

@@ -87,3 +87,17 @@ class _HubCollector(Collector):
         ):
             yield CounterMetricFamily(name, help_text, value=value)
         yield GaugeMetricFamily("collab_webhooks_queued", "Webhook events waiting", hooks.queued)
+        yield CounterMetricFamily(
+            "collab_store_seq_races", "Commits renumbered after another node", store.seq_races
+        )
+        cluster = hub.cluster
+        if cluster is not None:
+            yield GaugeMetricFamily(
+                "collab_redis_connected", "1 while the Redis relay is up", int(cluster.connected)
+            )
+            for name, help_text, value in (
+                ("collab_cluster_published", "Messages sent to other nodes", cluster.published),
+                ("collab_cluster_received", "Messages from other nodes", cluster.received),
+                ("collab_cluster_dropped", "Messages not relayed (Redis down)", cluster.dropped),
+            ):
+                yield CounterMetricFamily(name, help_text, value=value)

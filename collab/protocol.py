@@ -34,6 +34,7 @@ __all__ = [
     "decode",
     "decode_awareness",
     "encode_awareness",
+    "encode_query_awareness",
     "encode_sync_step1",
     "encode_sync_step2",
     "encode_update",
@@ -258,3 +259,8 @@ def encode_awareness(entries: list[AwarenessEntry] | tuple[AwarenessEntry, ...])
         parts += (write_var_uint(len(state)), state)
     payload = b"".join(parts)
     return b"".join((bytes((MessageType.AWARENESS,)), write_var_uint(len(payload)), payload))
+
+
+def encode_query_awareness() -> bytes:
+    """Encode a query-awareness message (asks for every awareness state)."""
+    return bytes((MessageType.QUERY_AWARENESS,))

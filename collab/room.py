@@ -127,6 +127,8 @@ class Room(Generic[M]):
     max_size: int = 0
     """Refuse updates that would take ``size`` past this (0: no limit)."""
     members: dict[M, set[int]] = field(default_factory=dict)
+    remote: dict[str, set[int]] = field(default_factory=dict)
+    """Awareness client ids announced through other server nodes, by node id."""
     awareness: dict[int, AwarenessEntry] = field(default_factory=dict)
     _bytes_since_checkpoint: int = 0
     # step2 messages already encoded for the current document version, by state vector:
@@ -147,14 +149,16 @@ class Room(Generic[M]):
 
     def leave(self, member: M) -> list[Outgoing[M]]:
         """Remove ``member`` and broadcast the removal of its awareness states."""
-        client_ids = self.members.pop(member, set())
+        return self._remove_awareness(self.members.pop(member, set()))
+
+    def _remove_awareness(self, client_ids: set[int]) -> list[Outgoing[M]]:
         removed = []
         for client_id in client_ids:
             entry = self.awareness.pop(client_id, None)
             if entry is not None:
                 # Same clock, null state: y-protocols drops a state on exactly this.
                 removed.append(AwarenessEntry(client_id, entry.clock, None))
-        if removed and self.members:
+        if removed:
             return [Broadcast(encode_awareness(removed), None)]
         return []
 
@@ -171,7 +175,7 @@ class Room(Generic[M]):
         if isinstance(message, SyncStep2):
             return self._apply_step2(member, message.update)
         if isinstance(message, AwarenessUpdate):
-            return self._awareness(member, message, raw)
+            return self._awareness(self.members.get(member), message, raw)
         if isinstance(message, QueryAwareness):
             return [Reply(encode_awareness(list(self.awareness.values())))]
         return []
@@ -183,6 +187,31 @@ class Room(Generic[M]):
             ProtocolError: the update is invalid.
         """
         return self._apply(member, update, encode_update(update), relay_to_sender=True)
+
+    def receive_remote(self, origin: str, message: Message, raw: bytes) -> list[Outgoing[M]]:
+        """Handle a message another server node relayed (its own client sent it).
+
+        Updates are applied and relayed to every local member but not stored: the node
+        that received them stores them. Awareness states are remembered as ``origin``'s,
+        so they can be removed if that node dies.
+
+        Raises:
+            ProtocolError: an invalid update (another node let it through: a bug there).
+        """
+        if type(message) is SyncUpdate:
+            return self._apply(None, message.update, raw, relay_to_sender=True, store=False)
+        if isinstance(message, AwarenessUpdate):
+            return self._awareness(self.remote.setdefault(origin, set()), message, raw)
+        return []
+
+    def forget_node(self, origin: str) -> list[Outgoing[M]]:
+        """Remove the awareness states of another node's clients (that node is gone)."""
+        return self._remove_awareness(self.remote.pop(origin, set()))
+
+    def local_awareness(self) -> list[AwarenessEntry]:
+        """The awareness states announced by this node's own members."""
+        owned = set().union(*self.members.values()) if self.members else set()
+        return [entry for cid, entry in self.awareness.items() if cid in owned]
 
     def unload(self) -> list[Outgoing[M]]:
         """Effects to carry out before the room is dropped from memory: a final checkpoint
@@ -196,7 +225,12 @@ class Room(Generic[M]):
         return self.doc.get_update()
 
     def _apply(
-        self, member: M | None, update: bytes, raw: bytes, relay_to_sender: bool = False
+        self,
+        member: M | None,
+        update: bytes,
+        raw: bytes,
+        relay_to_sender: bool = False,
+        store: bool = True,
     ) -> list[Outgoing[M]]:
         if update == EMPTY_UPDATE:
             return []
@@ -220,10 +254,9 @@ class Room(Generic[M]):
         if self._state_cache:
             self._state_cache.clear()
         self.seq += 1
-        out: list[Outgoing[M]] = [
-            Broadcast(raw, None if relay_to_sender else member),
-            Append(self.seq, update, member),
-        ]
+        out: list[Outgoing[M]] = [Broadcast(raw, None if relay_to_sender else member)]
+        if store:
+            out.append(Append(self.seq, update, member))
         self._bytes_since_checkpoint += len(update)
         self.size += len(update)
         if (
@@ -267,8 +300,9 @@ class Room(Generic[M]):
         self._state_cache[state_vector] = message
         return message
 
-    def _awareness(self, member: M, message: AwarenessUpdate, raw: bytes) -> list[Outgoing[M]]:
-        owned = self.members.get(member)
+    def _awareness(
+        self, owned: set[int] | None, message: AwarenessUpdate, raw: bytes
+    ) -> list[Outgoing[M]]:
         for entry in message.entries:
             current = self.awareness.get(entry.client_id)
             if current is not None and entry.clock < current.clock:

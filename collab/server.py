@@ -102,7 +102,23 @@ async def _hub_ctx(app: web.Application):  # type: ignore[no-untyped-def]
     app[METRICS] = metrics
     store.on_commit = metrics.commit_seconds.observe
     await hub.webhooks.start()
+    cluster = None
+    if config.redis:
+        from collab.cluster import Cluster
+
+        cluster = Cluster(
+            config.redis,
+            uuid.uuid4().hex[:16],
+            hub.receive_remote,
+            hub.resync_all,
+            hub.forget_node,
+        )
+        hub.cluster = cluster
+        await cluster.start()
     yield
+    if cluster is not None:
+        await cluster.stop()
+        hub.cluster = None
     await hub.close()
     await hub.webhooks.close()  # after the hub, so the last changes are announced
 

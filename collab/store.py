@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -175,6 +176,7 @@ class Store:
         self.backlog_bytes = 0
         self.on_commit: Callable[[float], None] | None = None  # called with each duration
         self.write_errors = 0  # failed commits since start
+        self.seq_races = 0  # commits retried because another node took the same seqs
         self.commits = 0  # successful commits since start
 
     @property
@@ -368,14 +370,20 @@ class Store:
     def append(
         self,
         doc_id: int,
-        seq: int,
+        seq: int | None,
         data: bytes,
         *,
         connection_id: str | None,
         author: str | None,
         created_ms: int | None = None,
     ) -> None:
-        """Queue update ``seq`` of document ``doc_id``; committed within the window."""
+        """Queue update ``seq`` of document ``doc_id``; committed within the window.
+
+        With ``seq=None`` the number is assigned at commit time: the next after the
+        largest stored one. That is how several server nodes share one document's log:
+        two nodes racing for the same numbers make one commit fail on the primary key,
+        and the writer retries it with fresh numbers.
+        """
         self._queue(
             self._updates,
             {
@@ -440,11 +448,18 @@ class Store:
             started = loop.time()
             try:
                 created = await self._commit(updates, checkpoints, list(creates))
-            except Exception:  # any failure: keep the rows, retry; never drop them
-                self.write_errors += 1
+            except Exception as exc:  # any failure: keep the rows, retry; never drop them
                 self._updates[:0] = updates
                 self._checkpoints[:0] = checkpoints
                 self._creates = {**creates, **self._creates}
+                if isinstance(exc, IntegrityError) and any(r.get("_assigned") for r in updates):
+                    # Another node took the same update numbers first: renumber and retry
+                    # (after a random pause, so two nodes do not collide in lockstep).
+                    self.seq_races += 1
+                    log.info("update numbers taken by another node; renumbering")
+                    await asyncio.sleep(random.uniform(0, 0.02))
+                    continue
+                self.write_errors += 1
                 backoff = min(_MAX_BACKOFF, max(0.05, backoff * 2))
                 log.exception(
                     "store commit failed; %d rows kept in memory, retrying in %.2fs",
@@ -486,10 +501,46 @@ class Store:
                     existing.update((row[0], row[1]) for row in await conn.execute(find))
                 created = existing
             if updates:
-                await conn.execute(insert(UpdateRow), updates)
+                if await self._number(conn, updates):
+                    rows = [{k: v for k, v in r.items() if k != "_assigned"} for r in updates]
+                else:
+                    rows = updates
+                await conn.execute(insert(UpdateRow), rows)
             if checkpoints:
-                await conn.execute(insert(CheckpointRow), checkpoints)
+                # Two nodes may build the same checkpoint from the log: keep the first.
+                fresh = []
+                for row in checkpoints:
+                    found = await conn.execute(
+                        select(CheckpointRow.upto_seq).where(
+                            CheckpointRow.doc_id == row["doc_id"],
+                            CheckpointRow.upto_seq == row["upto_seq"],
+                        )
+                    )
+                    if found.first() is None:
+                        fresh.append(row)
+                if fresh:
+                    await conn.execute(insert(CheckpointRow), fresh)
         return created
+
+    async def _number(self, conn: AsyncConnection, updates: list[dict[str, Any]]) -> bool:
+        """Give rows queued with ``seq=None`` the next numbers of their document's log;
+        return whether there were any."""
+        unnumbered = [row for row in updates if row["seq"] is None or row.get("_assigned")]
+        if not unnumbered:
+            return False
+        next_seq: dict[int, int] = {}
+        for doc_id in {row["doc_id"] for row in unnumbered}:
+            top = (
+                await conn.execute(
+                    select(func.max(UpdateRow.seq)).where(UpdateRow.doc_id == doc_id)
+                )
+            ).scalar()
+            next_seq[doc_id] = (top or 0) + 1
+        for row in unnumbered:
+            row["seq"] = next_seq[row["doc_id"]]
+            row["_assigned"] = True  # renumbered again if this commit is retried
+            next_seq[row["doc_id"]] += 1
+        return True
 
     def _release_waiters(self) -> None:
         still = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -13,16 +14,23 @@ import pytest
 from collab.config import database_url
 from collab.store import Store
 from tests.conftest import eventually
+from tests.services import postgres_database
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(database_url(str(tmp_path / "s.db")), commit_interval=0.01, busy_timeout_ms=20)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """The same store on a real SQLite file and on a fresh PostgreSQL database."""
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            url = database_url(str(tmp_path / "s.db"))
+        else:
+            url = await stack.enter_async_context(postgres_database())
+        store = Store(url, commit_interval=0.01, busy_timeout_ms=20)
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
 
 
 async def test_append_flush_load(store: Store) -> None:
@@ -62,8 +70,17 @@ async def test_burst_of_new_documents(store: Store) -> None:
     assert len({r.doc_id for r in results}) == 200
 
 
-async def test_locked_database_is_retried_without_loss(store: Store, tmp_path: Path) -> None:
-    """While another process holds the write lock, commits fail, rows wait, then land."""
+async def test_locked_database_is_retried_without_loss(tmp_path: Path) -> None:
+    """While another process holds SQLite's write lock, commits fail, rows wait, then land."""
+    store = Store(database_url(str(tmp_path / "s.db")), commit_interval=0.01, busy_timeout_ms=20)
+    await store.open()
+    try:
+        await _locked_database_is_retried_without_loss(store, tmp_path)
+    finally:
+        await store.close()
+
+
+async def _locked_database_is_retried_without_loss(store: Store, tmp_path: Path) -> None:
     doc_id = (await store.load("doc")).doc_id
     locked, release = threading.Event(), threading.Event()
 
@@ -94,3 +111,33 @@ async def test_group_commit_batches(store: Store) -> None:
         store.append(doc_id, seq, b"x", connection_id=None, author=None)
     await store.flush()
     assert store.commits <= 3
+
+
+async def test_numbers_assigned_at_commit_continue_the_log(store: Store) -> None:
+    """Updates queued without a seq get the next numbers after the stored ones."""
+    doc_id = (await store.load("doc")).doc_id
+    store.append(doc_id, 1, b"a", connection_id=None, author=None)
+    await store.flush()
+    for data in (b"b", b"c"):
+        store.append(doc_id, None, data, connection_id=None, author=None)
+    await store.flush()
+    loaded = await store.load("doc")
+    assert (loaded.updates, loaded.last_seq) == ([b"a", b"b", b"c"], 3)
+
+
+async def test_two_stores_racing_for_numbers_lose_nothing(store: Store) -> None:
+    """Two writers (two nodes) appending to one document at once: no gaps, no duplicates."""
+    other = Store(store.url, commit_interval=0.005, busy_timeout_ms=5000)
+    await other.open(upgrade=False)
+    try:
+        doc_id = (await store.load("race")).doc_id
+        for i in range(100):
+            store.append(doc_id, None, b"s%d" % i, connection_id=None, author=None)
+            other.append(doc_id, None, b"o%d" % i, connection_id=None, author=None)
+            if i % 10 == 0:
+                await asyncio.sleep(0.003)
+        await asyncio.gather(store.flush(), other.flush())
+    finally:
+        await other.close()
+    loaded = await store.load("race")
+    assert loaded.last_seq == 200 and len(set(loaded.updates)) == 200

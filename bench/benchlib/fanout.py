@@ -162,16 +162,25 @@ class _Tally:
 
 
 async def run_fanout(
-    cfg: FanoutConfig, timing: Timing, url_template: str, server: ServerProcess
+    cfg: FanoutConfig,
+    timing: Timing,
+    url_template: str,
+    server: ServerProcess,
+    ports: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Connect, type through warmup + measured window, drain, and return the row."""
+    """Connect, type through warmup + measured window, drain, and return the row.
+
+    With ``ports``, the clients of each room are spread over those servers in turn (one
+    room's members on several nodes of a cluster).
+    """
     run_id = uuid.uuid4().hex[:8]
     tally = _Tally()
     async with new_session() as session:
 
         async def make(i: int) -> Peer:
             room = f"fan-{run_id}-{i // cfg.clients}"
-            peer = await open_peer(session, url_template.format(port=server.port, room=room), room)
+            port = ports[i % len(ports)] if ports else server.port
+            peer = await open_peer(session, url_template.format(port=port, room=room), room)
             peer.tag = i // cfg.clients
             return peer
 

@@ -1,0 +1,111 @@
+"""Real PostgreSQL and Redis for the multi-node tests.
+
+They run as local services on the development machines and in CI (127.0.0.1:5432 with
+trust auth, 127.0.0.1:6379). Without them the tests skip, unless
+``COLLAB_REQUIRE_SERVICES=1`` (set by .ci/run), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+
+from tests.conftest import eventually
+from tests.process import free_port
+
+PG_ADMIN = os.environ.get("COLLAB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("COLLAB_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def _missing(what: str) -> None:
+    if os.environ.get("COLLAB_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"COLLAB_REQUIRE_SERVICES=1 but {what}")
+    pytest.skip(what)
+
+
+@asynccontextmanager
+async def postgres_database() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database; yields its SQLAlchemy URL."""
+    try:
+        admin = await asyncpg.connect(PG_ADMIN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        _missing(f"PostgreSQL is not reachable at {PG_ADMIN}: {exc}")
+    name = "collab_test_" + uuid.uuid4().hex[:12]
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def require_redis(url: str = REDIS_URL) -> str:
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        await client.ping()
+    except (OSError, redis.RedisError) as exc:
+        _missing(f"Redis is not reachable at {url}: {exc}")
+    finally:
+        await client.aclose()
+    return url
+
+
+class RedisProcess:
+    """A redis-server of our own, which a test may stop and start again."""
+
+    def __init__(self, tmp: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            _missing("redis-server is not installed")
+        assert binary is not None
+        self.binary = binary
+        self.port = free_port()
+        self.tmp = tmp
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.tmp),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+        async def up() -> bool:
+            client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+            try:
+                return bool(await client.ping())
+            except (OSError, redis.RedisError):
+                return False
+            finally:
+                await client.aclose()
+
+        await eventually(up, timeout=10, what="redis-server start")
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
