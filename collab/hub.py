@@ -111,13 +111,7 @@ class Hub:
         effects = room.write(update)
         for effect in effects:
             if isinstance(effect, Append):
-                self.store.append(
-                    room.doc_id,
-                    None if self.cluster is not None else effect.seq,
-                    effect.update,
-                    connection_id=connection_id,
-                    author=author,
-                )
+                self._append(room, effect.seq, effect.update, connection_id, author)
         self._carry_out(room, None, [e for e in effects if not isinstance(e, Append)])
         if not room.members and name not in self._unload_timers:
             loop = asyncio.get_running_loop()
@@ -212,16 +206,12 @@ class Hub:
                     self.stats.deliveries += sent
                     self.stats.bytes_out += sent * len(data)
                 case Append(seq, update, member):
-                    self.store.append(
-                        room.doc_id,
-                        # Several nodes share the log: numbers are assigned at commit.
-                        None if cluster is not None else seq,
+                    self._append(
+                        room,
+                        seq,
                         update,
-                        connection_id=member.id if member else None,
-                        author=member.author if member else None,
-                    )
-                    self.webhooks.document_changed(
-                        room.name, seq, member.author if member else None
+                        member.id if member else None,
+                        member.author if member else None,
                     )
                 case Reply(data):
                     if conn is not None:
@@ -233,6 +223,24 @@ class Hub:
                         # This node's document also holds updates other nodes have not
                         # committed yet: only the log says what "as of seq N" is.
                         self._spawn(self._checkpoint_from_log(room.name))
+
+    def _append(
+        self,
+        room: Room[Connection],
+        seq: int,
+        update: bytes,
+        connection_id: str | None,
+        author: str | None,
+    ) -> None:
+        self.store.append(
+            room.doc_id,
+            # Several nodes share the log: numbers are assigned at commit.
+            None if self.cluster is not None else seq,
+            update,
+            connection_id=connection_id,
+            author=author,
+        )
+        self.webhooks.document_changed(room.name, seq, author)
 
     async def _load(self, name: str) -> Room[Connection]:
         cluster = self.cluster

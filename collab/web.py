@@ -23,6 +23,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,16 +59,14 @@ _TYPES = {
     ".woff2": "font/woff2",
 }
 _COMPRESSIBLE = {".html", ".js", ".css", ".svg", ".txt", ".json", ".map"}
-# The pages load only what the bundle ships: no CDN, nothing from another origin.
-_PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
-        "style-src 'self' 'unsafe-inline'; base-uri 'none'; form-action 'self'; "
-        "frame-ancestors 'self'"
-    ),
-    "Referrer-Policy": "same-origin",
-    "X-Content-Type-Options": "nosniff",
-}
+# The pages load only what the bundle ships: no CDN, nothing from another origin. The
+# WebSocket's own origin is named too: some browsers do not count ws:// as 'self'.
+_CSP = (
+    "default-src 'self'; connect-src 'self'{sockets}; img-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'self'"
+)
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 def setup(app: web.Application, static: Path = STATIC) -> None:
@@ -162,7 +161,14 @@ async def _page(request: web.Request) -> web.Response:
             text="collab's browser client is not built: run `npm ci && npm run build` in "
             "client/ (see client/README.md).\n",
         )
-    return _respond(request, asset, "no-cache", _PAGE_HEADERS)
+    host = request.host if _HOST.fullmatch(request.host) else ""
+    sockets = f" ws://{host} wss://{host}" if host else ""
+    headers = {
+        "Content-Security-Policy": _CSP.format(sockets=sockets),
+        "Referrer-Policy": "same-origin",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return _respond(request, asset, "no-cache", headers)
 
 
 async def _static(request: web.Request) -> web.Response:

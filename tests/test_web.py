@@ -5,6 +5,7 @@ Real server, real SQLite, real Yjs clients making the edits the list reports.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import re
 from pathlib import Path
@@ -19,10 +20,12 @@ from yarl import URL
 
 from collab import web as browser
 from collab.auth import Access, mint
-from collab.config import Config
+from collab.config import Config, database_url
 from collab.protocol import AwarenessEntry, encode_awareness
 from collab.server import HUB
+from collab.store import Store
 from tests.conftest import Server, editor, eventually, raw_client, start_server
+from tests.services import postgres_database
 
 STATIC = Path(browser.__file__).parent / "static"
 
@@ -52,11 +55,25 @@ async def test_every_page_is_the_client_shell(
         assert response.status == 200
         assert response.content_type == "text/html"
         assert response.headers["Cache-Control"] == "no-cache"
-        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+        csp = response.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in csp
+        host = server.http.removeprefix("http://")
+        assert f"connect-src 'self' ws://{host} wss://{host};" in csp
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         body = await response.text()
     assert body == (STATIC / "index.html").read_text()
     assert re.search(r'src="/static/app\.js\?v=[0-9a-f]{12}"', body)
+
+
+async def test_a_strange_host_header_stays_out_of_the_policy(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """The Host header names the WebSocket origin in the CSP only when it is a plain host."""
+    headers = {"Host": "evil.example; script-src *"}
+    async with session.get(server.http + "/", headers=headers) as response:
+        csp = response.headers["Content-Security-Policy"]
+    assert "connect-src 'self';" in csp
+    assert "evil" not in csp
 
 
 async def test_head_of_a_page(server: Server, session: aiohttp.ClientSession) -> None:
@@ -310,3 +327,40 @@ async def test_me_with_auth(config: Config, session: aiohttp.ClientSession) -> N
             ) as response:
                 body = await response.json()
                 assert body == {"auth": True, "user": "ann", "name": "Ann", "access": access}
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+async def test_list_query_on_each_engine(tmp_path: Path, engine: str) -> None:
+    """Store.list_documents orders, filters, measures and pages the same on both engines."""
+    async with contextlib.AsyncExitStack() as stack:
+        if engine == "sqlite":
+            url = database_url(str(tmp_path / "l.db"))
+        else:
+            url = await stack.enter_async_context(postgres_database())
+        store = Store(url, commit_interval=0.01)
+        await store.open()
+        stack.push_async_callback(store.close)
+        ids = {}
+        for i, name in enumerate(["Notes/A", "notes/b", "50%_off", "other"]):
+            ids[name] = (await store.load(name)).doc_id
+            for seq in range(1, i + 2):
+                store.append(
+                    ids[name],
+                    seq,
+                    b"u" * 10,
+                    connection_id="c",
+                    author=None,
+                    created_ms=1_000_000 + i * 1000 + seq,
+                )
+        store.checkpoint(ids["other"], 2, b"s" * 7)
+        await store.flush()
+        listed = await store.list_documents()
+        assert [d.name for d in listed] == ["other", "50%_off", "notes/b", "Notes/A"]
+        assert [(d.updates, d.size) for d in listed] == [(4, 7 + 20), (3, 30), (2, 20), (1, 10)]
+        assert listed[0].updated_ms == 1_003_004
+        found = await store.list_documents(contains="NOTES/")
+        assert [d.name for d in found] == ["notes/b", "Notes/A"]
+        assert [d.name for d in await store.list_documents(contains="%_")] == ["50%_off"]
+        first = await store.list_documents(limit=2)
+        rest = await store.list_documents(before=(first[-1].updated_ms, first[-1].id))
+        assert [d.name for d in first + rest] == [d.name for d in listed]
