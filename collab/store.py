@@ -41,6 +41,7 @@ from collab.models import (
     CompactionRow,
     Document,
     NamedVersionRow,
+    RevokedToken,
     UpdateRow,
 )
 
@@ -48,6 +49,8 @@ __all__ = [
     "DocumentExists",
     "DocumentHead",
     "DocumentInfo",
+    "DocumentState",
+    "DocumentStore",
     "DumpBatch",
     "DumpStore",
     "HistoryStore",
@@ -57,6 +60,7 @@ __all__ = [
     "Storage",
     "Store",
     "StoreClosed",
+    "TokenStore",
     "VersionSource",
     "now_ms",
     "upgrade_schema",
@@ -103,6 +107,8 @@ class Loaded:
     checkpoint_seq: int
     updates: list[bytes]
     last_seq: int
+    deleted_ms: int | None = None
+    """Set when the document is deleted: the hub refuses to open its room."""
 
 
 def _alembic_config(url: str | None = None) -> AlembicConfig:
@@ -162,6 +168,7 @@ class Store:
         self.close_timeout = close_timeout
         self._engine: AsyncEngine | None = None
         self._head: str | None = None
+        self._update_sql: tuple[str, tuple[str, ...]] | None = None
         self._updates: list[dict[str, Any]] = []
         self._checkpoints: list[dict[str, Any]] = []
         self._creates: dict[str, asyncio.Future[int]] = {}  # documents to create, by name
@@ -237,11 +244,15 @@ class Store:
     async def load(self, name: str) -> Loaded:
         """Fetch what the room ``name`` needs to start, creating the document if new."""
         async with self.engine.connect() as conn:
-            doc_id = (
-                await conn.execute(select(Document.id).where(Document.name == name))
-            ).scalar()
-            if doc_id is not None:
-                return await self._load_rows(conn, doc_id)
+            found = (
+                await conn.execute(
+                    select(Document.id, Document.deleted_ms).where(Document.name == name)
+                )
+            ).first()
+            if found is not None:
+                if found.deleted_ms is not None:
+                    return Loaded(found.id, None, 0, [], 0, found.deleted_ms)
+                return await self._load_rows(conn, found.id)
         # Outside the read connection: holding one pooled connection while asking for
         # another is how a burst of new rooms would exhaust the pool.
         return Loaded(await self._create(name), None, 0, [], 0)
@@ -285,7 +296,8 @@ class Store:
         limit: int = 50,
         before: tuple[int, int] | None = None,
     ) -> list[DocumentInfo]:
-        """Documents, most recently edited first (the browser's document list).
+        """Documents, most recently edited first (the browser's document list); deleted
+        documents are left out.
 
         Args:
             contains: keep only names containing this, ignoring case (ASCII case only on
@@ -306,7 +318,7 @@ class Store:
         )
         listed = select(
             Document.id, Document.name, Document.created_ms, updated.label("updated_ms")
-        )
+        ).where(Document.deleted_ms.is_(None))
         if contains:
             listed = listed.where(Document.name.icontains(contains, autoescape=True))
         docs = listed.subquery()
@@ -501,11 +513,11 @@ class Store:
                     existing.update((row[0], row[1]) for row in await conn.execute(find))
                 created = existing
             if updates:
-                if await self._number(conn, updates):
-                    rows = [{k: v for k, v in r.items() if k != "_assigned"} for r in updates]
-                else:
-                    rows = updates
-                await conn.execute(insert(UpdateRow), rows)
+                await self._number(conn, updates)
+                # The one statement run per keystroke's worth of rows: straight to the
+                # driver's executemany, without per-row parameter processing on the loop.
+                sql, columns = self._insert_update_sql(conn)
+                await conn.exec_driver_sql(sql, [tuple(r[c] for c in columns) for r in updates])
             if checkpoints:
                 # Two nodes may build the same checkpoint from the log: keep the first.
                 fresh = []
@@ -521,6 +533,15 @@ class Store:
                 if fresh:
                     await conn.execute(insert(CheckpointRow), fresh)
         return created
+
+    def _insert_update_sql(self, conn: AsyncConnection) -> tuple[str, tuple[str, ...]]:
+        if self._update_sql is None:
+            compiled = insert(UpdateRow).compile(dialect=conn.dialect)
+            names = compiled.positiontup
+            if names is None:  # a dialect with named parameters: make them positional
+                raise RuntimeError(f"unsupported parameter style {conn.dialect.paramstyle}")
+            self._update_sql = (compiled.string, tuple(names))
+        return self._update_sql
 
     async def _number(self, conn: AsyncConnection, updates: list[dict[str, Any]]) -> bool:
         """Give rows queued with ``seq=None`` the next numbers of their document's log;
@@ -633,7 +654,7 @@ class HistoryStore:
             yield conn
 
     async def document(self, name: str) -> DocumentHead | None:
-        """The document called ``name``, or ``None``."""
+        """The document called ``name``, or ``None`` (also when it is deleted)."""
         last = (
             select(func.max(UpdateRow.seq))
             .where(UpdateRow.doc_id == Document.id)
@@ -642,15 +663,19 @@ class HistoryStore:
         async with self.store.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(Document.id, Document.created_ms, last).where(Document.name == name)
+                    select(Document.id, Document.created_ms, last).where(
+                        Document.name == name, Document.deleted_ms.is_(None)
+                    )
                 )
             ).first()
         return None if row is None else DocumentHead(row[0], name, row[1], row[2] or 0)
 
     async def document_names(self) -> list[str]:
-        """Every document's name, in name order."""
+        """Every document's name, in name order (deleted documents left out)."""
         async with self.store.engine.connect() as conn:
-            names = await conn.execute(select(Document.name).order_by(Document.name))
+            names = await conn.execute(
+                select(Document.name).where(Document.deleted_ms.is_(None)).order_by(Document.name)
+            )
             return list(names.scalars())
 
     async def version_source(self, doc_id: int, seq: int) -> VersionSource:
@@ -1005,24 +1030,31 @@ class DumpStore:
         self.store = store
 
     async def document_names(self, names: list[str]) -> set[str]:
-        """Which of ``names`` exist."""
+        """Which of ``names`` exist (and are not deleted)."""
         found: set[str] = set()
         async with self.store.engine.connect() as conn:
             for start in range(0, len(names), _DUMP_BATCH):
                 chunk = names[start : start + _DUMP_BATCH]
-                rows = await conn.execute(select(Document.name).where(Document.name.in_(chunk)))
+                rows = await conn.execute(
+                    select(Document.name).where(
+                        Document.name.in_(chunk), Document.deleted_ms.is_(None)
+                    )
+                )
                 found.update(rows.scalars())
         return found
 
     async def dump(self, names: list[str] | None = None) -> AsyncGenerator[DumpBatch]:
         """Every document (or those named), in name order, each followed by its updates
-        (by seq), checkpoints and named versions, all read in one snapshot."""
+        (by seq), checkpoints and named versions, all read in one snapshot. Deleted
+        documents are left out (``collab backup`` keeps them)."""
         async with self.store.engine.connect() as conn:
             if conn.dialect.name == "sqlite":
                 await conn.exec_driver_sql("BEGIN")
             elif conn.dialect.name == "postgresql":
                 await conn.execution_options(isolation_level="REPEATABLE READ")
-            query = select(Document.id, Document.name, Document.created_ms)
+            query = select(Document.id, Document.name, Document.created_ms).where(
+                Document.deleted_ms.is_(None)
+            )
             if names is not None:
                 query = query.where(Document.name.in_(names))
             documents = (await conn.execute(query.order_by(Document.name))).all()
@@ -1091,7 +1123,7 @@ class DumpStore:
 
         With ``replace``, an existing document of that name keeps its id (and whatever
         else refers to it) but loses its updates, checkpoints, named versions and
-        compaction records to the loaded ones.
+        compaction records to the loaded ones (and is no longer deleted, if it was).
 
         Raises:
             DocumentExists: the document exists and ``replace`` is false.
@@ -1121,7 +1153,9 @@ class DumpStore:
                 await conn.execute(delete(CheckpointRow).where(CheckpointRow.doc_id == doc_id))
                 await conn.execute(delete(UpdateRow).where(UpdateRow.doc_id == doc_id))
                 await conn.execute(
-                    update(Document).where(Document.id == doc_id).values(created_ms=created_ms)
+                    update(Document)
+                    .where(Document.id == doc_id)
+                    .values(created_ms=created_ms, deleted_ms=None)
                 )
             targets: dict[str, Any] = {"update": UpdateRow, "checkpoint": CheckpointRow}
             if optional["named_versions"]:
@@ -1137,3 +1171,156 @@ class DumpStore:
 
             yield insert_batch
             await conn.commit()
+
+
+# -- Documents' lifecycle and revoked tokens (collab/docs_api.py, collab purge) -----------
+#
+# Creating a document on purpose (rather than by joining its room), deleting it softly,
+# undeleting it, and purging what was deleted long enough ago; and the revoked-token list
+# every server polls. Small, direct transactions: none of it is on the relay's path.
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentState:
+    """A document row, deleted or not."""
+
+    id: int
+    name: str
+    created_ms: int
+    deleted_ms: int | None
+
+
+class DocumentStore:
+    """Create, soft-delete, undelete and purge documents."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def find(self, name: str) -> DocumentState | None:
+        """The document called ``name``, deleted or not; ``None`` if there is none."""
+        async with self.store.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(Document.id, Document.created_ms, Document.deleted_ms).where(
+                        Document.name == name
+                    )
+                )
+            ).first()
+        return None if row is None else DocumentState(row[0], name, row[1], row[2])
+
+    async def create(self, name: str) -> DocumentState | None:
+        """Create an empty document; ``None`` if one of that name exists (even deleted)."""
+        created_ms = now_ms()
+        try:
+            async with self.store.engine.begin() as conn:
+                result = await conn.execute(
+                    insert(Document).values(name=name, created_ms=created_ms)
+                )
+                new_id = result.inserted_primary_key
+        except IntegrityError:
+            return None
+        assert new_id is not None
+        return DocumentState(int(new_id[0]), name, created_ms, None)
+
+    async def delete(self, name: str, at_ms: int) -> bool:
+        """Mark ``name`` deleted at ``at_ms``; ``False`` if absent or deleted already."""
+        async with self.store.engine.begin() as conn:
+            result = await conn.execute(
+                update(Document)
+                .where(Document.name == name, Document.deleted_ms.is_(None))
+                .values(deleted_ms=at_ms)
+            )
+        return bool(result.rowcount)
+
+    async def undelete(self, name: str) -> bool:
+        """Make a deleted document live again; ``False`` if it is not deleted (or absent)."""
+        async with self.store.engine.begin() as conn:
+            result = await conn.execute(
+                update(Document)
+                .where(Document.name == name, Document.deleted_ms.is_not(None))
+                .values(deleted_ms=None)
+            )
+        return bool(result.rowcount)
+
+    async def deleted_among(self, names: list[str]) -> set[str]:
+        """Which of ``names`` are deleted (a server checks its loaded rooms)."""
+        found: set[str] = set()
+        async with self.store.engine.connect() as conn:
+            for start in range(0, len(names), _DUMP_BATCH):
+                rows = await conn.execute(
+                    select(Document.name).where(
+                        Document.name.in_(names[start : start + _DUMP_BATCH]),
+                        Document.deleted_ms.is_not(None),
+                    )
+                )
+                found.update(rows.scalars())
+        return found
+
+    async def purge(self, deleted_before_ms: int, *, dry_run: bool = False) -> list[str]:
+        """Remove every document deleted before ``deleted_before_ms`` with all its rows
+        (updates, checkpoints, named versions, compaction records); one transaction per
+        document. Returns the names purged (or that would be, with ``dry_run``)."""
+        async with self.store.engine.connect() as conn:
+            due = (
+                await conn.execute(
+                    select(Document.id, Document.name)
+                    .where(Document.deleted_ms < deleted_before_ms)
+                    .order_by(Document.name)
+                )
+            ).all()
+        if dry_run:
+            return [row.name for row in due]
+        purged = []
+        for doc_id, name in due:
+            async with self.store.engine.begin() as conn:
+                # Still deleted (an undelete may have come in between): claim it first.
+                claimed = await conn.execute(
+                    update(Document)
+                    .where(Document.id == doc_id, Document.deleted_ms < deleted_before_ms)
+                    .values(deleted_ms=Document.deleted_ms)
+                )
+                if not claimed.rowcount:
+                    continue
+                for table in (NamedVersionRow, CompactionRow, CheckpointRow, UpdateRow):
+                    await conn.execute(delete(table).where(table.doc_id == doc_id))
+                await conn.execute(delete(Document).where(Document.id == doc_id))
+            purged.append(name)
+        return purged
+
+
+class TokenStore:
+    """The ids of revoked tokens (JWT ``jti``), which every server polls."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def revoke(self, jti: str, expires_ms: int | None = None) -> bool:
+        """Revoke token ``jti``; ``False`` if it was revoked already.
+
+        Args:
+            expires_ms: when the token expires anyway, if known; the row is purged after.
+        """
+        try:
+            async with self.store.engine.begin() as conn:
+                await conn.execute(
+                    insert(RevokedToken).values(
+                        jti=jti, revoked_ms=now_ms(), expires_ms=expires_ms
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def revoked(self) -> set[str]:
+        """Every revoked token id."""
+        async with self.store.engine.connect() as conn:
+            return set((await conn.execute(select(RevokedToken.jti))).scalars())
+
+    async def purge(self, expired_before_ms: int) -> int:
+        """Forget revocations of tokens that expired before ``expired_before_ms`` (an
+        expired token is refused anyway); returns how many."""
+        async with self.store.engine.begin() as conn:
+            result = await conn.execute(
+                delete(RevokedToken).where(RevokedToken.expires_ms < expired_before_ms)
+            )
+        return int(result.rowcount or 0)
