@@ -3,7 +3,8 @@ restore, named versions, playback).
 
 Owns parsing requests and shaping responses; ``archive.py`` does the work. Every error is
 JSON ``{"error": "..."}`` with its status: 400 malformed parameter, 401 no or bad token,
-403 no access, 404 unknown document or version, 409 duplicate name, 503 storage behind.
+403 no access, 404 unknown (or deleted) document or version, 409 duplicate name, 503
+storage behind.
 Reads need read access to the document, restore and labelling need write access (the
 same rules as the WebSocket, ``auth.py``).
 
@@ -24,7 +25,14 @@ from aiohttp import web
 from collab import server
 from collab.archive import Archive
 from collab.auth import Access
-from collab.errors import BadRoomName, CollabError, DocumentTooLarge, Forbidden, Overloaded
+from collab.errors import (
+    BadRoomName,
+    CollabError,
+    DocumentDeleted,
+    DocumentTooLarge,
+    Forbidden,
+    Overloaded,
+)
 from collab.history import TEXT_ROOT, BadRequest, HistoryError, format_ms
 from collab.room import validate_room_name
 from collab.store import DocumentHead
@@ -99,6 +107,8 @@ def _answer(handler: Handler) -> Handler:
             return _error(exc.status, exc.message)
         except (Overloaded, DocumentTooLarge) as exc:
             return _error(503 if isinstance(exc, Overloaded) else 413, exc.reason)
+        except DocumentDeleted as exc:  # deleted while a restore was on its way
+            return _error(404, exc.reason)
         except CollabError as exc:
             status = 403 if isinstance(exc, Forbidden) else 401
             if isinstance(exc, BadRoomName):

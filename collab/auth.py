@@ -11,7 +11,8 @@ Claims collab reads:
 - ``docs``: a list of ``{"pattern": "team/*", "access": "write" | "read" | "none"}``
   rules, matched in order against the room name with shell-style wildcards (``*``
   matches ``/`` too); the first match decides, no match means no access;
-- ``exp`` (optional) and ``jti`` (an id, so the token can be revoked).
+- ``exp`` (optional) and ``jti`` (an id, so the token can be revoked);
+- ``admin`` (optional, ``true``): may revoke tokens (``POST /api/tokens/revoke``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import jwt
 
 from collab.errors import Unauthorized
 
-__all__ = ["OPEN", "Access", "Identity", "Rule", "Verifier", "mint"]
+__all__ = ["OPEN", "Access", "Identity", "Rule", "Verifier", "mint", "token_id_of"]
 
 _LEEWAY_SECONDS = 10
 _ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"]
@@ -58,6 +59,8 @@ class Identity:
     rules: tuple[Rule, ...]
     expires: float | None = None
     token_id: str | None = None
+    admin: bool = False
+    """May revoke tokens (the ``admin`` claim; everyone on an open server)."""
 
     def access(self, room: str) -> Access:
         """The access this identity has to ``room``: the first matching rule decides."""
@@ -72,7 +75,7 @@ class Identity:
         return self.name or self.user_id
 
 
-OPEN = Identity(None, None, (Rule("*", Access.WRITE),))
+OPEN = Identity(None, None, (Rule("*", Access.WRITE),), admin=True)
 """Everyone, when the server runs without auth."""
 
 
@@ -140,7 +143,26 @@ def _identity(claims: dict[str, Any]) -> Identity:
         rules=tuple(rules),
         expires=float(exp) if exp is not None else None,
         token_id=str(claims["jti"]) if claims.get("jti") else None,
+        admin=claims.get("admin") is True,
     )
+
+
+def token_id_of(token: str) -> tuple[str, float | None]:
+    """The id (``jti``) and expiry (``exp``) a token claims, read WITHOUT checking its
+    signature: only to name a token to revoke, never to trust it.
+
+    Raises:
+        ValueError: not a JWT, or one without a ``jti``.
+    """
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise ValueError("not a token") from None
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        raise ValueError("the token has no jti claim, so it cannot be revoked")
+    exp = claims.get("exp")
+    return jti, float(exp) if isinstance(exp, int | float) else None
 
 
 def mint(
@@ -151,8 +173,10 @@ def mint(
     docs: list[tuple[str, Access]],
     expires_in: float | None = None,
     now: float | None = None,
+    admin: bool = False,
 ) -> str:
-    """Make an HS256 token for ``user_id`` with the given document rules."""
+    """Make an HS256 token for ``user_id`` with the given document rules (and, with
+    ``admin``, the right to revoke tokens)."""
     issued = time.time() if now is None else now
     claims: dict[str, Any] = {
         "sub": user_id,
@@ -164,4 +188,6 @@ def mint(
         claims["name"] = name
     if expires_in is not None:
         claims["exp"] = int(issued + expires_in)
+    if admin:
+        claims["admin"] = True
     return jwt.encode(claims, secret, algorithm="HS256")

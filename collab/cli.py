@@ -1,5 +1,5 @@
-"""Command line: ``collab serve``, ``collab db upgrade``, ``collab token create``, and
-the history commands ``collab history | show | export | compact``.
+"""Command line: ``collab serve``, ``collab db upgrade``, ``collab token create | revoke``,
+``collab purge``, and the history commands ``collab history | show | export | compact``.
 
 Settings come from flags, then ``COLLAB_*`` environment variables, then the TOML file
 given with ``--config`` (or ``COLLAB_CONFIG``), then defaults.
@@ -78,11 +78,25 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--docs",
         action="append",
-        required=True,
-        help="document name pattern, e.g. 'team/*' (repeatable)",
+        default=[],
+        help="document name pattern, e.g. 'team/*' (repeatable; required unless --admin)",
     )
     create.add_argument("--read-only", action="store_true", help="read access only")
     create.add_argument("--expires", help="lifetime, e.g. 3600, 90m, 12h, 30d (default: none)")
+    create.add_argument("--admin", action="store_true", help="may revoke tokens over HTTP")
+    revoke = token_commands.add_parser(
+        "revoke", help="revoke a token: running servers close its sockets within seconds"
+    )
+    revoke.set_defaults(func=_token_revoke)
+    _common(revoke)
+    revoke.add_argument("token", metavar="JTI", help="the token's jti claim, or the token")
+
+    purge = commands.add_parser(
+        "purge", help="remove documents deleted longer than deleted_retention ago"
+    )
+    purge.set_defaults(func=_purge)
+    _common(purge)
+    purge.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
     _history_commands(commands)
     _backup_commands(commands)
     return parser
@@ -174,6 +188,9 @@ def _token_create(config: Config, args: argparse.Namespace) -> int:
     if not config.auth_secret:
         print("collab: --auth-secret or COLLAB_AUTH_SECRET is required", file=sys.stderr)
         return 2
+    if not args.docs and not args.admin:
+        print("collab: give --docs PATTERN (or --admin)", file=sys.stderr)
+        return 2
     try:
         expires = _seconds(args.expires) if args.expires else None
     except ValueError as exc:
@@ -186,9 +203,65 @@ def _token_create(config: Config, args: argparse.Namespace) -> int:
         name=args.name,
         docs=[(pattern, access) for pattern in args.docs],
         expires_in=expires,
+        admin=args.admin,
     )
     rights = "read-only" if args.read_only else "read-write"
-    print(f"token for {args.user} ({rights} on {', '.join(args.docs)}): {token}")
+    scope = f"{rights} on {', '.join(args.docs)}" if args.docs else "no documents"
+    print(f"token for {args.user} ({scope}{', admin' if args.admin else ''}): {token}")
+    return 0
+
+
+def _token_revoke(config: Config, args: argparse.Namespace) -> int:
+    from collab.auth import token_id_of
+    from collab.store import Store, TokenStore
+
+    jti, expires = args.token, None
+    if args.token.count(".") == 2:  # a whole token: revoke its jti, forget it once expired
+        try:
+            jti, expires = token_id_of(args.token)
+        except ValueError as exc:
+            print(f"collab: {exc}", file=sys.stderr)
+            return 2
+
+    async def run() -> bool:
+        store = Store(database_url(config.db))
+        await store.open()
+        try:
+            expires_ms = None if expires is None else int(expires * 1000)
+            return await TokenStore(store).revoke(jti, expires_ms)
+        finally:
+            await store.close()
+
+    fresh = asyncio.run(run())
+    print(
+        f"token {jti} {'revoked' if fresh else 'was already revoked'}; running servers "
+        f"close its connections within {config.revocation_poll:g}s"
+    )
+    return 0
+
+
+def _purge(config: Config, args: argparse.Namespace) -> int:
+    from collab.store import DocumentStore, Store, TokenStore, now_ms
+
+    async def run() -> tuple[list[str], int]:
+        store = Store(database_url(config.db))
+        await store.open()
+        try:
+            now = now_ms()
+            before = now - int(config.deleted_retention * 1000)
+            names = await DocumentStore(store).purge(before, dry_run=args.dry_run)
+            tokens = 0 if args.dry_run else await TokenStore(store).purge(now)
+            return names, tokens
+        finally:
+            await store.close()
+
+    names, tokens = asyncio.run(run())
+    for name in names:
+        print(name)
+    if args.dry_run:
+        print(f"would purge {len(names)} deleted documents")
+    else:
+        print(f"purged {len(names)} deleted documents; forgot {tokens} expired revocations")
     return 0
 
 

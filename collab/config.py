@@ -54,7 +54,11 @@ class Config:
     allow_open: bool = False
     """Allow running without auth on a non-localhost address."""
     revocation_poll: float = 5.0
-    """Seconds between checks of revoked tokens against live connections."""
+    """Seconds between checks of revoked tokens against live connections (and of
+    deleted documents against loaded rooms, for deletions made by another server)."""
+    deleted_retention: float = 30 * 86400.0
+    """Seconds a deleted document stays restorable before ``collab purge`` (or a server
+    start) removes it for good."""
     allowed_origins: str = ""
     """Comma-separated WebSocket ``Origin`` values accepted; empty accepts any."""
     max_connections: int = 10_000

@@ -12,6 +12,7 @@ __all__ = [
     "BadRoomName",
     "CloseCode",
     "CollabError",
+    "DocumentDeleted",
     "DocumentTooLarge",
     "Forbidden",
     "Overloaded",
@@ -36,6 +37,7 @@ class CloseCode(IntEnum):
     BAD_REQUEST = 4400  # invalid room name: permanent, the client must not retry
     UNAUTHORIZED = 4401  # missing, invalid, expired or revoked token
     FORBIDDEN = 4403  # no access to the room, or Origin not allowed
+    DOCUMENT_DELETED = 4404  # the document was deleted (restorable by POST .../undelete)
     AUTH_TIMEOUT = 4408
     DOCUMENT_TOO_LARGE = 4413  # the edit would grow the document past its limit
 
@@ -97,6 +99,13 @@ class Forbidden(CollabError):
     """A valid identity without access to this room (or from a disallowed Origin)."""
 
     close_code = CloseCode.FORBIDDEN
+
+
+class DocumentDeleted(CollabError):
+    """The room's document is deleted: its members are closed and joins refused until it
+    is undeleted. Permanent for the client (retrying cannot help), hence a 4xxx code."""
+
+    close_code = CloseCode.DOCUMENT_DELETED
 
 
 class DocumentTooLarge(CollabError):

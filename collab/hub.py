@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from collab.config import Config
 from collab.connection import Connection
-from collab.errors import CollabError, Overloaded, RateLimited
+from collab.errors import CloseCode, CollabError, DocumentDeleted, Overloaded, RateLimited
 from collab.history import replay
 from collab.protocol import (
     EMPTY_UPDATE,
@@ -79,10 +79,19 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
         self.cluster: Cluster | None = None  # set when several nodes share the rooms
         self._buffered: dict[str, list[tuple[str, bytes]]] = {}  # remote messages during loads
+        # Loaded rooms whose document was deleted: members closed, joins refused, unloaded
+        # as soon as they are empty.
+        self._evicted: set[str] = set()
 
     async def join(self, name: str, conn: Connection) -> Room[Connection]:
-        """Add ``conn`` to room ``name``, loading the room first if needed."""
+        """Add ``conn`` to room ``name``, loading the room first if needed.
+
+        Raises:
+            DocumentDeleted: the room's document is deleted.
+        """
         room = await self._room(name)
+        if name in self._evicted:
+            raise DocumentDeleted("document deleted")
         timer = self._unload_timers.pop(name, None)
         if timer is not None:
             timer.cancel()
@@ -104,8 +113,11 @@ class Hub:
         Raises:
             ProtocolError: not a valid update.
             Overloaded: the store is too far behind to take more updates.
+            DocumentDeleted: the room's document is deleted.
         """
         room = await self._room(name)
+        if name in self._evicted:
+            raise DocumentDeleted("document deleted")
         if self.store.backlog_bytes > self.config.store_max_backlog:
             raise Overloaded("storage is behind, retry later")
         effects = room.write(update)
@@ -167,10 +179,39 @@ class Hub:
             self.members -= 1
             self._carry_out(room, conn, room.leave(conn))
         if not room.members and name not in self._unload_timers:
+            grace = 0.0 if name in self._evicted else self.config.room_grace
             loop = asyncio.get_running_loop()
-            self._unload_timers[name] = loop.call_later(
-                self.config.room_grace, self._start_unload, name
-            )
+            self._unload_timers[name] = loop.call_later(grace, self._start_unload, name)
+
+    async def evict(self, name: str) -> bool:
+        """The document of room ``name`` was deleted: close its members with 4404, refuse
+        joins and server-side changes, and unload the room once it is empty.
+
+        Returns:
+            Whether the room was loaded here.
+        """
+        load = self._loads.get(name)
+        if load is not None:  # a joiner may be loading it right now: let the load finish
+            await asyncio.wait([load])
+        room = self.rooms.get(name)
+        if room is None:
+            return False
+        if name in self._evicted and not room.members:
+            return True  # evicted already, unloading
+        self._evicted.add(name)
+        for member in list(room.members):
+            member.close(CloseCode.DOCUMENT_DELETED, "document deleted")
+        if not room.members:
+            timer = self._unload_timers.pop(name, None)
+            if timer is not None:
+                timer.cancel()
+            self._start_unload(name)
+        log.info("evicted room %r: its document was deleted", name)
+        return True
+
+    def readmit(self, name: str) -> None:
+        """The document of room ``name`` was undeleted: let members join again."""
+        self._evicted.discard(name)
 
     async def close(self) -> None:
         """Checkpoint every room and commit everything (server shutdown)."""
@@ -251,6 +292,10 @@ class Hub:
             await cluster.subscribe(name)
         try:
             room = await self._load_from_store(name)
+        except BaseException:
+            if cluster is not None:
+                cluster.unsubscribe(name)
+            raise
         finally:
             buffered = self._buffered.pop(name, [])
         for origin, data in buffered:
@@ -264,6 +309,8 @@ class Hub:
 
     async def _load_from_store(self, name: str) -> Room[Connection]:
         loaded = await self.store.load(name)
+        if loaded.deleted_ms is not None:
+            raise DocumentDeleted("document deleted")
         size = len(loaded.checkpoint or b"") + sum(map(len, loaded.updates))
         if size > _REPLAY_IN_THREAD:
             doc = await asyncio.to_thread(replay, loaded.checkpoint, loaded.updates)
@@ -302,6 +349,7 @@ class Hub:
         if room.members or self.rooms.get(name) is not room:
             return  # someone joined while we flushed; keep it
         del self.rooms[name]
+        self._evicted.discard(name)
         if self.cluster is not None:
             self.cluster.unsubscribe(name)
         self.stats.rooms_unloaded += 1

@@ -10,6 +10,10 @@ as of some update number, only to make loading fast. The relay never rewrites th
 only compaction (``collab compact``, docs/history.md) merges old runs of it, each into one
 row keyed by the run's last seq. ``named_versions`` label versions; ``compactions``
 records what each compaction did.
+
+A document is deleted softly: ``documents.deleted_ms`` is set, its rows stay until
+``deleted_retention`` has passed and ``collab purge`` (or a server start) removes them.
+``revoked_tokens`` lists token ids (JWT ``jti``) that no server may accept any more.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ __all__ = [
     "CompactionRow",
     "Document",
     "NamedVersionRow",
+    "RevokedToken",
     "UpdateRow",
 ]
 
@@ -57,6 +62,8 @@ class Document(Base):
     name: Mapped[str] = mapped_column(String(1024), unique=True)
     created_ms: Mapped[int] = mapped_column(BigInteger)
     """Creation time, milliseconds since the Unix epoch (UTC)."""
+    deleted_ms: Mapped[int | None] = mapped_column(BigInteger)
+    """When it was deleted (soft: hidden, its room closed, restorable); ``None`` if not."""
 
 
 class UpdateRow(Base):
@@ -121,3 +128,14 @@ class CompactionRow(Base):
     """Bytes of updates and checkpoints of the document before..."""
     bytes_after: Mapped[int] = mapped_column(BigInteger)
     """...and after."""
+
+
+class RevokedToken(Base):
+    """A token no server accepts any more, by its id (the JWT ``jti`` claim)."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    revoked_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_ms: Mapped[int | None] = mapped_column(BigInteger)
+    """When the token expires anyway, if known: past it the row is useless and purged."""

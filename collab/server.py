@@ -2,10 +2,14 @@
 
 ``create_app(config)`` builds the application: ``/ws/{room}`` speaks the y-websocket
 protocol, ``/healthz`` says the process is up, ``/readyz`` that the database answers with
-the current schema, ``/metrics`` serves Prometheus metrics. Each WebSocket handler has exactly one
-broad ``except``, with four outcomes: a ``CollabError`` closes with its own code, any
-other exception is logged and closes with 1011, a normal end closes with 1000, and the
-member is always unregistered in ``finally``.
+the current schema, ``/metrics`` serves Prometheus metrics. Every ``revocation_poll``
+seconds the server reads the revoked tokens and closes the live sockets that use one
+(4401), and closes loaded rooms whose document another server deleted (4404).
+
+Each WebSocket handler has exactly one broad ``except``, with four outcomes: a
+``CollabError`` closes with its own code, any other exception is logged and closes with
+1011, a normal end closes with 1000, and the member is always unregistered in
+``finally``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
-from collab import api, web as browser
+from collab import api, docs_api, web as browser
 from collab.auth import OPEN, Access, Identity, Verifier
 from collab.config import Config, database_url
 from collab.connection import Connection
@@ -34,9 +38,9 @@ from collab.hub import Hub
 from collab.limits import TokenBucket
 from collab.metrics import CONTENT_TYPE, Metrics
 from collab.room import validate_room_name
-from collab.store import Store
+from collab.store import DocumentStore, Store, TokenStore, now_ms
 
-__all__ = ["CONFIG", "HUB", "METRICS", "VERIFIER", "create_app", "identify"]
+__all__ = ["CONFIG", "HUB", "METRICS", "VERIFIER", "close_revoked", "create_app", "identify"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,8 @@ _CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")
 
 def create_app(config: Config) -> web.Application:
     """Build the collab application for ``config``; the store opens on startup."""
-    app = web.Application()
+    # HTTP bodies (document content) may be as large as a WebSocket message.
+    app = web.Application(client_max_size=config.max_message_size)
     app[CONFIG] = config
     app[_CONNECTIONS] = set()
     app[VERIFIER] = _verifier(config)
@@ -61,6 +66,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/metrics", _metrics)
     browser.setup(app)  # the browser editor: pages, assets, /api/docs
     api.setup(app)  # the history API: /api/docs/{room}/...
+    docs_api.setup(app)  # documents, content, token revocation, /api/openapi.json
     return app
 
 
@@ -92,6 +98,24 @@ def identify(request: web.Request) -> Identity:
     return identity
 
 
+def close_revoked(app: web.Application) -> int:
+    """Close every live socket whose token is revoked (``hub.revoked``) with 4401.
+
+    Returns:
+        How many were closed.
+    """
+    revoked = app[HUB].revoked
+    connections: set[Connection] = app[_CONNECTIONS]
+    closed = 0
+    for conn in list(connections):
+        if conn.token_id is not None and conn.token_id in revoked and not conn.closing:
+            conn.close(CloseCode.UNAUTHORIZED, "token revoked")
+            closed += 1
+    if closed:
+        log.info("closed %d connections whose token was revoked", closed)
+    return closed
+
+
 async def _hub_ctx(app: web.Application):  # type: ignore[no-untyped-def]
     config = app[CONFIG]
     store = Store(database_url(config.db), commit_interval=config.commit_interval)
@@ -101,6 +125,8 @@ async def _hub_ctx(app: web.Application):  # type: ignore[no-untyped-def]
     metrics = Metrics(hub)
     app[METRICS] = metrics
     store.on_commit = metrics.commit_seconds.observe
+    await _purge(store, config)
+    hub.revoked.update(await TokenStore(store).revoked())
     await hub.webhooks.start()
     cluster = None
     if config.redis:
@@ -115,12 +141,51 @@ async def _hub_ctx(app: web.Application):  # type: ignore[no-untyped-def]
         )
         hub.cluster = cluster
         await cluster.start()
+    watcher = None
+    if config.revocation_poll > 0:
+        watcher = asyncio.create_task(_watch(app), name="collab-revocation-poll")
     yield
+    if watcher is not None:
+        watcher.cancel()
+        await asyncio.wait([watcher])
     if cluster is not None:
         await cluster.stop()
         hub.cluster = None
     await hub.close()
     await hub.webhooks.close()  # after the hub, so the last changes are announced
+
+
+async def _purge(store: Store, config: Config) -> None:
+    """At start: remove documents deleted longer than ``deleted_retention`` ago, and
+    revocations of tokens that have expired anyway (``collab purge`` does the same)."""
+    now = now_ms()
+    try:
+        purged = await DocumentStore(store).purge(now - int(config.deleted_retention * 1000))
+        forgotten = await TokenStore(store).purge(now)
+    except Exception:  # purging can wait for the next start; serving cannot
+        log.exception("purging deleted documents failed")
+        return
+    if purged or forgotten:
+        log.info("purged %d deleted documents and %d expired revocations", len(purged), forgotten)
+
+
+async def _watch(app: web.Application) -> None:
+    """Every ``revocation_poll`` seconds: apply revocations and deletions made elsewhere
+    (``collab token revoke``, another server) to this server's sockets and rooms."""
+    hub = app[HUB]
+    tokens, documents = TokenStore(hub.store), DocumentStore(hub.store)
+    while True:
+        await asyncio.sleep(app[CONFIG].revocation_poll)
+        try:
+            # Added, never replaced: a revocation made here meanwhile must not be lost.
+            hub.revoked.update(await tokens.revoked())
+            deleted = await documents.deleted_among(list(hub.rooms)) if hub.rooms else set()
+        except Exception:  # the database may be back at the next poll
+            log.exception("reading revoked tokens and deleted documents failed")
+            continue
+        close_revoked(app)
+        for name in deleted:
+            await hub.evict(name)
 
 
 async def _close_connections(app: web.Application) -> None:

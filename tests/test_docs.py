@@ -34,7 +34,16 @@ def test_every_flag_is_documented() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    ["collab serve", "collab db upgrade", "collab backup", "collab dump", "collab load"],
+    [
+        "collab serve",
+        "collab db upgrade",
+        "collab backup",
+        "collab dump",
+        "collab load",
+        "collab token create",
+        "collab token revoke",
+        "collab purge",
+    ],
 )
 def test_every_command_is_documented(command: str) -> None:
     """Each CLI command appears in the README's command table."""
