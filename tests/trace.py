@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,10 @@ def _patches() -> list[list[Any]]:
 def trace(count: int, client_id: int = 7) -> Trace:
     """The first ``count`` keystrokes: one update each, and the text after each."""
     if not TRACE.exists():
+        # ../shared sits beside the checkout on every team machine and in CI, where
+        # COLLAB_REQUIRE_TRACE=1 turns its absence into a failure.
+        if os.environ.get("COLLAB_REQUIRE_TRACE") == "1":
+            pytest.fail(f"COLLAB_REQUIRE_TRACE=1 but the trace is not at {TRACE}")
         pytest.skip(f"trace not found at {TRACE}")
     doc: Doc[Any] = Doc(client_id=client_id)
     text = doc.get("content", type=Text)
