@@ -25,7 +25,7 @@ from typing import Protocol
 from collab.errors import CloseCode, SlowConsumer
 from collab.limits import TokenBucket
 
-__all__ = ["Connection", "Socket"]
+__all__ = ["Connection", "Socket", "binary_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,11 @@ _HIGH_WATER = 64 * 1024
 # Larger messages always take the writer's path (aiohttp's frame writer, with flow control).
 _DIRECT_MAX = 16 * 1024
 _PACK_LEN2 = struct.Struct("!BBH").pack
+
+
+def binary_frame(data: bytes) -> bytes:
+    """The WebSocket frame that carries ``data`` to a client (see ``Connection.send``)."""
+    return _binary_frame(data)
 
 
 def _binary_frame(data: bytes) -> bytes:
@@ -127,8 +132,11 @@ class Connection:
     def closing(self) -> bool:
         return self._closing
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, frame: bytes | None = None) -> None:
         """Send ``data`` to this client, now or via the queue; never waits.
+
+        ``frame`` may carry ``binary_frame(data)`` already built: fan-out builds it once
+        for all the members of a room.
 
         Closes the connection with 1013 when its queue would exceed ``max_bytes``.
         """
@@ -142,7 +150,7 @@ class Connection:
             and transport.get_write_buffer_size() < _HIGH_WATER
             and not transport.is_closing()
         ):
-            transport.write(_binary_frame(data))
+            transport.write(frame or _binary_frame(data))
             return
         if self._queue and self._queued_bytes + len(data) > self.max_bytes:
             self.close(SlowConsumer("client too slow").close_code, "client too slow")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from collab.config import Config
-from collab.connection import Connection
+from collab.connection import Connection, binary_frame
 from collab.errors import CloseCode, CollabError, DocumentDeleted, Overloaded, RateLimited
 from collab.history import replay
 from collab.protocol import (
@@ -240,9 +240,10 @@ class Hub:
                     if cluster is not None and publish:
                         cluster.publish(room.name, data)
                     sent = 0
+                    frame = binary_frame(data)  # once for the room, not once per member
                     for member in room.members:
                         if member is not exclude:
-                            member.send(data)
+                            member.send(data, frame)
                             sent += 1
                     self.stats.deliveries += sent
                     self.stats.bytes_out += sent * len(data)

@@ -549,14 +549,14 @@ class Store:
         unnumbered = [row for row in updates if row["seq"] is None or row.get("_assigned")]
         if not unnumbered:
             return False
-        next_seq: dict[int, int] = {}
-        for doc_id in {row["doc_id"] for row in unnumbered}:
-            top = (
-                await conn.execute(
-                    select(func.max(UpdateRow.seq)).where(UpdateRow.doc_id == doc_id)
-                )
-            ).scalar()
-            next_seq[doc_id] = (top or 0) + 1
+        docs = {row["doc_id"] for row in unnumbered}
+        tops = await conn.execute(
+            select(UpdateRow.doc_id, func.max(UpdateRow.seq))
+            .where(UpdateRow.doc_id.in_(docs))
+            .group_by(UpdateRow.doc_id)
+        )
+        next_seq = dict.fromkeys(docs, 1)
+        next_seq.update({doc_id: (top or 0) + 1 for doc_id, top in tops})
         for row in unnumbered:
             row["seq"] = next_seq[row["doc_id"]]
             row["_assigned"] = True  # renumbered again if this commit is retried
