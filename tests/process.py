@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,14 @@ class ServerProcess:
         return await asyncio.wait_for(self.process.wait(), timeout * TIMEOUT_FACTOR)
 
 
-async def start(db: Path, log: Path, *args: str, port: int | None = None) -> ServerProcess:
+async def start(
+    db: Path,
+    log: Path,
+    *args: str,
+    port: int | None = None,
+    scheme: str = "http",
+    ssl_context: ssl.SSLContext | None = None,
+) -> ServerProcess:
     """Start ``python -m collab serve`` and wait until it answers /healthz."""
     port = port or free_port()
     out = await asyncio.to_thread(open, log, "ab")
@@ -70,8 +78,9 @@ async def start(db: Path, log: Path, *args: str, port: int | None = None) -> Ser
         if process.returncode is not None:
             raise AssertionError(f"server exited with {process.returncode}: see {log}")
         try:
-            async with aiohttp.ClientSession() as session:
-                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+            connector = aiohttp.TCPConnector(ssl=ssl_context) if ssl_context else None
+            async with aiohttp.ClientSession(connector=connector) as session:
+                async with session.get(f"{scheme}://127.0.0.1:{port}/healthz") as response:
                     return response.status == 200
         except aiohttp.ClientConnectionError:
             return False
