@@ -8,17 +8,21 @@ trust auth, 127.0.0.1:6379). Without them the tests skip, unless
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as redis
 
+from collab.config import database_url
+from collab.store import Store
 from tests.conftest import eventually
 from tests.process import free_port
 
@@ -30,6 +34,22 @@ def _missing(what: str) -> None:
     if os.environ.get("COLLAB_REQUIRE_SERVICES") == "1":
         pytest.fail(f"COLLAB_REQUIRE_SERVICES=1 but {what}")
     pytest.skip(what)
+
+
+@asynccontextmanager
+async def open_store(engine: str, tmp_path: Path, **options: Any) -> AsyncIterator[Store]:
+    """A Store with its schema, on a real SQLite file or a fresh PostgreSQL database."""
+    async with contextlib.AsyncExitStack() as stack:
+        if engine == "sqlite":
+            url = database_url(str(tmp_path / "s.db"))
+        else:
+            url = await stack.enter_async_context(postgres_database())
+        store = Store(url, **{"commit_interval": 0.01, **options})
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
 
 
 @asynccontextmanager

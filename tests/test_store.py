@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -14,23 +13,14 @@ import pytest
 from collab.config import database_url
 from collab.store import Store
 from tests.conftest import eventually
-from tests.services import postgres_database
+from tests.services import open_store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """The same store on a real SQLite file and on a fresh PostgreSQL database."""
-    async with contextlib.AsyncExitStack() as stack:
-        if request.param == "sqlite":
-            url = database_url(str(tmp_path / "s.db"))
-        else:
-            url = await stack.enter_async_context(postgres_database())
-        store = Store(url, commit_interval=0.01, busy_timeout_ms=20)
-        await store.open()
-        try:
-            yield store
-        finally:
-            await store.close()
+    async with open_store(request.param, tmp_path, busy_timeout_ms=20) as store:
+        yield store
 
 
 async def test_append_flush_load(store: Store) -> None:

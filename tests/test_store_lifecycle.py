@@ -4,7 +4,6 @@ migration 0003 down and up again on both."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -14,26 +13,17 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from collab.config import database_url
 from collab.store import DocumentStore, HistoryStore, Store, TokenStore, now_ms
-from tests.services import postgres_database
+from tests.services import open_store
 
 REPO = Path(__file__).parent.parent
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    async with contextlib.AsyncExitStack() as stack:
-        if request.param == "sqlite":
-            url = database_url(str(tmp_path / "s.db"))
-        else:
-            url = await stack.enter_async_context(postgres_database())
-        store = Store(url, commit_interval=0.01)
-        await store.open()
-        try:
-            yield store
-        finally:
-            await store.close()
+    """The same store on a real SQLite file and on a fresh PostgreSQL database."""
+    async with open_store(request.param, tmp_path) as store:
+        yield store
 
 
 async def test_soft_delete_hides_keeps_and_restores(store: Store) -> None:
