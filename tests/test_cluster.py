@@ -212,9 +212,11 @@ async def test_redis_restart_mid_session(tmp_path: Path, session: aiohttp.Client
                 ann.text += "1;"
                 await eventually(lambda: str(bob) == "1;")
                 await own_redis.stop()
+                # Both nodes notice, and keep serving their own members meanwhile.
+                await eventually(lambda: _redis_down(session, one), timeout=15)
+                await eventually(lambda: _redis_down(session, two), timeout=15)
                 ann.text += "ann-during;"
                 bob.text += "bob-during;"
-                await asyncio.sleep(0.5)  # edits stay local while Redis is down
                 await own_redis.start()
                 await eventually(
                     lambda: "bob-during;" in str(ann) and "ann-during;" in str(bob),
@@ -225,6 +227,11 @@ async def test_redis_restart_mid_session(tmp_path: Path, session: aiohttp.Client
                 await eventually(lambda: str(ann) == str(bob), timeout=10)
     finally:
         await own_redis.stop()
+
+
+async def _redis_down(session: aiohttp.ClientSession, node: process.ServerProcess) -> bool:
+    async with session.get(f"http://127.0.0.1:{node.port}/metrics") as response:
+        return "collab_redis_connected 0.0" in await response.text()
 
 
 @pytest.mark.parametrize("delay", [0.0])
