@@ -390,6 +390,22 @@ async def test_invalid_room_name_is_a_friendly_error(
         await shots.take(ada, "invalid-name")
 
 
+async def test_deleted_document_is_a_friendly_error(
+    server: Server, browser: Browser, shots: Shots
+) -> None:
+    """An open editor whose document gets deleted (4404) says so and stops retrying."""
+    async with person(browser, server.http, "Ada") as ada:
+        await ada.goto(editor_path("doomed"))
+        await ada.wait_for_selector(".cm-content")
+        async with aiohttp.ClientSession() as session:
+            async with session.delete(f"{server.http}/api/docs/doomed") as response:
+                assert response.status == 200
+        await ada.wait_for_selector("[data-testid=problem]")
+        assert "was deleted" in await ada.inner_text("[data-testid=problem]")
+        assert await state_of(ada) == "refused"
+        await shots.take(ada, "deleted")
+
+
 async def test_permission_states_with_auth(config: Config, browser: Browser, shots: Shots) -> None:
     """With auth on: no token asks to sign in (4401), a token without access says so (4403)."""
     secret = "s3cret-for-tests-only-0123456789abcdef"

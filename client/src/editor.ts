@@ -203,6 +203,12 @@ class Session {
     } else if (code === 4403) {
       card = problem('lock', 'No access to this document',
         'Your access link does not cover this document. Ask whoever runs the server for access.', home)
+    } else if (code === 4404) {
+      card = problem('alert', 'This document was deleted',
+        'Someone deleted it. Whoever runs the server can bring it back, with its whole history, for a while after deletion.', home)
+    } else if (code === 4413) {
+      card = problem('alert', 'This document is too large',
+        'The last edit would make it larger than this server allows, so it was not saved. Reload to continue from what the server has.', home, retry)
     } else {
       card = problem('alert', 'The server closed the connection',
         `${status.closeReason !== '' ? status.closeReason : 'It gave no reason'} (code ${code}).`, home, retry)

@@ -212,9 +212,10 @@ export function describe (status: Status): { label: string, detail: string } {
         detail: `Still trying. ${kept || 'You can keep editing; your edits are kept in this browser.'}`
       }
     case 'refused': {
-      const label = status.closeCode === 4400
-        ? 'Invalid name'
-        : status.closeCode === 4403 ? 'No access' : status.closeCode === 4401 || status.closeCode === 4408 ? 'Sign-in needed' : 'Not connected'
+      const labels: Record<number, string> = {
+        4400: 'Invalid name', 4401: 'Sign-in needed', 4403: 'No access', 4404: 'Deleted', 4408: 'Sign-in needed', 4413: 'Too large'
+      }
+      const label = labels[status.closeCode ?? 0] ?? 'Not connected'
       return { label, detail: status.closeReason || `Closed (${status.closeCode ?? ''})` }
     }
   }
