@@ -1,6 +1,6 @@
 """History as the API and the command line see it: fetch rows, let the pure modules decide.
 
-``Archive`` asks ``store.py`` (``HistoryStore``) for rows, hands them to ``history.py``,
+``Archive`` asks ``collab.store`` (``HistoryStore``) for rows, hands them to ``history.py``,
 ``attribution.py``, ``restore.py`` and ``compaction.py``, and returns JSON-ready data. It
 runs no SQL and speaks no HTTP. All pycrdt work of one request happens in one worker
 thread, after everything it needs was fetched: replaying a large document takes

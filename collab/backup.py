@@ -5,7 +5,7 @@ as of the moment the backup started, it finishes however busy the server is, and
 mode, which the server always uses) the server's writes never wait for it; see
 docs/backups.md. This is not a query of collab's schema but a page copy by the sqlite3
 driver, plus ``PRAGMA integrity_check`` on the finished copy, which is why it is not in
-``store.py``. Nothing here runs inside the server process. Moving documents between
+``collab.store``. Nothing here runs inside the server process. Moving documents between
 servers is ``dump.py``'s job.
 """
 

@@ -15,7 +15,7 @@ Owns parsing these requests and shaping their responses:
 Permissions are the WebSocket's (``auth.py``): reading needs read access to the
 document, every change needs write access. Errors are JSON ``{"error": "..."}``: 400
 malformed request, 401 no or bad token, 403 no access, 404 unknown or deleted document,
-409 conflict, 413 too large, 503 storage behind. It runs no SQL (``store.py``) and no Yjs
+409 conflict, 413 too large, 503 storage behind. It runs no SQL (``collab.store``) and no Yjs
 logic (``edit.py``).
 """
 

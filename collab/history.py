@@ -1,7 +1,7 @@
 """Turning stored rows back into documents, versions and a timeline.
 
 PURE: takes bytes and rows the store fetched and returns ``pycrdt.Doc`` objects, JSON-ready
-values and timeline entries; never runs SQL (``store.py`` does), never awaits, never touches
+values and timeline entries; never runs SQL (``collab.store`` does), never awaits, never touches
 a socket.
 
 A *version* is the document right after one stored update: version ``seq`` is everything

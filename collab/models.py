@@ -1,6 +1,6 @@
 """The database schema, as SQLAlchemy 2 models.
 
-Only ``store.py`` and the Alembic revisions in ``migrations/`` use these. The schema
+Only ``collab.store`` and the Alembic revisions in ``migrations/`` use these. The schema
 changes only through a new Alembic revision (``alembic revision --autogenerate``), never
 ``create_all``; CI runs ``alembic check`` to catch a model change without one.
 

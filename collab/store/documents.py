@@ -1,0 +1,175 @@
+"""Documents' lifecycle (create, soft delete, purge) and revoked tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from collab.models import (
+    CheckpointRow,
+    CompactionRow,
+    Document,
+    NamedVersionRow,
+    RevokedToken,
+    UpdateRow,
+)
+from collab.store.core import Store, now_ms
+
+__all__ = ["DocumentState", "DocumentStore", "TokenStore"]
+
+
+_NAMES_PER_QUERY = 500  # names per IN (...) list: well under every engine's limit
+
+# -- Documents' lifecycle and revoked tokens (collab/docs_api.py, collab purge) -----------
+#
+# Creating a document on purpose (rather than by joining its room), deleting it softly,
+# undeleting it, and purging what was deleted long enough ago; and the revoked-token list
+# every server polls. Small, direct transactions: none of it is on the relay's path.
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentState:
+    """A document row, deleted or not."""
+
+    id: int
+    name: str
+    created_ms: int
+    deleted_ms: int | None
+
+
+class DocumentStore:
+    """Create, soft-delete, undelete and purge documents."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def find(self, name: str) -> DocumentState | None:
+        """The document called ``name``, deleted or not; ``None`` if there is none."""
+        async with self.store.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(Document.id, Document.created_ms, Document.deleted_ms).where(
+                        Document.name == name
+                    )
+                )
+            ).first()
+        return None if row is None else DocumentState(row[0], name, row[1], row[2])
+
+    async def create(self, name: str) -> DocumentState | None:
+        """Create an empty document; ``None`` if one of that name exists (even deleted)."""
+        created_ms = now_ms()
+        try:
+            async with self.store.engine.begin() as conn:
+                result = await conn.execute(
+                    insert(Document).values(name=name, created_ms=created_ms)
+                )
+                new_id = result.inserted_primary_key
+        except IntegrityError:
+            return None
+        assert new_id is not None
+        return DocumentState(int(new_id[0]), name, created_ms, None)
+
+    async def delete(self, name: str, at_ms: int) -> bool:
+        """Mark ``name`` deleted at ``at_ms``; ``False`` if absent or deleted already."""
+        async with self.store.engine.begin() as conn:
+            result = await conn.execute(
+                update(Document)
+                .where(Document.name == name, Document.deleted_ms.is_(None))
+                .values(deleted_ms=at_ms)
+            )
+        return bool(result.rowcount)
+
+    async def undelete(self, name: str) -> bool:
+        """Make a deleted document live again; ``False`` if it is not deleted (or absent)."""
+        async with self.store.engine.begin() as conn:
+            result = await conn.execute(
+                update(Document)
+                .where(Document.name == name, Document.deleted_ms.is_not(None))
+                .values(deleted_ms=None)
+            )
+        return bool(result.rowcount)
+
+    async def deleted_among(self, names: list[str]) -> set[str]:
+        """Which of ``names`` are deleted (a server checks its loaded rooms)."""
+        found: set[str] = set()
+        async with self.store.engine.connect() as conn:
+            for start in range(0, len(names), _NAMES_PER_QUERY):
+                rows = await conn.execute(
+                    select(Document.name).where(
+                        Document.name.in_(names[start : start + _NAMES_PER_QUERY]),
+                        Document.deleted_ms.is_not(None),
+                    )
+                )
+                found.update(rows.scalars())
+        return found
+
+    async def purge(self, deleted_before_ms: int, *, dry_run: bool = False) -> list[str]:
+        """Remove every document deleted before ``deleted_before_ms`` with all its rows
+        (updates, checkpoints, named versions, compaction records); one transaction per
+        document. Returns the names purged (or that would be, with ``dry_run``)."""
+        async with self.store.engine.connect() as conn:
+            due = (
+                await conn.execute(
+                    select(Document.id, Document.name)
+                    .where(Document.deleted_ms < deleted_before_ms)
+                    .order_by(Document.name)
+                )
+            ).all()
+        if dry_run:
+            return [row.name for row in due]
+        purged = []
+        for doc_id, name in due:
+            async with self.store.engine.begin() as conn:
+                # Still deleted (an undelete may have come in between): claim it first.
+                claimed = await conn.execute(
+                    update(Document)
+                    .where(Document.id == doc_id, Document.deleted_ms < deleted_before_ms)
+                    .values(deleted_ms=Document.deleted_ms)
+                )
+                if not claimed.rowcount:
+                    continue
+                for table in (NamedVersionRow, CompactionRow, CheckpointRow, UpdateRow):
+                    await conn.execute(delete(table).where(table.doc_id == doc_id))
+                await conn.execute(delete(Document).where(Document.id == doc_id))
+            purged.append(name)
+        return purged
+
+
+class TokenStore:
+    """The ids of revoked tokens (JWT ``jti``), which every server polls."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def revoke(self, jti: str, expires_ms: int | None = None) -> bool:
+        """Revoke token ``jti``; ``False`` if it was revoked already.
+
+        Args:
+            expires_ms: when the token expires anyway, if known; the row is purged after.
+        """
+        try:
+            async with self.store.engine.begin() as conn:
+                await conn.execute(
+                    insert(RevokedToken).values(
+                        jti=jti, revoked_ms=now_ms(), expires_ms=expires_ms
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def revoked(self) -> set[str]:
+        """Every revoked token id."""
+        async with self.store.engine.connect() as conn:
+            return set((await conn.execute(select(RevokedToken.jti))).scalars())
+
+    async def purge(self, expired_before_ms: int) -> int:
+        """Forget revocations of tokens that expired before ``expired_before_ms`` (an
+        expired token is refused anyway); returns how many."""
+        async with self.store.engine.begin() as conn:
+            result = await conn.execute(
+                delete(RevokedToken).where(RevokedToken.expires_ms < expired_before_ms)
+            )
+        return int(result.rowcount or 0)

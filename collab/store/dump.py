@@ -1,0 +1,208 @@
+"""Dump and load: every row of chosen documents, for moving them between databases."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from collab.models import (
+    Base,
+    CheckpointRow,
+    Document,
+    UpdateRow,
+)
+from collab.store.core import Store
+
+__all__ = ["DocumentExists", "DumpBatch", "DumpStore"]
+
+
+# -- Dump and load (collab/dump.py) -------------------------------------------------------
+#
+# Moving documents with their whole history between databases. A dump reads every
+# document in one snapshot, so it is consistent even while a server writes; a load writes
+# each document in one transaction, so a document is either all there or not at all.
+# Named versions and compactions live in tables that older schemas lack: they are looked
+# up in the models' metadata and in the database, and skipped when either lacks them.
+
+_DUMP_BATCH = 500
+
+
+class DocumentExists(ValueError):
+    """A load found a document of the same name, and was not told to replace it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DumpBatch:
+    """Some rows of one document, as column values (bytes for blobs).
+
+    ``kind`` is ``document`` (one row: ``name``, ``created_ms``), ``update``,
+    ``checkpoint`` or ``named_version``; rows never carry ``doc_id``.
+    """
+
+    kind: str
+    rows: list[dict[str, Any]]
+
+
+def _optional(name: str) -> Table | None:
+    return Base.metadata.tables.get(name)
+
+
+async def _has_table(conn: AsyncConnection, name: str) -> bool:
+    if _optional(name) is None:
+        return False
+    return bool(await conn.run_sync(lambda sync: sync.dialect.has_table(sync, name)))
+
+
+class DumpStore:
+    """The queries of ``collab dump`` and ``collab load`` over a ``Store``'s database."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def document_names(self, names: list[str]) -> set[str]:
+        """Which of ``names`` exist (and are not deleted)."""
+        found: set[str] = set()
+        async with self.store.engine.connect() as conn:
+            for start in range(0, len(names), _DUMP_BATCH):
+                chunk = names[start : start + _DUMP_BATCH]
+                rows = await conn.execute(
+                    select(Document.name).where(
+                        Document.name.in_(chunk), Document.deleted_ms.is_(None)
+                    )
+                )
+                found.update(rows.scalars())
+        return found
+
+    async def dump(self, names: list[str] | None = None) -> AsyncGenerator[DumpBatch]:
+        """Every document (or those named), in name order, each followed by its updates
+        (by seq), checkpoints and named versions, all read in one snapshot. Deleted
+        documents are left out (``collab backup`` keeps them)."""
+        async with self.store.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                await conn.exec_driver_sql("BEGIN")
+            elif conn.dialect.name == "postgresql":
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            query = select(Document.id, Document.name, Document.created_ms).where(
+                Document.deleted_ms.is_(None)
+            )
+            if names is not None:
+                query = query.where(Document.name.in_(names))
+            documents = (await conn.execute(query.order_by(Document.name))).all()
+            labels = (
+                _optional("named_versions") if await _has_table(conn, "named_versions") else None
+            )
+            for doc_id, name, created_ms in documents:
+                yield DumpBatch("document", [{"name": name, "created_ms": created_ms}])
+                after = 0
+                while True:
+                    rows = (
+                        await conn.execute(
+                            select(
+                                UpdateRow.seq,
+                                UpdateRow.created_ms,
+                                UpdateRow.author,
+                                UpdateRow.connection_id,
+                                UpdateRow.data,
+                            )
+                            .where(UpdateRow.doc_id == doc_id, UpdateRow.seq > after)
+                            .order_by(UpdateRow.seq)
+                            .limit(_DUMP_BATCH)
+                        )
+                    ).all()
+                    if not rows:
+                        break
+                    yield DumpBatch("update", [dict(row._mapping) for row in rows])
+                    after = rows[-1].seq
+                after = -1
+                while True:
+                    # One at a time: each checkpoint is a whole document.
+                    row = (
+                        await conn.execute(
+                            select(
+                                CheckpointRow.upto_seq,
+                                CheckpointRow.created_ms,
+                                CheckpointRow.state,
+                            )
+                            .where(CheckpointRow.doc_id == doc_id, CheckpointRow.upto_seq > after)
+                            .order_by(CheckpointRow.upto_seq)
+                            .limit(1)
+                        )
+                    ).first()
+                    if row is None:
+                        break
+                    yield DumpBatch("checkpoint", [dict(row._mapping)])
+                    after = row.upto_seq
+                if labels is not None:
+                    columns = [c for c in labels.columns if c.name not in ("id", "doc_id")]
+                    rows = (
+                        await conn.execute(
+                            select(*columns)
+                            .where(labels.c.doc_id == doc_id)
+                            .order_by(labels.c.seq, labels.c.id)
+                        )
+                    ).all()
+                    if rows:
+                        yield DumpBatch("named_version", [dict(row._mapping) for row in rows])
+
+    @contextlib.asynccontextmanager
+    async def load(
+        self, name: str, created_ms: int, *, replace: bool = False
+    ) -> AsyncIterator[Callable[[DumpBatch], Awaitable[None]]]:
+        """Write one document in one transaction: yields ``insert(batch)`` for its rows;
+        the transaction commits when the block ends without an exception.
+
+        With ``replace``, an existing document of that name keeps its id (and whatever
+        else refers to it) but loses its updates, checkpoints, named versions and
+        compaction records to the loaded ones (and is no longer deleted, if it was).
+
+        Raises:
+            DocumentExists: the document exists and ``replace`` is false.
+        """
+        async with self.store.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                # Take the write lock first: a deferred transaction that reads and then
+                # writes fails outright if the server commits in between.
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            doc_id = (
+                await conn.execute(select(Document.id).where(Document.name == name))
+            ).scalar()
+            optional = {t: await _has_table(conn, t) for t in ("named_versions", "compactions")}
+            if doc_id is None:
+                result = await conn.execute(
+                    insert(Document).values(name=name, created_ms=created_ms)
+                )
+                assert result.inserted_primary_key is not None
+                doc_id = int(result.inserted_primary_key[0])
+            elif not replace:
+                raise DocumentExists(f"document {name!r} already exists")
+            else:
+                for table in ("named_versions", "compactions"):
+                    found = _optional(table)
+                    if found is not None and optional[table]:
+                        await conn.execute(delete(found).where(found.c.doc_id == doc_id))
+                await conn.execute(delete(CheckpointRow).where(CheckpointRow.doc_id == doc_id))
+                await conn.execute(delete(UpdateRow).where(UpdateRow.doc_id == doc_id))
+                await conn.execute(
+                    update(Document)
+                    .where(Document.id == doc_id)
+                    .values(created_ms=created_ms, deleted_ms=None)
+                )
+            targets: dict[str, Any] = {"update": UpdateRow, "checkpoint": CheckpointRow}
+            if optional["named_versions"]:
+                targets["named_version"] = _optional("named_versions")
+
+            async def insert_batch(batch: DumpBatch) -> None:
+                target = targets.get(batch.kind)
+                if target is None:
+                    raise ValueError(f"this database has no table for {batch.kind} rows")
+                await conn.execute(
+                    insert(target), [{**row, "doc_id": doc_id} for row in batch.rows]
+                )
+
+            yield insert_batch
+            await conn.commit()
