@@ -131,3 +131,17 @@ async def test_two_stores_racing_for_numbers_lose_nothing(store: Store) -> None:
         await other.close()
     loaded = await store.load("race")
     assert loaded.last_seq == 200 and len(set(loaded.updates)) == 200
+
+
+async def test_the_same_checkpoint_twice_is_kept_once(store: Store) -> None:
+    """A checkpoint queued twice (two nodes, or two reasons at once) is stored once."""
+    doc_id = (await store.load("doc")).doc_id
+    store.append(doc_id, 1, b"a", connection_id=None, author=None)
+    store.checkpoint(doc_id, 1, b"state")
+    store.checkpoint(doc_id, 1, b"state")
+    await asyncio.wait_for(store.flush(), 10)
+    store.checkpoint(doc_id, 1, b"state")
+    await asyncio.wait_for(store.flush(), 10)
+    assert store.write_errors == 0
+    loaded = await store.load("doc")
+    assert (loaded.checkpoint, loaded.checkpoint_seq) == (b"state", 1)

@@ -443,7 +443,8 @@ class Store:
                 self._creates = {**creates, **self._creates}
                 if isinstance(exc, IntegrityError) and any(r.get("_assigned") for r in updates):
                     # Another node took the same update numbers first: renumber and retry
-                    # (after a random pause, so two nodes do not collide in lockstep).
+                    # (after a random pause, so two nodes do not collide in lockstep). A
+                    # checkpoint another node wrote meanwhile is skipped on the retry.
                     self.seq_races += 1
                     log.info("update numbers taken by another node; renumbering")
                     await asyncio.sleep(random.uniform(0, 0.02))
@@ -496,9 +497,15 @@ class Store:
                 sql, columns = self._insert_update_sql(conn)
                 await conn.exec_driver_sql(sql, [tuple(r[c] for c in columns) for r in updates])
             if checkpoints:
-                # Two nodes may build the same checkpoint from the log: keep the first.
+                # The same checkpoint may be built twice (by two nodes, or by one node for
+                # two reasons at once): it is the same state, so keep the first.
                 fresh = []
+                seen: set[tuple[int, int]] = set()
                 for row in checkpoints:
+                    key = (row["doc_id"], row["upto_seq"])
+                    if key in seen:
+                        continue
+                    seen.add(key)
                     found = await conn.execute(
                         select(CheckpointRow.upto_seq).where(
                             CheckpointRow.doc_id == row["doc_id"],
