@@ -31,6 +31,8 @@ from collections.abc import Callable
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from collab.tasks import reraise_cancellation
+
 __all__ = ["Cluster"]
 
 log = logging.getLogger(__name__)
@@ -154,6 +156,7 @@ class Cluster:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                reraise_cancellation()
                 if self.connected or first:
                     log.warning("redis unavailable (%s): serving local members only", exc)
                 self.connected = False
@@ -189,6 +192,7 @@ class Cluster:
                     await pipe.execute()
                 self.published += len(batch)
             except (RedisError, OSError) as exc:
+                reraise_cancellation()
                 self.dropped += len(batch)
                 log.debug("publish failed: %s", exc)
 
@@ -203,5 +207,6 @@ class Cluster:
                         log.info("node %s is gone: removing its clients' awareness", peer)
                         self._on_node_gone(peer)
             except (RedisError, OSError) as exc:
+                reraise_cancellation()
                 log.debug("heartbeat failed: %s", exc)
             await asyncio.sleep(_HEARTBEAT)

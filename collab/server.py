@@ -39,6 +39,7 @@ from collab.limits import TokenBucket
 from collab.metrics import CONTENT_TYPE, Metrics
 from collab.room import validate_room_name
 from collab.store import DocumentStore, Store, TokenStore, now_ms
+from collab.tasks import reraise_cancellation
 
 __all__ = ["CONFIG", "HUB", "METRICS", "VERIFIER", "close_revoked", "create_app", "identify"]
 
@@ -182,6 +183,7 @@ async def _watch(app: web.Application) -> None:
             hub.revoked.update(await tokens.revoked())
             deleted = await documents.deleted_among(list(hub.rooms)) if hub.rooms else set()
         except Exception:  # the database may be back at the next poll
+            reraise_cancellation()
             log.exception("reading revoked tokens and deleted documents failed")
             continue
         close_revoked(app)

@@ -38,6 +38,7 @@ import aiohttp
 
 from collab import __version__
 from collab.config import Config
+from collab.tasks import reraise_cancellation
 
 __all__ = [
     "CONNECTED",
@@ -344,6 +345,7 @@ class Webhooks:
             try:
                 await self._deliver(endpoint, delivery)
             except Exception:  # a bug here must not stop later deliveries
+                reraise_cancellation()
                 self.failed += 1
                 log.exception("webhook %s to %s failed", delivery.event, endpoint.name)
 
@@ -353,6 +355,7 @@ class Webhooks:
             try:
                 status = await self._post(endpoint.url, delivery)
             except (aiohttp.ClientError, TimeoutError) as exc:
+                reraise_cancellation()
                 problem = str(exc) or type(exc).__name__
             else:
                 if 200 <= status < 300:

@@ -51,7 +51,12 @@ async def nodes(
                     node.signal(signal.SIGTERM)
             for node in started:
                 if node.process.returncode is None:
-                    await node.wait(20)
+                    try:
+                        await node.wait(20)
+                    except TimeoutError:
+                        node.signal(signal.SIGKILL)  # fail, but leave no stray node behind
+                        await node.wait()
+                        raise
 
 
 def room() -> str:
