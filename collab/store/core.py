@@ -123,6 +123,20 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     return on_connect
 
 
+async def newest_checkpoint(
+    conn: AsyncConnection, doc_id: int, upto_seq: int | None = None
+) -> tuple[int, bytes | None]:
+    """The newest checkpoint of ``doc_id`` (as of ``upto_seq`` at most): its seq and state,
+    or ``(0, None)`` when there is none."""
+    query = select(CheckpointRow.upto_seq, CheckpointRow.state).where(
+        CheckpointRow.doc_id == doc_id
+    )
+    if upto_seq is not None:
+        query = query.where(CheckpointRow.upto_seq <= upto_seq)
+    row = (await conn.execute(query.order_by(CheckpointRow.upto_seq.desc()).limit(1))).first()
+    return (row[0], row[1]) if row else (0, None)
+
+
 class Store:
     """The update log and checkpoints of every document.
 
@@ -235,15 +249,7 @@ class Store:
         return Loaded(await self._create(name), None, 0, [], 0)
 
     async def _load_rows(self, conn: AsyncConnection, doc_id: int) -> Loaded:
-        row = (
-            await conn.execute(
-                select(CheckpointRow.upto_seq, CheckpointRow.state)
-                .where(CheckpointRow.doc_id == doc_id)
-                .order_by(CheckpointRow.upto_seq.desc())
-                .limit(1)
-            )
-        ).first()
-        checkpoint_seq, checkpoint = (row[0], row[1]) if row else (0, None)
+        checkpoint_seq, checkpoint = await newest_checkpoint(conn, doc_id)
         rows = (
             await conn.execute(
                 select(UpdateRow.seq, UpdateRow.data)

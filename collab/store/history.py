@@ -18,7 +18,7 @@ from collab.models import (
     NamedVersionRow,
     UpdateRow,
 )
-from collab.store.core import Store, now_ms
+from collab.store.core import Store, newest_checkpoint, now_ms
 
 __all__ = ["DocumentHead", "HistoryStore", "MergedRun", "NamedVersion", "Storage", "VersionSource"]
 
@@ -145,15 +145,7 @@ class HistoryStore:
                 ).scalar_one()
                 return VersionSource(0, created, None, 0, [])
             version, created_ms = row[0], row[1]
-            checkpoint = (
-                await conn.execute(
-                    select(CheckpointRow.upto_seq, CheckpointRow.state)
-                    .where(CheckpointRow.doc_id == doc_id, CheckpointRow.upto_seq <= version)
-                    .order_by(CheckpointRow.upto_seq.desc())
-                    .limit(1)
-                )
-            ).first()
-            checkpoint_seq, state = (checkpoint[0], checkpoint[1]) if checkpoint else (0, None)
+            checkpoint_seq, state = await newest_checkpoint(conn, doc_id, version)
             updates = (
                 await conn.execute(
                     select(UpdateRow.data)
