@@ -12,6 +12,7 @@ import pytest
 
 from collab.config import database_url
 from collab.store import Store
+from collab.store.history import HistoryStore
 from tests.conftest import eventually
 from tests.services import open_store
 
@@ -145,3 +146,25 @@ async def test_the_same_checkpoint_twice_is_kept_once(store: Store) -> None:
     assert store.write_errors == 0
     loaded = await store.load("doc")
     assert (loaded.checkpoint, loaded.checkpoint_seq) == (b"state", 1)
+
+
+async def test_seq_at_and_first_seq_after_search_by_time(store: Store) -> None:
+    """Lookups by time find the last update at or before a moment (and the first after
+    it) by seq alone, gaps in the log (merged runs) included."""
+    doc_id = (await store.load("doc")).doc_id
+    # seqs 1..300 with some missing, as compaction leaves them; several rows per ms
+    stored = [seq for seq in range(1, 301) if seq % 7 != 3]
+    for seq in stored:
+        store.append(
+            doc_id, seq, b"u", connection_id=None, author=None, created_ms=1000 + seq // 3
+        )
+    await store.flush()
+    history = HistoryStore(store)
+    for ms in (0, 999, 1000, 1001, 1040, 1041, 1050, 1099, 1100, 5000):
+        expected = max((s for s in stored if 1000 + s // 3 <= ms), default=0)
+        after = min((s for s in stored if 1000 + s // 3 > ms), default=None)
+        assert await history.seq_at(doc_id, ms) == expected, ms
+        assert await history.first_seq_after(doc_id, ms) == after, ms
+    empty = (await store.load("empty")).doc_id
+    assert await history.seq_at(empty, 5000) == 0
+    assert await history.first_seq_after(empty, 5000) is None

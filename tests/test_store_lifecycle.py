@@ -156,3 +156,33 @@ async def test_migration_0003_down_and_up(store: Store) -> None:
         await engine.dispose()
     assert (list(names), revoked) == (["kept"], 0)
     await store.open()
+
+
+async def _update_indexes(url: str) -> set[str]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return set(
+                await conn.run_sync(
+                    lambda sync: [i["name"] for i in sync.dialect.get_indexes(sync, "updates")]
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_migration_0004_drops_the_time_index_and_back(store: Store) -> None:
+    """Revision 0004 drops the updates time index (the log is kept) and its downgrade
+    recreates it, on both engines."""
+    doc_id = (await store.load("kept")).doc_id
+    store.append(doc_id, 1, b"\x00\x00", connection_id=None, author=None)
+    await store.flush()
+    url = store.url
+    await store.close()
+    assert "ix_updates_doc_id_created_ms" not in await _update_indexes(url)
+    await _alembic(url, "downgrade", "0003")
+    assert "ix_updates_doc_id_created_ms" in await _update_indexes(url)
+    await _alembic(url, "upgrade", "head")
+    assert "ix_updates_doc_id_created_ms" not in await _update_indexes(url)
+    await store.open()
+    assert (await store.load("kept")).updates == [b"\x00\x00"]
