@@ -280,7 +280,13 @@ def _serve(config: Config, _args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from collab.server import create_app
+    from collab.store import check_url
 
+    try:
+        check_url(database_url(config.db))
+    except ValueError as exc:
+        print(f"collab: {exc}", file=sys.stderr)
+        return 2
     if not config.auth_enabled:
         if not _is_local(config.host) and not config.allow_open:
             print(

@@ -70,3 +70,9 @@ def test_json_log_format(capsys: pytest.CaptureFixture[str]) -> None:
         assert entry["message"] == "connect room='r1'" and entry["level"] == "info"
     finally:
         logging.getLogger().handlers.clear()
+
+
+def test_in_memory_database_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every connection would open its own empty database: say so instead of serving."""
+    assert main(["serve", "--db", ":memory:", "--port", "1"]) == 2
+    assert "in-memory SQLite" in capsys.readouterr().err

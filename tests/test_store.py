@@ -168,3 +168,10 @@ async def test_seq_at_and_first_seq_after_search_by_time(store: Store) -> None:
     empty = (await store.load("empty")).doc_id
     assert await history.seq_at(empty, 5000) == 0
     assert await history.first_seq_after(empty, 5000) is None
+
+
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite://"])
+async def test_in_memory_sqlite_is_refused(url: str) -> None:
+    """Every connection of the store would open its own empty in-memory database."""
+    with pytest.raises(ValueError, match="in-memory"):
+        await Store(url).open()

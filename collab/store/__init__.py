@@ -13,6 +13,7 @@ from collab.store.core import (
     Loaded,
     Store,
     StoreClosed,
+    check_url,
     now_ms,
     upgrade_schema,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Storage",
     "Store",
     "StoreClosed",
+    "check_url",
     "TokenStore",
     "VersionSource",
     "now_ms",

@@ -41,7 +41,15 @@ from collab.models import (
     UpdateRow,
 )
 
-__all__ = ["DocumentInfo", "Loaded", "Store", "StoreClosed", "now_ms", "upgrade_schema"]
+__all__ = [
+    "DocumentInfo",
+    "Loaded",
+    "Store",
+    "StoreClosed",
+    "check_url",
+    "now_ms",
+    "upgrade_schema",
+]
 
 
 log = logging.getLogger(__name__)
@@ -49,6 +57,18 @@ log = logging.getLogger(__name__)
 # migrations/ ships inside the package as collab.migrations (see pyproject.toml).
 _MIGRATIONS = files("collab.migrations")
 _MAX_BACKOFF = 5.0
+
+
+def check_url(url: str) -> None:
+    """Refuse a database URL the store cannot work with.
+
+    Raises:
+        ValueError: an in-memory SQLite database, which each of the store's connections
+            would see as a different, empty database.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and (parsed.database or ":memory:") == ":memory:":
+        raise ValueError("an in-memory SQLite database cannot be shared; give a file path")
 
 
 def now_ms() -> int:
@@ -187,7 +207,13 @@ class Store:
         return self._engine
 
     async def open(self, *, upgrade: bool = True) -> None:
-        """Connect, bring the schema to the newest revision, and start the writer."""
+        """Connect, bring the schema to the newest revision, and start the writer.
+
+        Raises:
+            ValueError: an in-memory SQLite database, which each of the store's
+                connections would see as a different, empty database.
+        """
+        check_url(self.url)
         # Both steps touch the file system (path resolution, migration scripts): start-up
         # work, but still kept off the event loop.
         # A fixed pool: overflow connections are opened and closed per use, and opening an
