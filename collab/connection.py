@@ -10,6 +10,11 @@ closed with 1013 instead of slowing down the room (websockets' "per-client queue
 pattern). Order is kept because a direct write only happens while no writer task exists,
 that is, when nothing is queued.
 
+Keepalive costs nothing per message either: the server's receive loop counts each message
+in ``received``, and one sweep per server (``server._keepalive``) compares that count with
+the one it saw last time, pings the quiet connections (``ping``) and drops those that
+stayed quiet after a ping (``abort``).
+
 The socket is anything with aiohttp's ``send_bytes`` / ``close`` coroutines; this module
 does not import aiohttp.
 """
@@ -35,6 +40,8 @@ _HIGH_WATER = 64 * 1024
 # Larger messages always take the writer's path (aiohttp's frame writer, with flow control).
 _DIRECT_MAX = 16 * 1024
 _PACK_LEN2 = struct.Struct("!BBH").pack
+# An unmasked server-to-client ping with no payload (RFC 6455 section 5.5.2).
+_PING_FRAME = b"\x89\x00"
 
 
 def binary_frame(data: bytes) -> bytes:
@@ -69,6 +76,8 @@ class Transport(Protocol):
 
     def is_closing(self) -> bool: ...
 
+    def abort(self) -> None: ...
+
 
 class Connection:
     """A client connection: identity plus a bounded outbound queue.
@@ -95,7 +104,10 @@ class Connection:
         "close_code",
         "id",
         "max_bytes",
+        "pinged",
         "read_only",
+        "received",
+        "seen",
         "token_id",
     )
 
@@ -124,6 +136,14 @@ class Connection:
         # connection costs no task, and most sends never need one.
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        # Messages read from the client (any kind, pongs included). The server's receive
+        # loop counts them; the keepalive sweep and latency sampling read the count.
+        self.received = 0
+        # Keepalive state, kept by the server's sweep: ``received`` as of the last sweep
+        # (None until the server starts reading, so a slow room load cannot look like a
+        # dead client), and whether a ping has gone unanswered since.
+        self.seen: int | None = None
+        self.pinged = False
 
     def __repr__(self) -> str:
         return f"<Connection {self.id}>"
@@ -159,6 +179,40 @@ class Connection:
         self._queued_bytes += len(data)
         if self._writer is None:
             self._writer = asyncio.create_task(self._drain(), name=f"collab-writer-{self.id}")
+
+    def ping(self) -> None:
+        """Send a keepalive ping; never waits. Does nothing once closing.
+
+        The two bytes go straight to the transport even when data is queued: a control
+        frame may come between any two frames (RFC 6455 section 5.4), every frame reaches
+        the transport whole (``send``'s direct writes and aiohttp's uncompressed
+        ``send_frame`` never yield mid-frame), and a ping queued behind up to
+        ``max_bytes`` of data would make a slow but live client look dead. Without a
+        transport (the connection is already lost) nothing is sent.
+        """
+        transport = self._transport
+        if self._closing or transport is None or transport.is_closing():
+            return
+        transport.write(_PING_FRAME)
+
+    def abort(self, code: int) -> None:
+        """Drop an unresponsive client: no close handshake, the transport is aborted.
+
+        What is queued or still in the transport's buffer is discarded (the peer is not
+        reading it). The server's receive loop then sees the connection lost and ends,
+        and ``close_code`` records ``code`` (the server's sweep uses 1006, a code that
+        is never sent on the wire).
+        """
+        if self._closing:
+            return
+        self._closing = True
+        self.close_code = code
+        self._queue.clear()
+        self._queued_bytes = 0
+        if self._writer is not None:
+            self._writer.cancel()
+        if self._transport is not None:
+            self._transport.abort()
 
     def close(self, code: int, reason: str = "") -> None:
         """Drop what is queued and close the socket with ``code`` (in the background)."""

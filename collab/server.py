@@ -4,7 +4,8 @@
 protocol, ``/healthz`` says the process is up, ``/readyz`` that the database answers with
 the current schema, ``/metrics`` serves Prometheus metrics. Every ``revocation_poll``
 seconds the server reads the revoked tokens and closes the live sockets that use one
-(4401), and closes loaded rooms whose document another server deleted (4404).
+(4401), and closes loaded rooms whose document another server deleted (4404). Every
+``heartbeat`` seconds one keepalive sweep pings the quiet sockets and drops the dead ones.
 
 Each WebSocket handler has exactly one broad ``except``, with four outcomes: a
 ``CollabError`` closes with its own code, any other exception is logged and closes with
@@ -15,6 +16,7 @@ Each WebSocket handler has exactly one broad ``except``, with four outcomes: a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -51,6 +53,9 @@ METRICS = web.AppKey("metrics", Metrics)
 VERIFIER: web.AppKey[Verifier | None] = web.AppKey("verifier")
 _CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")
 _SAMPLE_MASK = 15  # relay latency is observed for every 16th message of a connection
+# Recorded for a connection dropped by the keepalive sweep, as aiohttp's heartbeat did.
+# RFC 6455 reserves it for "closed without a close frame": it is never sent.
+_ABNORMAL_CLOSURE = 1006
 
 
 def create_app(config: Config) -> web.Application:
@@ -143,13 +148,16 @@ async def _hub_ctx(app: web.Application):  # type: ignore[no-untyped-def]
         )
         hub.cluster = cluster
         await cluster.start()
-    watcher = None
+    loops: list[asyncio.Task[None]] = []  # background loops, ended before the hub closes
     if config.revocation_poll > 0:
-        watcher = asyncio.create_task(_watch(app), name="collab-revocation-poll")
+        loops.append(asyncio.create_task(_watch(app), name="collab-revocation-poll"))
+    if config.heartbeat > 0:
+        loops.append(asyncio.create_task(_keepalive(app), name="collab-keepalive"))
     yield
-    if watcher is not None:
-        watcher.cancel()
-        await asyncio.wait([watcher])
+    for task in loops:
+        task.cancel()
+    if loops:
+        await asyncio.wait(loops)
     if cluster is not None:
         await cluster.stop()
         hub.cluster = None
@@ -189,6 +197,62 @@ async def _watch(app: web.Application) -> None:
         close_revoked(app)
         for name in deleted:
             await hub.evict(name)
+
+
+async def _keepalive(app: web.Application) -> None:
+    """Every ``heartbeat`` seconds, one sweep over all connections (see ``_sweep``).
+
+    This replaces aiohttp's per-socket heartbeat, which schedules a callback for every
+    received chunk and then re-arms a timer from it: a few microseconds on the relay's
+    hottest path, per message. Here a message costs one counter increment in the receive
+    loop, and keepalive costs O(connections) once per interval, with no per-message
+    timers and no task per connection.
+    """
+    interval = app[CONFIG].heartbeat
+    connections: set[Connection] = app[_CONNECTIONS]
+    while True:
+        await asyncio.sleep(interval)
+        dropped = _sweep(connections)
+        if dropped:
+            log.info("dropped %d connections that did not answer a ping", dropped)
+
+
+def _sweep(connections: set[Connection]) -> int:
+    """Ping the connections that were quiet for a whole interval; drop the ones that were
+    still quiet an interval after their ping.
+
+    A connection is alive if it sent anything since the last sweep (a message or a pong:
+    the receive loop counts both in ``Connection.received``). A quiet one is pinged; if
+    the next sweep finds it quiet still, it is dropped like aiohttp's heartbeat drops a
+    socket that missed its pong: transport closed (aborted, as the peer reads nothing),
+    close code 1006. Its receive loop then ends and ``hub.leave`` removes its awareness
+    for the others. A client is thus dropped between 2 and 3 intervals after the last
+    thing it sent, and a live idle client gets one ping every other interval.
+
+    Returns:
+        How many connections were dropped.
+    """
+    dropped = 0
+    # A copy: nothing here changes the set, but a connection's cleanup must never be able
+    # to break the iteration.
+    for conn in tuple(connections):
+        seen = conn.seen
+        if seen is None or conn.closing:  # not reading yet (joining), or already closing
+            continue
+        try:
+            received = conn.received
+            if received != seen:
+                conn.seen = received
+                conn.pinged = False
+            elif conn.pinged:
+                conn.abort(_ABNORMAL_CLOSURE)
+                dropped += 1
+            else:
+                conn.pinged = True
+                conn.ping()
+        except Exception:  # one broken socket must not stop keepalive for the others
+            log.exception("keepalive failed for connection %s", conn.id)
+    return dropped
 
 
 async def _close_connections(app: web.Application) -> None:
@@ -253,7 +317,10 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     config, hub, metrics = app[CONFIG], app[HUB], app[METRICS]
     ws = web.WebSocketResponse(
         max_msg_size=config.max_message_size,
-        heartbeat=config.heartbeat or None,
+        # Keepalive is one sweep per server (``_keepalive``), not aiohttp's per-socket
+        # heartbeat; without autoping the loop below sees (and counts) pings and pongs.
+        heartbeat=None,
+        autoping=False,
         # No permessage-deflate: Yjs updates are small and binary, and compression would
         # cost CPU per recipient on the relay path.
         compress=False,
@@ -298,18 +365,27 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
             " read-only" if conn.read_only else "",
         )
         hub.webhooks.connected(name, conn.author, conn.id)
-        sample = 0
+        conn.seen = conn.received  # from now on the keepalive sweep watches it
         async for msg in ws:
-            if msg.type is WSMsgType.BINARY:
-                sample += 1
-                if sample & _SAMPLE_MASK:
+            # Every message counts as a sign of life; this is all keepalive costs here.
+            received = conn.received + 1
+            conn.received = received
+            kind = msg.type
+            if kind is WSMsgType.BINARY:
+                if received & _SAMPLE_MASK:
                     hub.receive(room, conn, msg.data)
                 else:  # time one message in 16: a latency histogram needs no more
                     started = time.perf_counter()
                     hub.receive(room, conn, msg.data)
                     observe(time.perf_counter() - started)
-            elif msg.type is WSMsgType.TEXT:
+            elif kind is WSMsgType.TEXT:
                 raise UnsupportedData("text frames are not supported")
+            elif kind is WSMsgType.PING:  # rare (browsers never ping): answer as autoping
+                if not conn.closing:  # no frame may follow our close frame
+                    with contextlib.suppress(ConnectionError):  # gone: the loop ends next
+                        await ws.pong(msg.data)
+            # PONG: counted above, nothing else to do. CLOSE, CLOSING and CLOSED end the
+            # iteration inside aiohttp (autoclose answers a client's close frame).
     except CollabError as exc:
         code, reason = exc.close_code, exc.reason
     except Exception:
