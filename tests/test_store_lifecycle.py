@@ -158,7 +158,7 @@ async def test_migration_0003_down_and_up(store: Store) -> None:
     await store.open()
 
 
-async def _update_indexes(url: str) -> set[str]:
+async def _update_indexes(url: str) -> set[str | None]:
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
