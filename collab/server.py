@@ -200,7 +200,7 @@ async def _watch(app: web.Application) -> None:
 
 
 async def _keepalive(app: web.Application) -> None:
-    """Every ``heartbeat`` seconds, one sweep over all connections (see ``_sweep``).
+    """Every ``heartbeat / 2`` seconds, one sweep over all connections (see ``_sweep``).
 
     This replaces aiohttp's per-socket heartbeat, which schedules a callback for every
     received chunk and then re-arms a timer from it: a few microseconds on the relay's
@@ -208,7 +208,9 @@ async def _keepalive(app: web.Application) -> None:
     loop, and keepalive costs O(connections) once per interval, with no per-message
     timers and no task per connection.
     """
-    interval = app[CONFIG].heartbeat
+    # Half the heartbeat: a quiet client is pinged after one or two sweeps and dropped
+    # at the next, between 1 and 1.5 heartbeats after its last message, as aiohttp did.
+    interval = app[CONFIG].heartbeat / 2
     connections: set[Connection] = app[_CONNECTIONS]
     while True:
         await asyncio.sleep(interval)
@@ -226,8 +228,8 @@ def _sweep(connections: set[Connection]) -> int:
     the next sweep finds it quiet still, it is dropped like aiohttp's heartbeat drops a
     socket that missed its pong: transport closed (aborted, as the peer reads nothing),
     close code 1006. Its receive loop then ends and ``hub.leave`` removes its awareness
-    for the others. A client is thus dropped between 2 and 3 intervals after the last
-    thing it sent, and a live idle client gets one ping every other interval.
+    for the others. A client is thus dropped between 2 and 3 sweeps after the last
+    thing it sent, and a live idle client gets one ping every other sweep.
 
     Returns:
         How many connections were dropped.

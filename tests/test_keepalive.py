@@ -63,7 +63,7 @@ async def test_client_answering_pings_stays_connected(
     config: Config, session: aiohttp.ClientSession
 ) -> None:
     """A client that sends nothing but answers pings (aiohttp's default autoping) is pinged
-    every other interval, and stays in its room across many intervals."""
+    every other sweep, and stays in its room across many sweeps."""
     async with start_server(config.replace(heartbeat=INTERVAL)) as server:
         async with session.ws_connect(server.url("idle")) as ws:
             # autoping answers only while someone reads: read in the background.
@@ -72,7 +72,7 @@ async def test_client_answering_pings_stays_connected(
             await eventually(lambda: "idle" in hub.rooms and len(hub.rooms["idle"].members) == 1)
             (conn,) = hub.rooms["idle"].members
             # The client sends no message: every count is a pong, and 4 pongs take at least
-            # 7 intervals (a ping every other sweep).
+            # 7 sweeps (a ping every other sweep).
             await eventually(lambda: conn.received >= 4, timeout=20 * INTERVAL, what="4 pongs")
             assert conn in hub.rooms["idle"].members and not conn.closing
             assert not ws.closed and not reader.done()
