@@ -39,6 +39,7 @@ __all__ = [
     "encode_sync_step2",
     "encode_update",
     "read_var_uint",
+    "update_payload",
     "write_var_uint",
 ]
 
@@ -202,6 +203,31 @@ def decode(data: bytes) -> Message:
     if kind == MessageType.QUERY_AWARENESS:
         return QueryAwareness()
     return Unknown(kind)
+
+
+def update_payload(data: bytes) -> bytes | None:
+    """The Yjs update in ``data`` if it is a well-framed SyncUpdate message, else ``None``.
+
+    The relay's hot path: nearly every message is an update, and this checks its framing
+    as ``decode`` does without building a ``SyncUpdate``. ``None`` means "decode it":
+    another message type, a type or sub-type written with a longer varint than needed,
+    or bad framing, for which ``decode`` raises the usual ``ProtocolError``.
+
+    Raises:
+        ProtocolError: the payload's length varint is invalid (as ``decode`` would).
+    """
+    end = len(data)
+    # Message type 0 (sync) then sub-type 2 (update), each a one-byte varint. (Plain ints:
+    # comparing with the IntEnum members costs more than the rest of this function.)
+    if end < 3 or data[0] != 0 or data[1] != 2:
+        return None
+    length = data[2]
+    pos = 3
+    if length > 0x7F:  # a payload of 128 bytes or more: a longer varint
+        length, pos = read_var_uint(data, 2)
+    if pos + length != end:
+        return None  # truncated, or trailing bytes: decode says which
+    return data[pos:]
 
 
 def decode_awareness(payload: bytes) -> tuple[AwarenessEntry, ...]:

@@ -178,3 +178,104 @@ async def test_dead_connection_is_dropped_and_awareness_removed(
                 # watcher answers pings (autoping), dead does not.
                 removal = decode(await watcher.recv_bytes(timeout=10))
                 assert removal == decode(encode_awareness([AwarenessEntry(9, 1, None)]))
+
+
+class _Wire:
+    """A transport that keeps what is written to it (``Connection``'s direct path)."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.frames.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+    def abort(self) -> None:
+        pass
+
+
+class _Socket:
+    async def send_bytes(self, data: bytes) -> None:
+        raise AssertionError("every frame here takes the direct path")
+
+    async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
+        return True
+
+
+async def test_update_messages_take_the_same_rules_with_or_without_decode(
+    config: Config,
+) -> None:
+    """``Hub.receive`` reads a plainly framed Update without ``decode`` (its hot path) and
+    treats it exactly as the same update framed otherwise: relayed byte for byte to the
+    others, stored with its author, counted; dropped from a read-only member; rate
+    limited; refused whole when malformed."""
+    # Imported here, not at the top: this test was appended to a file others edit too.
+    import dataclasses
+    import time
+
+    import pytest
+
+    from collab.config import database_url
+    from collab.connection import Connection, binary_frame
+    from collab.errors import ProtocolError, RateLimited
+    from collab.hub import Hub
+    from collab.limits import TokenBucket
+    from collab.store import Store
+
+    store = Store(database_url(config.db), commit_interval=config.commit_interval)
+    await store.open()
+    hub = Hub(store, config)
+    try:
+        wires = {name: _Wire() for name in ("alice", "bob", "reader")}
+        conns = {
+            name: Connection(_Socket(), name, author=name, max_bytes=1 << 20, transport=wire)
+            for name, wire in wires.items()
+        }
+        conns["reader"].read_only = True
+        for conn in conns.values():
+            room = await hub.join("framing", conn)
+        for wire in wires.values():
+            wire.frames.clear()  # the joins' SyncStep1
+        source: Doc[Any] = Doc()
+        text = source.get(ROOT, type=Text)
+        updates: list[bytes] = []
+        source.observe(lambda e: updates.append(e.update))
+        for ch in "abcd":
+            text += ch
+        plain = encode_update(updates[0])
+        assert plain[:2] == b"\x00\x02"
+        # The same message with its type as a two-byte varint: only decode() reads it.
+        padded = b"\x80" + encode_update(updates[1])
+        assert decode(padded) == decode(encode_update(updates[1]))
+        before = dataclasses.replace(hub.stats)
+        hub.receive(room, conns["alice"], plain)
+        hub.receive(room, conns["alice"], padded)
+        hub.receive(room, conns["reader"], encode_update(updates[2]))  # read-only: dropped
+        with pytest.raises(ProtocolError):
+            hub.receive(room, conns["alice"], encode_update(updates[2]) + b"\x00")
+        assert wires["alice"].frames == []
+        relayed = [binary_frame(plain), binary_frame(padded)]
+        assert wires["bob"].frames == relayed and wires["reader"].frames == relayed
+        stats = hub.stats
+        assert stats.messages_in - before.messages_in == 4
+        assert stats.updates_in - before.updates_in == 2
+        assert stats.deliveries - before.deliveries == 4
+        assert stats.bytes_out - before.bytes_out == 2 * (len(plain) + len(padded))
+        assert room.seq == 2 and str(room.doc.get(ROOT, type=Text)) == "ab"
+        conns["bob"].bucket = TokenBucket(1.0, 1.0, time.monotonic())
+        hub.receive(room, conns["bob"], encode_update(updates[2]))
+        with pytest.raises(RateLimited):
+            hub.receive(room, conns["bob"], encode_update(updates[3]))
+        assert room.seq == 3
+        await store.flush()
+        rows = await asyncio.to_thread(
+            _rows, config.db, "SELECT seq, author, data FROM updates ORDER BY seq"
+        )
+        assert rows == [(1, "alice", updates[0]), (2, "alice", updates[1]), (3, "bob", updates[2])]
+    finally:
+        await hub.close()

@@ -19,6 +19,7 @@ from collab.protocol import (
     encode_sync_step2,
     encode_update,
     read_var_uint,
+    update_payload,
     write_var_uint,
 )
 
@@ -76,3 +77,49 @@ def test_protocol_error_carries_close_code_1007() -> None:
     with pytest.raises(ProtocolError) as info:
         decode(b"\x80")
     assert info.value.close_code == 1007
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        encode_update(b"\x01\x02"),
+        encode_update(b""),
+        encode_update(b"x" * 127),
+        encode_update(b"x" * 128),  # a two-byte length
+        encode_update(b"x" * 20_000),  # a three-byte length
+        b"\x80\x00\x02\x01x",  # type 0 as a two-byte varint: decode's job
+        b"\x00\x82\x00\x01x",  # sub-type 2 as a two-byte varint: decode's job
+        encode_sync_step1(b"\x00"),
+        encode_sync_step2(b"\x00\x00"),
+        encode_awareness([AwarenessEntry(1, 1, None)]),
+        b"\x03",
+        b"\x63",
+        b"",
+        b"\x00",
+        b"\x00\x02",
+        b"\x00\x02\x09abc",  # truncated
+        b"\x00\x02\x01ab",  # trailing bytes
+        b"\x00\x02\x80",  # truncated length varint
+        b"\x00\x02\x80\x01" + b"x" * 127,  # length 128, one byte short
+        b"\x00\x02\x80\x80\x80\x80\x80\x80\x80\x80\x01",  # length varint too long
+        b"\x00\x02\xff\xff\xff\xff\xff\xff\xff\x7f",  # length beyond 2**53 - 1
+    ],
+)
+def test_update_payload_agrees_with_decode(data: bytes) -> None:
+    """``update_payload`` (the hub's hot path) returns the update exactly when it is a
+    minimally framed Update that decode accepts; otherwise it returns None for decode to
+    handle, or raises the very error decode raises."""
+    try:
+        expected: object = decode(data)
+    except ProtocolError as exc:
+        expected = exc.reason
+    try:
+        payload = update_payload(data)
+    except ProtocolError as exc:
+        assert exc.reason == expected
+        return
+    if payload is not None:
+        assert expected == SyncUpdate(payload)
+        assert data[:2] == b"\x00\x02"
+    else:
+        assert not isinstance(expected, SyncUpdate) or data[:2] != b"\x00\x02"

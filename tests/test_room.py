@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from pycrdt import Doc, Text
 
-from collab.errors import BadRoomName, ProtocolError
+from collab.errors import BadRoomName, DocumentTooLarge, ProtocolError
 from collab.protocol import (
     AwarenessEntry,
     SyncStep2,
+    SyncUpdate,
     decode,
     encode_awareness,
     encode_sync_step1,
@@ -229,3 +230,151 @@ def test_update_waiting_for_dependencies_is_kept() -> None:
     first = encode_update(updates[0])
     room.receive("m", decode(first), first)
     assert str(room.doc.get(ROOT, type=Text)) == "ab"
+
+
+def _edits() -> list[tuple[str, bytes]]:
+    """Update messages from two editors covering every case ``Room._apply`` tells apart."""
+    alice: Doc[Any] = Doc(client_id=1)
+    bob: Doc[Any] = Doc(client_id=2)
+    sent: dict[int, list[bytes]] = {1: [], 2: []}
+    alice.observe(lambda e: sent[1].append(e.update))
+    bob.observe(lambda e: sent[2].append(e.update))
+    a, b = alice.get(ROOT, type=Text), bob.get(ROOT, type=Text)
+    for ch in "hello":
+        a += ch
+    a1 = sent[1][:]
+    bob.apply_update(alice.get_update())
+    a += "!"  # a6: bob never sees it...
+    a6 = sent[1][-1]
+    bob.apply_update(a6)
+    b.insert(6, "?")  # ...but bob's next edit depends on it
+    b_pending = sent[2][-1]
+    del a[0:2]  # a delete set only: the update's first byte is 0
+    a_delete = sent[1][-1]
+    assert a_delete[0] == 0 and a1[0][0] != 0
+    plan: list[tuple[str, bytes]] = [("alice", u) for u in a1]
+    plan += [
+        ("bob", a1[2]),  # an echo
+        ("bob", b_pending),  # waits for a6
+        ("bob", b_pending),  # still waiting: not an echo, applied again
+        ("carol", b"\x01\x01\xff\xff"),  # structs claimed, garbage: the echo check raises
+        ("carol", b"\x00\x05\xff"),  # no structs, garbage: the apply itself raises
+        ("alice", a6),  # b_pending is integrated now
+        ("alice", a_delete),
+        ("alice", a_delete),  # a delete set is never taken for an echo
+        ("bob", b_pending),  # now an echo
+    ]
+    return [(member, encode_update(update)) for member, update in plan]
+
+
+def _run(room: Room[str], plan: list[tuple[str, bytes]]) -> list[object]:
+    """What ``room`` does with each message: its effects, or the error it raised."""
+    outcomes: list[object] = []
+    for member, raw in plan:
+        try:
+            outcomes.append(room.receive(member, decode(raw), raw))
+        except ProtocolError as exc:
+            outcomes.append((type(exc), exc.reason))
+        # The one-transaction path leaves no transaction open, even after an error.
+        assert room.doc._txn is None
+    return outcomes
+
+
+def test_one_transaction_path_matches_the_public_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """collab.ydoc's raw path and pycrdt's public API give the same effects and documents:
+    fresh updates, echoes, updates waiting for dependencies, delete-only updates and
+    invalid updates (ProtocolError, nothing applied, the document still usable)."""
+    from collab import ydoc
+
+    assert ydoc._RAW, "pycrdt changed: collab.ydoc fell back to the public API"
+    plan = _edits()
+    fast = new_room(checkpoint_updates=4)
+    fast_outcomes = _run(fast, plan)
+    monkeypatch.setattr(ydoc, "_RAW", False)
+    public = new_room(checkpoint_updates=4)
+    public_outcomes = _run(public, plan)
+    assert fast_outcomes == public_outcomes
+    assert fast.doc.get_update() == public.doc.get_update()
+    assert fast.doc.get_state() == public.doc.get_state()
+    assert str(fast.doc.get(ROOT, type=Text)) == "llo!?"
+    # Spot checks that the plan exercised what it says.
+    relayed = [o for o in fast_outcomes if isinstance(o, list) and o]
+    assert len(relayed) == 5 + 2 + 1 + 2  # a1, b_pending twice, a6, a_delete twice
+    assert sum(1 for o in fast_outcomes if o == []) == 2  # the two echoes
+    assert sum(1 for o in fast_outcomes if isinstance(o, tuple)) == 2  # the two invalid
+
+
+def test_size_limit_still_lets_echoes_pass_quietly() -> None:
+    """Past the size limit a fresh update is refused (4413) but an echo is still just
+    dropped, and an invalid one is still a ProtocolError, as before the one-transaction
+    path."""
+    room = new_room()
+    alice = Pair(room, "alice")
+    alice.text += "abc"
+    echo = encode_update(alice.outbox[0])
+    alice.push()
+    room.max_size = room.size  # full
+    assert room.receive("bob", decode(echo), echo) == []
+    alice.text += "d"
+    fresh = encode_update(alice.outbox[0])
+    with pytest.raises(DocumentTooLarge):
+        room.receive("alice", decode(fresh), fresh)
+    bad = encode_update(b"\x01\x01\xff\xff")
+    with pytest.raises(ProtocolError):
+        room.receive("alice", decode(bad), bad)
+    assert str(room.doc.get(ROOT, type=Text)) == "abc" and room.seq == 1
+
+
+def test_receive_update_is_receive_of_a_sync_update() -> None:
+    """The hub's hot path (``receive_update``, no message object) decides as ``receive``."""
+    plan = _edits()
+    via_receive, via_update = new_room(checkpoint_updates=4), new_room(checkpoint_updates=4)
+    for member, raw in plan:
+        outcomes: list[object] = []
+        for room in (via_receive, via_update):
+            message = decode(raw)
+            assert isinstance(message, SyncUpdate)
+            try:
+                if room is via_receive:
+                    outcomes.append(room.receive(member, message, raw))
+                else:
+                    outcomes.append(room.receive_update(member, message.update, raw))
+            except ProtocolError as exc:
+                outcomes.append(exc.reason)
+        assert outcomes[0] == outcomes[1]
+    assert via_receive.doc.get_update() == via_update.doc.get_update()
+
+
+@pytest.mark.parametrize("raw", [True, False])
+def test_one_transaction_path_inside_a_transaction_and_with_observers(
+    raw: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """collab.ydoc inside an open pycrdt transaction reuses it (the public path), and an
+    observer's error surfaces as pycrdt's ExceptionGroup, the document still usable: the
+    same with and without the one-transaction path."""
+    from collab import ydoc
+    from collab.ydoc import apply_unless_known
+
+    monkeypatch.setattr(ydoc, "_RAW", raw)
+
+    source: Doc[Any] = Doc()
+    text = source.get(ROOT, type=Text)
+    updates: list[bytes] = []
+    source.observe(lambda e: updates.append(e.update))
+    text += "a"
+    text += "b"
+    doc: Doc[Any] = Doc()
+    with doc.transaction():
+        assert apply_unless_known(doc, updates[0])
+        assert not apply_unless_known(doc, updates[0])  # an echo
+    assert str(doc.get(ROOT, type=Text)) == "a"
+
+    def fail(event: object) -> None:
+        raise RuntimeError("observer failed")
+
+    subscription = doc.observe(fail)
+    with pytest.raises(ExceptionGroup) as info:
+        apply_unless_known(doc, updates[1])
+    assert [str(e) for e in info.value.exceptions] == ["observer failed"]
+    doc.unobserve(subscription)
+    assert doc._txn is None and str(doc.get(ROOT, type=Text)) == "ab"
