@@ -252,6 +252,8 @@ class Room(Generic[M]):
     ) -> list[Outgoing[M]]:
         if update == EMPTY_UPDATE:
             return []
+        if not update:  # not even the two counts an empty update has
+            raise ProtocolError("invalid Yjs update: empty")
         # Some clients (pycrdt's Provider) send back every update they receive. Keep such
         # echoes, whose structs are all known already, out of the log and off the wire:
         # they would show as empty versions in history (see collab.ydoc.known).
