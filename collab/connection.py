@@ -203,30 +203,28 @@ class Connection:
         and ``close_code`` records ``code`` (the server's sweep uses 1006, a code that
         is never sent on the wire).
         """
-        if self._closing:
-            return
-        self._closing = True
-        self.close_code = code
-        self._queue.clear()
-        self._queued_bytes = 0
-        if self._writer is not None:
-            self._writer.cancel()
-        if self._transport is not None:
+        if self._stop_sending(code) and self._transport is not None:
             self._transport.abort()
 
     def close(self, code: int, reason: str = "") -> None:
         """Drop what is queued and close the socket with ``code`` (in the background)."""
+        if self._stop_sending(code):
+            # The close handshake runs in its own task so fan-out never waits for it; the
+            # server's receive loop ends when it completes.
+            self._closer = asyncio.create_task(self._close(code, reason))
+
+    def _stop_sending(self, code: int) -> bool:
+        """Start closing with ``code``: drop the queue, stop the writer. ``False`` if the
+        connection was closing already (the first code stands)."""
         if self._closing:
-            return
+            return False
         self._closing = True
         self.close_code = code
         self._queue.clear()
         self._queued_bytes = 0
         if self._writer is not None:
             self._writer.cancel()
-        # The close handshake runs in its own task so fan-out never waits for it; the
-        # server's receive loop ends when it completes.
-        self._closer = asyncio.create_task(self._close(code, reason))
+        return True
 
     async def stop(self) -> None:
         """Stop sending; called once the client is gone."""
