@@ -24,13 +24,24 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import and_, case, create_engine, event, func, insert, make_url, or_, select
+from sqlalchemy import (
+    Select,
+    and_,
+    case,
+    create_engine,
+    event,
+    func,
+    insert,
+    make_url,
+    or_,
+    select,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -57,6 +68,8 @@ log = logging.getLogger(__name__)
 # migrations/ ships inside the package as collab.migrations (see pyproject.toml).
 _MIGRATIONS = files("collab.migrations")
 _MAX_BACKOFF = 5.0
+_READ_THREADS = 4  # SQLite: room loads run in these, a whole load per hop
+_T = TypeVar("_T")
 
 
 def check_url(url: str) -> None:
@@ -144,18 +157,43 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     return on_connect
 
 
-async def newest_checkpoint(
-    conn: AsyncConnection, doc_id: int, upto_seq: int | None = None
-) -> tuple[int, bytes | None]:
-    """The newest checkpoint of ``doc_id`` (as of ``upto_seq`` at most): its seq and state,
-    or ``(0, None)`` when there is none."""
+def _newest_checkpoint_query(doc_id: int, upto_seq: int | None) -> Select[int, bytes]:
     query = select(CheckpointRow.upto_seq, CheckpointRow.state).where(
         CheckpointRow.doc_id == doc_id
     )
     if upto_seq is not None:
         query = query.where(CheckpointRow.upto_seq <= upto_seq)
-    row = (await conn.execute(query.order_by(CheckpointRow.upto_seq.desc()).limit(1))).first()
+    return query.order_by(CheckpointRow.upto_seq.desc()).limit(1)
+
+
+async def newest_checkpoint(
+    conn: AsyncConnection, doc_id: int, upto_seq: int | None = None
+) -> tuple[int, bytes | None]:
+    """The newest checkpoint of ``doc_id`` (as of ``upto_seq`` at most): its seq and state,
+    or ``(0, None)`` when there is none."""
+    row = (await conn.execute(_newest_checkpoint_query(doc_id, upto_seq))).first()
     return (row[0], row[1]) if row else (0, None)
+
+
+def _load_rows(conn: Connection, name: str) -> Loaded | None:
+    """What room ``name`` needs to start; ``None`` if there is no such document."""
+    found = conn.execute(
+        select(Document.id, Document.deleted_ms).where(Document.name == name)
+    ).first()
+    if found is None:
+        return None
+    doc_id = found.id
+    if found.deleted_ms is not None:
+        return Loaded(doc_id, None, 0, [], 0, found.deleted_ms)
+    newest = conn.execute(_newest_checkpoint_query(doc_id, None)).first()
+    checkpoint_seq, checkpoint = (newest[0], newest[1]) if newest else (0, None)
+    rows = conn.execute(
+        select(UpdateRow.seq, UpdateRow.data)
+        .where(UpdateRow.doc_id == doc_id, UpdateRow.seq > checkpoint_seq)
+        .order_by(UpdateRow.seq)
+    ).all()
+    last_seq = rows[-1][0] if rows else checkpoint_seq
+    return Loaded(doc_id, checkpoint, checkpoint_seq, [r[1] for r in rows], last_seq)
 
 
 class Store:
@@ -179,9 +217,11 @@ class Store:
         self.commit_interval = commit_interval
         self.close_timeout = close_timeout
         self._engine: AsyncEngine | None = None
-        # SQLite only: the writer's own synchronous engine, used from one thread.
-        self._write_engine: Engine | None = None
+        # SQLite only: a synchronous engine, used by the writer's thread and by the
+        # threads that load rooms (see open()).
+        self._sync_engine: Engine | None = None
         self._write_thread: ThreadPoolExecutor | None = None
+        self._read_threads: ThreadPoolExecutor | None = None
         self._head: str | None = None
         self._update_sql: tuple[str, tuple[str, ...]] | None = None
         self._updates: list[dict[str, Any]] = []
@@ -225,18 +265,24 @@ class Store:
             event.listen(
                 self._engine.sync_engine, "connect", _sqlite_pragmas(self.busy_timeout_ms)
             )
-            # Through aiosqlite every driver call is a round trip to its thread (about six
-            # per commit, plus the pool's rollback on return): 0.8 ms of CPU per commit,
-            # as much as SQLite's own work for 100 rows. The writer instead runs each
-            # whole batch in one hop, on a plain sqlite3 connection in a thread of its own.
-            self._write_engine = await asyncio.to_thread(
+            # Through aiosqlite every driver call is a round trip to its thread: about six
+            # per commit plus the pool's rollback on return (0.8 ms of CPU per commit, as
+            # much as SQLite's own work for 100 rows), a dozen per room load (4 ms). So
+            # the writer runs each whole batch, and a room load all its queries, in one
+            # hop to a thread that uses a plain sqlite3 connection. Each connection is
+            # used by one thread at a time (the pool hands it out), never shared.
+            self._sync_engine = await asyncio.to_thread(
                 create_engine,
                 make_url(self.url).set(drivername="sqlite"),
-                pool_size=1,
+                pool_size=1 + _READ_THREADS,
                 max_overflow=0,
+                connect_args={"check_same_thread": False},
             )
-            event.listen(self._write_engine, "connect", _sqlite_pragmas(self.busy_timeout_ms))
+            event.listen(self._sync_engine, "connect", _sqlite_pragmas(self.busy_timeout_ms))
             self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="collab-store-writer")
+            self._read_threads = ThreadPoolExecutor(
+                _READ_THREADS, thread_name_prefix="collab-store-reader"
+            )
         if upgrade:
             await asyncio.to_thread(upgrade_schema, self.url)
         self._writer = asyncio.create_task(self._write_loop(), name="collab-store-writer")
@@ -262,14 +308,15 @@ class Store:
                     self.backlog_bytes,
                 )
             self._writer = None
-        if self._write_thread is not None:
-            # A batch cancelled by the timeout above may still be running there: it ends
-            # within busy_timeout at most.
-            await asyncio.to_thread(self._write_thread.shutdown)
-            self._write_thread = None
-        if self._write_engine is not None:
-            await asyncio.to_thread(self._write_engine.dispose)
-            self._write_engine = None
+        for threads in (self._write_thread, self._read_threads):
+            if threads is not None:
+                # A batch cancelled by the timeout above may still be running there: it
+                # ends within busy_timeout at most.
+                await asyncio.to_thread(threads.shutdown)
+        self._write_thread = self._read_threads = None
+        if self._sync_engine is not None:
+            await asyncio.to_thread(self._sync_engine.dispose)
+            self._sync_engine = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
@@ -284,31 +331,25 @@ class Store:
 
     async def load(self, name: str) -> Loaded:
         """Fetch what the room ``name`` needs to start, creating the document if new."""
-        async with self.engine.connect() as conn:
-            found = (
-                await conn.execute(
-                    select(Document.id, Document.deleted_ms).where(Document.name == name)
-                )
-            ).first()
-            if found is not None:
-                if found.deleted_ms is not None:
-                    return Loaded(found.id, None, 0, [], 0, found.deleted_ms)
-                return await self._load_rows(conn, found.id)
+        if self._sync_engine is not None:
+            loaded = await asyncio.get_running_loop().run_in_executor(
+                self._read_threads, self._in_thread, _load_rows, name
+            )
+        else:
+            async with self.engine.connect() as conn:
+                loaded = await conn.run_sync(_load_rows, name)
+        if loaded is not None:
+            return loaded
         # Outside the read connection: holding one pooled connection while asking for
         # another is how a burst of new rooms would exhaust the pool.
         return Loaded(await self._create(name), None, 0, [], 0)
 
-    async def _load_rows(self, conn: AsyncConnection, doc_id: int) -> Loaded:
-        checkpoint_seq, checkpoint = await newest_checkpoint(conn, doc_id)
-        rows = (
-            await conn.execute(
-                select(UpdateRow.seq, UpdateRow.data)
-                .where(UpdateRow.doc_id == doc_id, UpdateRow.seq > checkpoint_seq)
-                .order_by(UpdateRow.seq)
-            )
-        ).all()
-        last_seq = rows[-1][0] if rows else checkpoint_seq
-        return Loaded(doc_id, checkpoint, checkpoint_seq, [r[1] for r in rows], last_seq)
+    def _in_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(connection, *args)`` on a connection of the synchronous engine (in one
+        of the store's threads)."""
+        assert self._sync_engine is not None
+        with self._sync_engine.connect() as conn:
+            return fn(conn, *args)
 
     async def _create(self, name: str) -> int:
         # Creation goes through the writer like every other write, but does not wait for
@@ -534,23 +575,17 @@ class Store:
         checkpoints: list[dict[str, Any]],
         creates: list[str],
     ) -> dict[str, int]:
-        if self._write_engine is not None:
-            assert self._write_thread is not None
+        if self._sync_engine is not None:
             return await asyncio.get_running_loop().run_in_executor(
-                self._write_thread, self._commit_in_thread, updates, checkpoints, creates
+                self._write_thread,
+                self._in_thread,
+                self._write_batch,
+                updates,
+                checkpoints,
+                creates,
             )
         async with self.engine.connect() as conn:
             return await conn.run_sync(self._write_batch, updates, checkpoints, creates)
-
-    def _commit_in_thread(
-        self,
-        updates: list[dict[str, Any]],
-        checkpoints: list[dict[str, Any]],
-        creates: list[str],
-    ) -> dict[str, int]:
-        assert self._write_engine is not None
-        with self._write_engine.connect() as conn:
-            return self._write_batch(conn, updates, checkpoints, creates)
 
     def _write_batch(
         self,
