@@ -40,8 +40,8 @@ class Config:
     room_grace: float = 10.0
     """Seconds an empty room stays loaded before it is checkpointed and unloaded."""
     heartbeat: float = 30.0
-    """Seconds between keepalive sweeps (0: off): a connection quiet for a whole interval
-    is pinged, and dropped (1006) if it is still quiet at the next sweep."""
+    """Keepalive (0: off): a sweep every ``heartbeat / 2`` seconds pings a connection quiet
+    since the last sweep, and drops it (1006) if it is still quiet at the next one."""
     outbox_max_bytes: int = 16 * 1024 * 1024
     """Bytes queued to one slow connection before it is closed with 1013."""
     store_max_backlog: int = 256 * 1024 * 1024

@@ -5,7 +5,7 @@ protocol, ``/healthz`` says the process is up, ``/readyz`` that the database ans
 the current schema, ``/metrics`` serves Prometheus metrics. Every ``revocation_poll``
 seconds the server reads the revoked tokens and closes the live sockets that use one
 (4401), and closes loaded rooms whose document another server deleted (4404). Every
-``heartbeat`` seconds one keepalive sweep pings the quiet sockets and drops the dead ones.
+``heartbeat / 2`` seconds one keepalive sweep pings the quiet sockets and drops the dead ones.
 
 Each WebSocket handler has exactly one broad ``except``, with four outcomes: a
 ``CollabError`` closes with its own code, any other exception is logged and closes with

@@ -121,17 +121,24 @@ async def _alembic(url: str, *args: str) -> None:
     assert process.returncode == 0, output.decode()
 
 
-async def _columns(url: str) -> set[str]:
+async def _schema_names(url: str, kind: str, table: str) -> set[str | None]:
+    """The names of ``table``'s columns or indexes (``kind``), as the database has them."""
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
             return set(
                 await conn.run_sync(
-                    lambda sync: [c["name"] for c in sync.dialect.get_columns(sync, "documents")]
+                    lambda sync: [
+                        item["name"] for item in getattr(sync.dialect, f"get_{kind}")(sync, table)
+                    ]
                 )
             )
     finally:
         await engine.dispose()
+
+
+async def _columns(url: str) -> set[str | None]:
+    return await _schema_names(url, "columns", "documents")
 
 
 async def test_migration_0003_down_and_up(store: Store) -> None:
@@ -159,16 +166,7 @@ async def test_migration_0003_down_and_up(store: Store) -> None:
 
 
 async def _update_indexes(url: str) -> set[str | None]:
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return set(
-                await conn.run_sync(
-                    lambda sync: [i["name"] for i in sync.dialect.get_indexes(sync, "updates")]
-                )
-            )
-    finally:
-        await engine.dispose()
+    return await _schema_names(url, "indexes", "updates")
 
 
 async def test_migration_0004_drops_the_time_index_and_back(store: Store) -> None:
