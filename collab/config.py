@@ -70,6 +70,13 @@ class Config:
     """Sustained document updates per second per connection; faster closes with 1013."""
     update_burst: int = 2_000
     """Updates a connection may send at once before the rate limit applies."""
+    max_awareness_per_second: float = 100.0
+    """Sustained awareness messages (cursors, presence) per second per connection; faster
+    closes with 1013. Editors send one per cursor move: a person never gets near this."""
+    awareness_burst: int = 500
+    """Awareness messages a connection may send at once before that limit applies."""
+    max_awareness_size: int = 64 * 1024
+    """Largest awareness message accepted, in bytes; a bigger one closes with 1009."""
     max_document_size: int = 256 * 1024 * 1024
     """Largest document, in bytes of stored state; a bigger edit closes with 4413."""
     certfile: str = ""

@@ -27,36 +27,42 @@ import struct
 from collections import deque
 from typing import Protocol
 
-from collab.errors import CloseCode, SlowConsumer
+from collab.errors import SlowConsumer
 from collab.limits import TokenBucket
 
-__all__ = ["Connection", "Socket", "binary_frame"]
+__all__ = ["DIRECT_MAX", "Connection", "Socket", "binary_frame"]
 
 log = logging.getLogger(__name__)
 
 # Direct writes stop when this much is already waiting in the transport's buffer; past it
 # the writer task takes over and awaits the socket's drain.
 _HIGH_WATER = 64 * 1024
-# Larger messages always take the writer's path (aiohttp's frame writer, with flow control).
-_DIRECT_MAX = 16 * 1024
+DIRECT_MAX = 16 * 1024
+"""Messages up to this size may be written straight to the transport; larger ones always
+take the writer's path (aiohttp's frame writer, with flow control). Fan-out builds a frame
+only for messages up to this size, since one built for a larger message goes unused."""
 _PACK_LEN2 = struct.Struct("!BBH").pack
+_PACK_LEN3 = struct.Struct("!BBQ").pack
+_ABNORMAL_CLOSURE = 1006
 # An unmasked server-to-client ping with no payload (RFC 6455 section 5.5.2).
 _PING_FRAME = b"\x89\x00"
 
 
 def binary_frame(data: bytes) -> bytes:
-    """The WebSocket frame that carries ``data`` to a client (see ``Connection.send``)."""
-    return _binary_frame(data)
+    """The WebSocket frame that carries ``data`` to a client (see ``Connection.send``).
 
-
-def _binary_frame(data: bytes) -> bytes:
-    # An unmasked, unfragmented server-to-client binary frame (RFC 6455 section 5.2): the
-    # same bytes aiohttp's writer produces with compression off, which is how collab
-    # configures its sockets.
+    An unmasked, unfragmented server-to-client binary frame (RFC 6455 section 5.2): the
+    same bytes aiohttp's writer produces with compression off, which is how collab
+    configures its sockets. The length takes one of three forms: 7 bits (< 126), 16 bits
+    (< 65,536) or 64 bits. ``tests/test_connection.py`` checks every form and both sides
+    of each boundary against aiohttp's own writer.
+    """
     length = len(data)
     if length < 126:
         return bytes((0x82, length)) + data
-    return _PACK_LEN2(0x82, 126, length) + data
+    if length < 65536:
+        return _PACK_LEN2(0x82, 126, length) + data
+    return _PACK_LEN3(0x82, 127, length) + data
 
 
 class Socket(Protocol):
@@ -93,6 +99,7 @@ class Connection:
 
     __slots__ = (
         "_closer",
+        "awareness_bucket",
         "bucket",
         "_closing",
         "_queue",
@@ -127,6 +134,7 @@ class Connection:
         self.read_only = False
         self.token_id: str | None = None  # the id of the token it connected with, if any
         self.bucket: TokenBucket | None = None  # the update rate limit, if any
+        self.awareness_bucket: TokenBucket | None = None  # the awareness rate limit, if any
         self.max_bytes = max_bytes
         self.close_code: int | None = None
         self._queue: deque[bytes] = deque()
@@ -166,11 +174,11 @@ class Connection:
         if (
             self._writer is None
             and transport is not None
-            and len(data) <= _DIRECT_MAX
+            and len(data) <= DIRECT_MAX
             and transport.get_write_buffer_size() < _HIGH_WATER
             and not transport.is_closing()
         ):
-            transport.write(frame or _binary_frame(data))
+            transport.write(frame or binary_frame(data))
             return
         if self._queue and self._queued_bytes + len(data) > self.max_bytes:
             self.close(SlowConsumer("client too slow").close_code, "client too slow")
@@ -254,6 +262,8 @@ class Connection:
             # The peer went away mid-send; the receive loop sees the close and cleans up.
             log.debug("%r: connection lost while sending", self)
             self._closing = True
-            self.close_code = CloseCode.GOING_AWAY
+            # Nothing reached the peer, not even a close frame: record 1006 (RFC 6455's
+            # "closed abnormally", never sent on the wire), not the shutdown code.
+            self.close_code = _ABNORMAL_CLOSURE
         finally:
             self._writer = None

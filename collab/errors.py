@@ -15,9 +15,11 @@ __all__ = [
     "DocumentDeleted",
     "DocumentTooLarge",
     "Forbidden",
+    "MessageTooBig",
     "Overloaded",
     "ProtocolError",
     "RateLimited",
+    "RoomPoisoned",
     "SlowConsumer",
     "Unauthorized",
     "UnsupportedData",
@@ -38,7 +40,6 @@ class CloseCode(IntEnum):
     UNAUTHORIZED = 4401  # missing, invalid, expired or revoked token
     FORBIDDEN = 4403  # no access to the room, or Origin not allowed
     DOCUMENT_DELETED = 4404  # the document was deleted (restorable by POST .../undelete)
-    AUTH_TIMEOUT = 4408
     DOCUMENT_TOO_LARGE = 4413  # the edit would grow the document past its limit
 
 
@@ -77,10 +78,27 @@ class Overloaded(CollabError):
     close_code = CloseCode.TRY_AGAIN_LATER
 
 
+class RoomPoisoned(CollabError):
+    """The room's document failed inside yrs (a Rust panic) and may be half-changed.
+
+    The hub throws the room away and reloads it from the store; every member is closed
+    with 1011 and reconnects to the reloaded room, re-sending what it holds (see
+    ``docs/reliability.md``).
+    """
+
+    close_code = CloseCode.INTERNAL_ERROR
+
+
 class RateLimited(CollabError):
     """The connection sends updates faster than ``max_updates_per_second`` allows."""
 
     close_code = CloseCode.TRY_AGAIN_LATER
+
+
+class MessageTooBig(CollabError):
+    """A message over a size limit (aiohttp enforces ``max_message_size`` itself)."""
+
+    close_code = CloseCode.MESSAGE_TOO_BIG
 
 
 class BadRoomName(CollabError):

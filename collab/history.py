@@ -24,6 +24,7 @@ from typing import Any
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 from collab.update import measure
+from collab.ydoc import is_panic
 
 __all__ = [
     "BadRequest",
@@ -79,22 +80,104 @@ class Conflict(HistoryError):
     status = 409
 
 
-def replay(checkpoint: bytes | None, updates: Iterable[bytes]) -> Doc[Any]:
+def replay(
+    checkpoint: bytes | None, updates: Iterable[bytes], skipped: list[int] | None = None
+) -> Doc[Any]:
     """Rebuild a document from a checkpoint and the updates stored after it.
+
+    A stored row that cannot be applied is quarantined, never a reason the document will
+    not open: one that yrs refuses (``ValueError``, nothing applied) is skipped; one that
+    makes yrs panic, or that leaves the document panicking on the next read, is left out
+    and the document rebuilt without it. The row stays in the database; the caller
+    reports it (``skipped``).
 
     Args:
         checkpoint: the whole document as of some update, or ``None`` to start empty.
         updates: the updates after that checkpoint, in sequence order.
+        skipped: if given, receives the position in ``updates`` of every update left out,
+            and ``-1`` for a checkpoint left out.
 
     Returns:
-        A new document holding all of them.
+        A new document holding all of them, but the quarantined ones.
     """
+    out = skipped if skipped is not None else []
+    base = checkpoint
     doc: Doc[Any] = Doc()
-    if checkpoint is not None:
-        doc.apply_update(checkpoint)
+    if checkpoint is not None and not _apply_guarded(doc, checkpoint):
+        out.append(-1)
+        base = None
+        doc = Doc()
+    applied: list[bytes] = []
+    positions: list[int] = []
+    for index, update in enumerate(updates):
+        if _apply_guarded(doc, update):
+            applied.append(update)
+            positions.append(index)
+            continue
+        out.append(index)
+        doc = _rebuild(base, applied)  # the failed apply may have changed it halfway
+    if _readable(doc):
+        return doc
+    # Every apply succeeded, yet the document panics when read: one of the updates left
+    # it poisoned. Poison lasts, so the first prefix that reads badly ends with the culprit:
+    # find it by bisection, leave it out, and go on with the rest.
+    doc = _bisect_poison(base, applied, positions, out)
+    out.sort()
+    return doc
+
+
+def _apply_guarded(doc: Doc[Any], update: bytes) -> bool:
+    try:
+        doc.apply_update(update)
+    except ValueError:  # refused before it touched the document
+        return False
+    except BaseException as exc:
+        if is_panic(exc):
+            return False
+        raise
+    return True
+
+
+def _readable(doc: Doc[Any]) -> bool:
+    try:
+        doc.get_state()
+        doc.get_update()
+    except BaseException as exc:
+        if is_panic(exc):
+            return False
+        raise
+    return True
+
+
+def _rebuild(base: bytes | None, updates: list[bytes]) -> Doc[Any]:
+    doc: Doc[Any] = Doc()
+    if base is not None:
+        doc.apply_update(base)
     for update in updates:
         doc.apply_update(update)
     return doc
+
+
+def _bisect_poison(
+    base: bytes | None, updates: list[bytes], positions: list[int], out: list[int]
+) -> Doc[Any]:
+    while True:
+        if _readable(doc := _rebuild(base, updates)):
+            return doc
+        if not _readable(_rebuild(base, [])):  # the checkpoint itself reads badly
+            out.append(-1)
+            base = None
+            continue
+        low, high = 1, len(updates)  # the shortest poisoned prefix is in [low, high]
+        while low < high:
+            middle = (low + high) // 2
+            if _readable(_rebuild(base, updates[:middle])):
+                low = middle + 1
+            else:
+                high = middle
+        out.append(positions[low - 1])
+        del updates[low - 1]
+        del positions[low - 1]
 
 
 def identity(author: str | None, connection_id: str | None) -> str:

@@ -9,6 +9,12 @@ a slow disk cannot stall a room.
 Loading is single-flight: the first joiner of a room starts one load task and every
 joiner that arrives meanwhile waits for that same task, so nobody sees a half-loaded
 room and two loads of one room never race.
+
+A room whose document panicked inside yrs (``RoomPoisoned``) is thrown away at once: its
+members are closed with 1011, and the next joiner loads it again from the store, after
+the rows it had queued are committed. Stored updates that cannot be applied are skipped
+at load and counted (``history.replay``), so no stored row can make a document
+unopenable. See ``docs/reliability.md``.
 """
 
 from __future__ import annotations
@@ -21,12 +27,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from collab.config import Config
-from collab.connection import Connection, binary_frame
-from collab.errors import CloseCode, CollabError, DocumentDeleted, Overloaded, RateLimited
+from collab.connection import DIRECT_MAX, Connection, binary_frame
+from collab.errors import (
+    CloseCode,
+    CollabError,
+    DocumentDeleted,
+    MessageTooBig,
+    Overloaded,
+    RateLimited,
+    RoomPoisoned,
+)
 from collab.history import replay
 from collab.protocol import (
     EMPTY_UPDATE,
     AwarenessUpdate,
+    MessageType,
     QueryAwareness,
     SyncStep2,
     SyncUpdate,
@@ -62,6 +77,12 @@ class Stats:
     bytes_out: int = 0
     rooms_loaded: int = 0
     rooms_unloaded: int = 0
+    rooms_reset: int = 0
+    """Rooms thrown away after their document panicked in yrs (reloaded from the store)."""
+    awareness_limited: int = 0
+    """Connections closed for sending awareness faster than their limit."""
+    quarantined: int = 0
+    """Stored updates (or checkpoints) skipped at load because they cannot be applied."""
 
 
 class Hub:
@@ -83,6 +104,9 @@ class Hub:
         # Loaded rooms whose document was deleted: members closed, joins refused, unloaded
         # as soon as they are empty.
         self._evicted: set[str] = set()
+        # Rooms thrown away (RoomPoisoned) whose rows may still be queued: their next load
+        # waits for the store to commit them first.
+        self._stale: set[str] = set()
 
     async def join(self, name: str, conn: Connection) -> Room[Connection]:
         """Add ``conn`` to room ``name``, loading the room first if needed.
@@ -121,7 +145,11 @@ class Hub:
             raise DocumentDeleted("document deleted")
         if self.store.backlog_bytes > self.config.store_max_backlog:
             raise Overloaded("storage is behind, retry later")
-        effects = room.write(update)
+        try:
+            effects = room.write(update)
+        except RoomPoisoned:
+            self._reset(room)
+            raise
         for effect in effects:
             if isinstance(effect, Append):
                 self._append(room, effect.seq, effect.update, connection_id, author)
@@ -155,19 +183,26 @@ class Hub:
         stats = self.stats
         stats.messages_in += 1
         stats.bytes_in += len(data)
-        update = update_payload(data)
-        if update is not None:  # an Update message: nearly every message, so no decode()
-            if self._may_write(conn):
-                self._carry_out(room, conn, room.receive_update(conn, update, data))
-            return
-        message = decode(data)
-        kind = type(message)
-        if kind is SyncUpdate or kind is SyncStep2:
-            if not self._may_write(conn):
+        try:
+            update = update_payload(data)
+            if update is not None:  # an Update message: nearly every message, no decode()
+                if self._may_write(conn):
+                    self._carry_out(room, conn, room.receive_update(conn, update, data))
                 return
-        elif isinstance(message, AwarenessUpdate) and conn.author is None:
-            conn.author = _name_from_awareness(message)
-        self._carry_out(room, conn, room.receive(conn, message, data))
+            if data and data[0] == MessageType.AWARENESS:
+                # Checked before decoding: a flood must cost as little as possible.
+                self._admit_awareness(conn, len(data))
+            message = decode(data)
+            kind = type(message)
+            if kind is SyncUpdate or kind is SyncStep2:
+                if not self._may_write(conn):
+                    return
+            elif isinstance(message, AwarenessUpdate) and conn.author is None:
+                conn.author = _name_from_awareness(message)
+            self._carry_out(room, conn, room.receive(conn, message, data))
+        except RoomPoisoned:
+            self._reset(room)
+            raise
 
     def _may_write(self, conn: Connection) -> bool:
         """Admit one update from ``conn``, counting it; ``False``: drop it (read-only).
@@ -186,6 +221,20 @@ class Hub:
             raise RateLimited("too many updates, slow down")
         self.stats.updates_in += 1
         return True
+
+    def _admit_awareness(self, conn: Connection, size: int) -> None:
+        """Admit one awareness message of ``size`` bytes from ``conn``.
+
+        Raises:
+            MessageTooBig: larger than ``max_awareness_size``.
+            RateLimited: ``conn`` sends awareness faster than its limit.
+        """
+        if size > self.config.max_awareness_size:
+            raise MessageTooBig("awareness update too large")
+        bucket = conn.awareness_bucket
+        if bucket is not None and not bucket.take(time.monotonic()):
+            self.stats.awareness_limited += 1
+            raise RateLimited("too many awareness updates, slow down")
 
     def leave(self, name: str, conn: Connection) -> None:
         """Remove ``conn`` from room ``name``; unload the room later if it is empty."""
@@ -262,10 +311,16 @@ class Hub:
                 members = room.members
                 exclude = effect.exclude
                 sent = len(members) - (exclude in members)  # counted once, not per member
-                frame = binary_frame(data)  # once for the room, not once per member
+                # Built once for the room, not once per member (and only when it can be
+                # written directly: larger messages go through aiohttp's writer).
+                frame = binary_frame(data) if len(data) <= DIRECT_MAX else None
                 for member in members:
                     if member is not exclude:
-                        member.send(data, frame)
+                        try:
+                            member.send(data, frame)
+                        except Exception:  # one member's failure never stops the others
+                            log.exception("sending to %r failed", member)
+                            member.abort(CloseCode.INTERNAL_ERROR)
                 stats.deliveries += sent
                 stats.bytes_out += sent * len(data)
             elif type(effect) is Append:
@@ -306,7 +361,38 @@ class Hub:
         )
         self.webhooks.document_changed(room.name, seq, author)
 
+    def _reset(self, room: Room[Connection]) -> None:
+        """Throw away ``room``, whose document panicked in yrs: close its members with 1011
+        (they reconnect and re-send what they hold), and let the next join reload it."""
+        name = room.name
+        if self.rooms.get(name) is not room:
+            return  # reset already
+        del self.rooms[name]
+        self._stale.add(name)
+        timer = self._unload_timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        members = list(room.members)
+        room.members.clear()
+        self.members -= len(members)
+        for member in members:
+            member.close(CloseCode.INTERNAL_ERROR, "document reset, reconnect")
+        if self.cluster is not None:
+            self.cluster.unsubscribe(name)
+        self.stats.rooms_reset += 1
+        log.error(
+            "room %r reset: its document failed in yrs; %d members closed with 1011, "
+            "reloading from the store at the next join",
+            name,
+            len(members),
+        )
+
     async def _load(self, name: str) -> Room[Connection]:
+        if name in self._stale:
+            # The room was reset: what it queued must be in the database before the new
+            # load reads it.
+            await self.store.flush()
+            self._stale.discard(name)
         cluster = self.cluster
         if cluster is not None:
             # Subscribe first and hold what arrives meanwhile: an update another node
@@ -335,10 +421,22 @@ class Hub:
         if loaded.deleted_ms is not None:
             raise DocumentDeleted("document deleted")
         size = len(loaded.checkpoint or b"") + sum(map(len, loaded.updates))
+        skipped: list[int] = []
         if size > _REPLAY_IN_THREAD:
-            doc = await asyncio.to_thread(replay, loaded.checkpoint, loaded.updates)
+            doc = await asyncio.to_thread(replay, loaded.checkpoint, loaded.updates, skipped)
         else:
-            doc = replay(loaded.checkpoint, loaded.updates)
+            doc = replay(loaded.checkpoint, loaded.updates, skipped)
+        if skipped:
+            self.stats.quarantined += len(skipped)
+            # Positions, not seqs: compaction may leave gaps between seqs.
+            log.error(
+                "room %r: %d stored rows cannot be applied and were skipped (kept in the "
+                "database): %s after the checkpoint at seq %d",
+                name,
+                len(skipped),
+                ", ".join("the checkpoint" if i < 0 else f"update #{i + 1}" for i in skipped),
+                loaded.checkpoint_seq,
+            )
         room: Room[Connection] = Room(
             name,
             loaded.doc_id,
@@ -397,6 +495,9 @@ class Hub:
                     self.cluster.publish(name, encode_awareness(local))
                 return
             effects = room.receive_remote(origin, message, data)
+        except RoomPoisoned:
+            self._reset(room)
+            return
         except CollabError as exc:
             log.warning("ignored an invalid message from node %s: %s", origin, exc.reason)
             return

@@ -72,6 +72,21 @@ class _HubCollector(Collector):
             ("collab_bytes_sent", "Bytes relayed to members", stats.bytes_out),
             ("collab_rooms_loaded_total", "Room loads", stats.rooms_loaded),
             ("collab_rooms_unloaded_total", "Room unloads", stats.rooms_unloaded),
+            (
+                "collab_rooms_reset",
+                "Rooms thrown away after their document panicked in yrs",
+                stats.rooms_reset,
+            ),
+            (
+                "collab_updates_quarantined",
+                "Stored rows skipped at load because they cannot be applied",
+                stats.quarantined,
+            ),
+            (
+                "collab_awareness_limited",
+                "Connections closed for sending awareness faster than their limit",
+                stats.awareness_limited,
+            ),
             ("collab_store_commits", "Successful group commits", store.commits),
             ("collab_store_write_errors", "Failed commits (retried)", store.write_errors),
         ):

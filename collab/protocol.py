@@ -248,7 +248,8 @@ def decode_awareness(payload: bytes) -> tuple[AwarenessEntry, ...]:
         raw, pos = _read_bytes(payload, pos)
         try:
             state = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            # RecursionError: JSON nested deeper than Python's parser goes.
             raise ProtocolError("awareness state is not JSON") from exc
         if state is not None and not isinstance(state, dict):
             raise ProtocolError("awareness state must be an object or null")

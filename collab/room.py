@@ -6,8 +6,16 @@ hashable object the caller uses to identify a connection) and return a list of
 and checkpoints to write. ``server.py`` carries them out. Keeping the decisions here is
 what lets ``tests/test_room.py`` check the whole protocol without a socket.
 
-Relay rule: an update is applied to the room's document first, and only relayed and
-stored if that succeeded, so a malformed update never reaches anyone.
+Relay rule: an update is applied to the room's document first, and only stored and
+relayed if that succeeded, so a malformed update never reaches anyone. Among the effects
+of an update, the ``Append`` comes before the ``Broadcast``: whoever carries them out
+queues the row for the store before any byte goes to a member, so a failure while
+delivering can never skip storing (store before send).
+
+Every call into the document on client data is guarded: yrs reports some malformed input
+with a Rust panic (``pycrdt`` raises ``PanicException``, a ``BaseException``), after which
+the document may be half-changed. Such a call raises ``RoomPoisoned`` and the room must be
+thrown away (``Hub`` reloads it from the store).
 """
 
 from __future__ import annotations
@@ -15,11 +23,12 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from pycrdt import Doc, get_update
 
-from collab.errors import BadRoomName, DocumentTooLarge, ProtocolError
+from collab.errors import BadRoomName, DocumentTooLarge, ProtocolError, RoomPoisoned
 from collab.protocol import (
     EMPTY_UPDATE,
     AwarenessEntry,
@@ -34,7 +43,7 @@ from collab.protocol import (
     encode_sync_step2,
     encode_update,
 )
-from collab.ydoc import apply_unless_known, known
+from collab.ydoc import apply_unless_known, is_panic, known
 
 __all__ = [
     "Append",
@@ -93,6 +102,27 @@ class Checkpoint:
 Outgoing = Reply | Broadcast[M] | Append[M] | Checkpoint
 
 
+class _Guard:
+    """``with _GUARD:`` around a document call turns a yrs panic into ``RoomPoisoned``."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None and is_panic(exc):
+            raise RoomPoisoned("document reset, reconnect") from exc
+
+
+_GUARD = _Guard()
+
+
 def validate_room_name(name: str, max_length: int) -> str:
     """Check a room name taken from the URL.
 
@@ -148,8 +178,10 @@ class Room(Generic[M]):
         The SyncStep1 makes a reconnecting client upload whatever it edited offline or
         whatever the server lost in a crash.
         """
+        with _GUARD:
+            state = self.doc.get_state()
         self.members[member] = set()
-        out: list[Outgoing[M]] = [Reply(encode_sync_step1(self.doc.get_state()))]
+        out: list[Outgoing[M]] = [Reply(encode_sync_step1(state))]
         if self.awareness:
             out.append(Reply(encode_awareness(list(self.awareness.values()))))
         return out
@@ -238,10 +270,6 @@ class Room(Generic[M]):
             return [self._checkpoint()]
         return []
 
-    def full_state(self) -> bytes:
-        """The whole document as one Yjs update."""
-        return self.doc.get_update()
-
     def _apply(
         self,
         member: M | None,
@@ -267,12 +295,18 @@ class Room(Generic[M]):
                 return []
         except ValueError as exc:
             raise ProtocolError("invalid Yjs update") from exc
+        except BaseException as exc:
+            if is_panic(exc):
+                raise RoomPoisoned("document reset, reconnect") from exc
+            raise
         if self._state_cache:
             self._state_cache.clear()
         self.seq += 1
-        out: list[Outgoing[M]] = [Broadcast(raw, None if relay_to_sender else member)]
-        if store:
-            out.append(Append(self.seq, update, member))
+        # Store before send: the row is queued before any member gets the bytes.
+        broadcast = Broadcast(raw, None if relay_to_sender else member)
+        out: list[Outgoing[M]] = (
+            [Append(self.seq, update, member), broadcast] if store else [broadcast]
+        )
         self._bytes_since_checkpoint += len(update)
         self.size += len(update)
         if (
@@ -288,13 +322,15 @@ class Room(Generic[M]):
         # so the log does not grow by a whole document on every reconnect. (The delete set
         # is kept whole: deletions cannot be filtered without walking the structs.)
         try:
-            update = get_update(update, self.doc.get_state())
+            with _GUARD:
+                update = get_update(update, self.doc.get_state())
         except ValueError as exc:
             raise ProtocolError("invalid Yjs update") from exc
         return self._apply(member, update, encode_update(update))
 
     def _checkpoint(self) -> Checkpoint:
-        state = self.doc.get_update()
+        with _GUARD:
+            state = self.doc.get_update()
         self.checkpoint_seq = self.seq
         self._bytes_since_checkpoint = 0
         self.size = len(state)
@@ -307,7 +343,8 @@ class Room(Generic[M]):
         if cached is not None:
             return cached
         try:
-            update = self.doc.get_update(state_vector)
+            with _GUARD:
+                update = self.doc.get_update(state_vector)
         except ValueError as exc:
             raise ProtocolError("invalid state vector") from exc
         message = encode_sync_step2(update)

@@ -339,7 +339,8 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     )
     connections = app[_CONNECTIONS]
     connections.add(conn)
-    code, reason = CloseCode.NORMAL, ""
+    code: int = CloseCode.NORMAL
+    reason = ""
     expiry: asyncio.TimerHandle | None = None
     observe = metrics.relay_seconds.observe
     try:
@@ -347,9 +348,12 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
         conn.author = identity.author or request.query.get("user") or None
         conn.read_only = identity.access(name) is Access.READ
         conn.token_id = identity.token_id
+        now = time.monotonic()
         if config.max_updates_per_second > 0:
-            conn.bucket = TokenBucket(
-                config.max_updates_per_second, config.update_burst, time.monotonic()
+            conn.bucket = TokenBucket(config.max_updates_per_second, config.update_burst, now)
+        if config.max_awareness_per_second > 0:
+            conn.awareness_bucket = TokenBucket(
+                config.max_awareness_per_second, config.awareness_burst, now
             )
         if identity.expires is not None:
             expiry = asyncio.get_running_loop().call_later(
@@ -382,6 +386,13 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
                     observe(time.perf_counter() - started)
             elif kind is WSMsgType.TEXT:
                 raise UnsupportedData("text frames are not supported")
+            elif kind is WSMsgType.ERROR:
+                # aiohttp has closed the socket itself (1009 for a message over
+                # max_message_size, 1002 for a broken frame): record the code it sent
+                # (its WebSocketError's; ws.close_code becomes the peer's reply).
+                code = getattr(msg.data, "code", None) or _ABNORMAL_CLOSURE
+                reason = str(msg.data)[:100]
+                break
             elif kind is WSMsgType.PING:  # rare (browsers never ping): answer as autoping
                 if not conn.closing:  # no frame may follow our close frame
                     with contextlib.suppress(ConnectionError):  # gone: the loop ends next

@@ -36,7 +36,20 @@ from typing import Any
 
 from pycrdt import Doc, get_update
 
-__all__ = ["apply_unless_known", "known"]
+__all__ = ["apply_unless_known", "is_panic", "known"]
+
+
+def is_panic(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Rust panic that pycrdt let through.
+
+    pyo3 turns a panic inside yrs into ``pyo3_runtime.PanicException``, a
+    ``BaseException`` (so ``except Exception`` misses it) of a module that is never
+    importable by name: it is recognised by its type's name and module. A document that
+    panicked may be half-changed and usually panics again on every later call, so the
+    caller must throw it away (``Hub`` reloads the room from the store).
+    """
+    kind = type(exc)
+    return kind.__name__ == "PanicException" and kind.__module__ == "pyo3_runtime"
 
 
 def known(doc: Doc[Any], update: bytes) -> bool:

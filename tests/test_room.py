@@ -80,14 +80,15 @@ def test_join_sends_step1_then_known_awareness() -> None:
     assert len(second) == 2 and second[1] == Reply(raw)
 
 
-def test_update_is_broadcast_to_others_and_appended() -> None:
-    """An update is relayed byte for byte to everyone but its sender and numbered for the log."""
+def test_update_is_appended_then_broadcast_to_others() -> None:
+    """An update is numbered for the log, then relayed byte for byte to everyone but its
+    sender: the store's effect comes first, so delivering can never skip storing."""
     room = new_room()
     alice = Pair(room, "alice")
     alice.text += "hi"
     raw = encode_update(alice.outbox[0])
     effects = alice.push()
-    assert effects == [Broadcast(raw, "alice"), Append(1, decode(raw).update, "alice")]  # type: ignore[union-attr]
+    assert effects == [Append(1, decode(raw).update, "alice"), Broadcast(raw, "alice")]  # type: ignore[union-attr]
     assert str(room.doc.get(ROOT, type=Text)) == "hi"
 
 

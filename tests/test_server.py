@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import pytest
 from pycrdt import Doc, Text
 
 from collab.protocol import (
@@ -16,6 +17,7 @@ from collab.protocol import (
     encode_awareness,
     encode_update,
 )
+from collab.server import HUB
 from tests.conftest import ROOT, Server, editor, eventually, raw_client
 
 
@@ -138,3 +140,21 @@ async def test_room_name_may_hold_slashes_and_unicode(
             await eventually(lambda: str(b) == "x")
         async with editor(session, server.url("team/notes")) as other:
             assert str(other) == ""
+
+
+@pytest.mark.parametrize("size", [65_535, 65_536, 70_000, 1_000_000])
+async def test_large_update_is_stored_and_relayed(
+    server: Server, session: aiohttp.ClientSession, size: int
+) -> None:
+    """An update of 64 KiB or more (the frame's 64-bit length form) reaches the other
+    members and the log, like any other."""
+    url = server.url("large")
+    async with editor(session, url) as alice, editor(session, url) as bob:
+        alice.text += "x" * size
+        await eventually(lambda: len(str(bob)) == size, timeout=10)
+    hub = server.app[HUB]
+    await eventually(lambda: "large" not in hub.rooms)
+    loaded = await hub.store.load("large")
+    assert loaded.last_seq == 1
+    async with editor(session, url) as late:
+        assert len(str(late)) == size

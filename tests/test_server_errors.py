@@ -136,3 +136,138 @@ async def test_unknown_message_type_is_ignored(
         await client.ws.send_bytes(b"\x07\x01\x02")
         await client.ws.send_bytes(encode_update(source.get_update()))
         await eventually(lambda: str(watcher) == "z")
+
+
+POISON = bytes.fromhex(
+    "0002300102ffffffffffffff0f00050107636f6e74656e74077b2278223a317d0080808080100"
+    "17f0180808080088080808008"
+)
+"""A 50-byte update that made yrs panic ("attempt to divide by zero") and poisoned the
+room's document (issue 10): a client id past 2**53, a GC of 2**32 clocks, a delete-set
+range at clock 2**31."""
+
+
+async def _closes(server: Server, session: aiohttp.ClientSession, code: int) -> float:
+    async with session.get(server.http + "/metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith(f'collab_closes_total{{code="{code}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_poison_update_closes_only_its_sender(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """The update that poisoned rooms closes its sender with 1007; the room, its members and
+    the stored history carry on, and a later joiner syncs."""
+    url = server.url("victim")
+    async with editor(session, url) as alice:
+        alice.text += "safe"
+        async with raw_client(session, url) as mallory:
+            await mallory.handshake()
+            await mallory.ws.send_bytes(POISON)
+            assert await mallory.closed_with() == CloseCode.INVALID_PAYLOAD
+        alice.text += "!"
+        async with editor(session, url) as late:
+            await eventually(lambda: str(late) == "safe!")
+    await eventually(lambda: "victim" not in server.app[HUB].rooms)
+    async with editor(session, url) as reopened:
+        assert str(reopened) == "safe!"
+    assert await _closes(server, session, CloseCode.INVALID_PAYLOAD) == 1
+
+
+async def test_stored_row_that_cannot_be_applied_is_quarantined(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """A stored update yrs cannot apply (written before validation existed) is skipped at
+    load and counted: the document still opens with everything else."""
+    url = server.url("old")
+    async with editor(session, url) as alice:
+        alice.text += "kept"
+    hub = server.app[HUB]
+    await eventually(lambda: "old" not in hub.rooms)
+    doc_id = (await hub.store.load("old")).doc_id
+    hub.store.append(doc_id, 2, POISON[3:], connection_id=None, author="mallory")
+    hub.store.append(doc_id, 3, b"\x05\x05\x05", connection_id=None, author="mallory")
+    await hub.store.flush()
+    async with editor(session, url) as bob:
+        assert str(bob) == "kept"
+        bob.text += " and more"
+        await eventually(lambda: hub.rooms["old"].seq == 4)
+    assert hub.stats.quarantined == 2
+    async with session.get(server.http + "/metrics") as response:
+        assert "collab_updates_quarantined_total 2.0" in await response.text()
+
+
+async def test_deeply_nested_awareness_gets_1007(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """Awareness JSON nested deeper than the JSON parser goes (a RecursionError) is
+    malformed (1007), not a server error."""
+    state = b'{"a":' * 10_000 + b"1" + b"}" * 10_000
+    inner = b"\x01\x01\x01" + bytes(_varint(len(state))) + state
+    async with raw_client(session, server.url("deep")) as client:
+        await client.handshake()
+        await client.ws.send_bytes(b"\x01" + bytes(_varint(len(inner))) + inner)
+        assert await client.closed_with() == CloseCode.INVALID_PAYLOAD
+
+
+def _varint(n: int) -> bytearray:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    out.append(n)
+    return out
+
+
+def _awareness(client_id: int, clock: int, size: int = 0) -> bytes:
+    state = b'{"user":{"name":"m"},"pad":"' + b"x" * size + b'"}'
+    inner = bytes(_varint(1) + _varint(client_id) + _varint(clock) + _varint(len(state))) + state
+    return b"\x01" + bytes(_varint(len(inner))) + inner
+
+
+async def test_awareness_flood_is_closed_with_1013(
+    config: Config, session: aiohttp.ClientSession
+) -> None:
+    """A connection sending awareness faster than its limit is closed with 1013 (clients
+    retry later), counted, and an editor in the same room is untouched."""
+    async with start_server(config.replace(awareness_burst=50)) as server:
+        url = server.url("flood")
+        async with editor(session, url) as alice, raw_client(session, url) as mallory:
+            await mallory.handshake()
+            for clock in range(1, 200):
+                await mallory.ws.send_bytes(_awareness(7, clock))
+            assert await mallory.closed_with() == CloseCode.TRY_AGAIN_LATER
+            alice.text += "still here"
+            async with editor(session, url) as bob:
+                await eventually(lambda: str(bob) == "still here")
+        assert server.app[HUB].stats.awareness_limited == 1
+
+
+async def test_oversized_awareness_gets_1009(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """An awareness message over max_awareness_size closes with 1009, recorded as 1009."""
+    async with raw_client(session, server.url("fat")) as client:
+        await client.handshake()
+        await client.ws.send_bytes(_awareness(7, 1, size=server.config.max_awareness_size))
+        assert await client.closed_with() == CloseCode.MESSAGE_TOO_BIG
+    await eventually(lambda: not server.app[HUB].rooms)
+    assert await _closes(server, session, CloseCode.MESSAGE_TOO_BIG) == 1
+
+
+async def test_close_code_sent_by_aiohttp_is_the_one_recorded(
+    config: Config, session: aiohttp.ClientSession
+) -> None:
+    """A message over max_message_size is refused by aiohttp itself with 1009: metrics
+    record 1009 too, not 1000."""
+    async with start_server(config.replace(max_message_size=1024)) as server:
+        async with raw_client(session, server.url("big")) as client:
+            await client.handshake()
+            await client.ws.send_bytes(encode_update(b"\x00" * 2048))
+            assert await client.closed_with() == CloseCode.MESSAGE_TOO_BIG
+        await eventually(lambda: not server.app[HUB].rooms)
+        assert await _closes(server, session, CloseCode.MESSAGE_TOO_BIG) == 1
+        assert await _closes(server, session, CloseCode.NORMAL) == 0
