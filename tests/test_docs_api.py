@@ -109,6 +109,27 @@ async def test_create_then_read_in_every_format(
     assert {d["name"] for d in listed["docs"]} == {"team/notes", "x y"}
 
 
+async def test_large_content_answers_the_truth(
+    session: aiohttp.ClientSession, server: Server
+) -> None:
+    """Creating and replacing content of 70 KB (past the 64 KiB frame boundary) answers
+    201 and 200, every open editor receives it, and the stored text is what was sent."""
+    big = "a" * 70_000
+    status, created = await call(
+        session, server, "POST", "/api/docs", {"name": "big", "content": big}
+    )
+    assert (status, created["seq"]) == (201, 1)
+    async with editor(session, server.url("big")) as watcher:
+        assert str(watcher) == big
+        bigger = "b" * 80_000
+        status, replaced = await call(
+            session, server, "PUT", "/api/docs/big/content", {"text": bigger}
+        )
+        assert status == 200 and replaced["changed"], replaced
+        await eventually(lambda: str(watcher) == bigger)
+    assert await call(session, server, "GET", "/api/docs/big/content") == (200, bigger)
+
+
 async def test_an_empty_new_document_reads_as_empty_text(
     session: aiohttp.ClientSession, server: Server
 ) -> None:
