@@ -120,7 +120,12 @@ class Hub:
         timer = self._unload_timers.pop(name, None)
         if timer is not None:
             timer.cancel()
-        self._carry_out(room, conn, room.join(conn))
+        try:
+            effects = room.join(conn)
+        except RoomPoisoned:
+            self._reset(room)
+            raise
+        self._carry_out(room, conn, effects)
         self.members += 1
         return room
 
@@ -284,8 +289,8 @@ class Hub:
         for timer in self._unload_timers.values():
             timer.cancel()
         self._unload_timers.clear()
-        for room in self.rooms.values():
-            self._carry_out(room, None, room.unload(), publish=False)
+        for room in list(self.rooms.values()):
+            self._carry_out(room, None, self._unload_effects(room), publish=False)
         if self._tasks:  # checkpoints built from the log, catch-ups: give them a moment
             _, pending = await asyncio.wait(set(self._tasks), timeout=5)
             for task in pending:
@@ -360,6 +365,15 @@ class Hub:
             author=author,
         )
         self.webhooks.document_changed(room.name, seq, author)
+
+    def _unload_effects(self, room: Room[Connection]) -> list[Outgoing[Connection]]:
+        """``room.unload()``, but a document found poisoned only now costs its final
+        checkpoint, never the shutdown: the log holds every update anyway."""
+        try:
+            return room.unload()
+        except RoomPoisoned:
+            log.error("room %r: document failed in yrs at unload; no final checkpoint", room.name)
+            return []
 
     def _reset(self, room: Room[Connection]) -> None:
         """Throw away ``room``, whose document panicked in yrs: close its members with 1011
@@ -463,7 +477,7 @@ class Hub:
         room = self.rooms.get(name)
         if room is None or room.members:
             return
-        self._carry_out(room, None, room.unload())
+        self._carry_out(room, None, self._unload_effects(room))
         # Only drop the room once its updates are committed: a later load reads the
         # database, and must find everything.
         await self.store.flush()

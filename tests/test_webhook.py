@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from pycrdt import Doc, Text
 
 from collab.config import Config
 from collab.server import HUB
@@ -303,3 +304,84 @@ def test_comma_separated_urls(urls: str) -> None:
     """``webhook_url`` takes several endpoints; each gets its own queue."""
     hooks = Webhooks.from_config(Config(webhook_url=urls))
     assert [e.url for e in hooks._endpoints] == ["http://127.0.0.1:1/a", "http://127.0.0.1:2/b"]
+
+
+def _awareness_message(clock: int) -> bytes:
+    state = b'{"user":{"name":"m"}}'
+    inner = bytes((1, 7, clock, len(state))) + state
+    return bytes((1, len(inner))) + inner
+
+
+async def _text(ws: aiohttp.ClientWebSocketResponse) -> None:
+    await ws.send_str("hello")
+
+
+async def _malformed(ws: aiohttp.ClientWebSocketResponse) -> None:
+    await ws.send_bytes(b"\x00\x02\x03\xff\xff\xff")
+
+
+async def _too_big(ws: aiohttp.ClientWebSocketResponse) -> None:
+    await ws.send_bytes(b"\x00\x02" + b"\x00" * 8192)
+
+
+async def _awareness_flood(ws: aiohttp.ClientWebSocketResponse) -> None:
+    for clock in range(1, 40):
+        await ws.send_bytes(_awareness_message(clock))
+
+
+async def _document_too_large(ws: aiohttp.ClientWebSocketResponse) -> None:
+    source: Doc[Any] = Doc()
+    source.get("content", type=Text).insert(0, "x" * 3000)
+    update = source.get_update()
+    await ws.send_bytes(b"\x00\x02" + bytes(_varint(len(update))) + update)
+
+
+async def _normal(ws: aiohttp.ClientWebSocketResponse) -> None:
+    await ws.close()
+
+
+def _varint(n: int) -> bytearray:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    out.append(n)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("act", "code"),
+    [
+        (_normal, 1000),
+        (_text, 1003),
+        (_malformed, 1007),
+        (_too_big, 1009),
+        (_awareness_flood, 1013),
+        (_document_too_large, 4413),
+    ],
+    ids=["normal", "text", "malformed", "too-big", "awareness-flood", "document-too-large"],
+)
+async def test_recorded_close_code_is_the_one_the_client_got(
+    config: Config, session: aiohttp.ClientSession, act: Any, code: int
+) -> None:
+    """Whatever ends a connection, the close code the client receives is the one /metrics
+    and the connection.closed webhook record."""
+    settings = _hooked(
+        config, "", max_message_size=4096, awareness_burst=10, max_document_size=2048
+    )
+    async with receiver() as hook, start_server(settings.replace(webhook_url=hook.url)) as server:
+        async with raw_client(session, server.url("codes")) as client:
+            await client.handshake()
+            await act(client.ws)
+            if code != 1000:
+                assert await client.closed_with() == code
+            else:
+                assert client.ws.close_code == 1000
+        await eventually(lambda: bool(hook.events("connection.closed")), what="closed")
+        assert [e["close_code"] for e in hook.events("connection.closed")] == [code]
+        async with session.get(server.http + "/metrics") as response:
+            metrics = await response.text()
+        recorded = [
+            line for line in metrics.splitlines() if line.startswith("collab_closes_total{")
+        ]
+        assert recorded == [f'collab_closes_total{{code="{code}"}} 1.0'], recorded
