@@ -35,7 +35,7 @@ DEFAULT_CMD = (
     ".venv/bin/collab serve --host 127.0.0.1 --port {port} "
     "--db {tmpdir}/bench.db --log-level warning"
 )
-DEFAULT_TRACE = ROOT.parent / "shared" / "data" / "automerge-paper.json.gz"
+DEFAULT_TRACE = ROOT / "tests" / "data" / "automerge-paper.json.gz"
 SCENARIOS = ("fanout", "late_join", "connections")
 
 

@@ -1,6 +1,6 @@
 """History benchmark: the whole automerge-paper trace in one document's history.
 
-Stores the 259,778 keystrokes of ../shared/data/automerge-paper.json.gz as one update each
+Stores the 259,778 keystrokes of tests/data/automerge-paper.json.gz as one update each
 (the way a y-websocket client sends them), with a checkpoint every 1,000 updates as the
 server writes them, through collab's own Store. Then measures, through ``Archive`` (what
 the HTTP API and the CLI call): rebuilding versions, the first timeline page, diffs
@@ -36,7 +36,7 @@ from collab.compaction import Policy
 from collab.config import Config, database_url
 from collab.store import Store
 
-TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "automerge-paper.json.gz"
+TRACE = Path(__file__).resolve().parents[1] / "tests" / "data" / "automerge-paper.json.gz"
 START_MS = 1_700_000_000_000
 
 

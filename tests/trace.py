@@ -1,4 +1,5 @@
-"""The automerge-paper editing trace (``../shared/data``) as Yjs updates, for history tests.
+"""The automerge-paper editing trace (``tests/data``, CC BY 4.0) as Yjs updates, for history
+tests.
 
 A real paper typed one keystroke at a time: each patch becomes one pycrdt transaction, and
 so one Yjs update, exactly what a y-websocket client sends per keystroke. ``texts[k]`` is
@@ -11,17 +12,15 @@ from __future__ import annotations
 import functools
 import gzip
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from pycrdt import Doc, Text
 
 __all__ = ["TRACE", "Trace", "trace"]
 
-TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "automerge-paper.json.gz"
+TRACE = Path(__file__).resolve().parent / "data" / "automerge-paper.json.gz"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +37,6 @@ def _patches() -> list[list[Any]]:
 
 def trace(count: int, client_id: int = 7) -> Trace:
     """The first ``count`` keystrokes: one update each, and the text after each."""
-    if not TRACE.exists():
-        # ../shared sits beside the checkout on every team machine and in CI, where
-        # COLLAB_REQUIRE_TRACE=1 turns its absence into a failure.
-        if os.environ.get("COLLAB_REQUIRE_TRACE") == "1":
-            pytest.fail(f"COLLAB_REQUIRE_TRACE=1 but the trace is not at {TRACE}")
-        pytest.skip(f"trace not found at {TRACE}")
     doc: Doc[Any] = Doc(client_id=client_id)
     text = doc.get("content", type=Text)
     updates: list[bytes] = []
