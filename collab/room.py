@@ -43,6 +43,7 @@ from collab.protocol import (
     encode_sync_step2,
     encode_update,
 )
+from collab.validator import check_state_vector, check_update
 from collab.ydoc import apply_unless_known, is_panic, known
 
 __all__ = [
@@ -282,6 +283,9 @@ class Room(Generic[M]):
             return []
         if not update:  # not even the two counts an empty update has
             raise ProtocolError("invalid Yjs update: empty")
+        # Every length, bound and reference checked before yrs sees a byte of it: some
+        # malformed updates crash yrs in ways no exception can catch.
+        check_update(update)
         # Some clients (pycrdt's Provider) send back every update they receive. Keep such
         # echoes, whose structs are all known already, out of the log and off the wire:
         # they would show as empty versions in history (see collab.ydoc.known).
@@ -321,6 +325,7 @@ class Room(Generic[M]):
         # often nothing, or a state full of structs we already have. Keep only what is new
         # so the log does not grow by a whole document on every reconnect. (The delete set
         # is kept whole: deletions cannot be filtered without walking the structs.)
+        check_update(update)
         try:
             with _GUARD:
                 update = get_update(update, self.doc.get_state())
@@ -342,6 +347,7 @@ class Room(Generic[M]):
         cached = self._state_cache.get(state_vector)
         if cached is not None:
             return cached
+        check_state_vector(state_vector)
         try:
             with _GUARD:
                 update = self.doc.get_update(state_vector)

@@ -52,11 +52,13 @@ async def start(
     port: int | None = None,
     scheme: str = "http",
     ssl_context: ssl.SSLContext | None = None,
+    env: dict[str, str] | None = None,
 ) -> ServerProcess:
-    """Start ``python -m collab serve`` and wait until it answers /healthz."""
+    """Start ``python -m collab serve`` and wait until it answers /healthz (``env`` adds
+    environment variables, such as ``COLLAB_*`` settings without a flag)."""
     port = port or free_port()
     out = await asyncio.to_thread(open, log, "ab")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
