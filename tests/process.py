@@ -46,14 +46,17 @@ class ServerProcess:
 
 
 async def start(
-    db: Path,
+    db: Path | str,
     log: Path,
     *args: str,
     port: int | None = None,
     scheme: str = "http",
     ssl_context: ssl.SSLContext | None = None,
 ) -> ServerProcess:
-    """Start ``python -m collab serve`` and wait until it answers /healthz."""
+    """Start ``python -m collab serve`` and wait until it answers /healthz.
+
+    ``db`` is an SQLite file, or a database URL (``postgresql+asyncpg://...``).
+    """
     port = port or free_port()
     out = await asyncio.to_thread(open, log, "ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
