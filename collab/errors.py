@@ -19,6 +19,7 @@ __all__ = [
     "ProtocolError",
     "RateLimited",
     "SlowConsumer",
+    "StoreUnavailable",
     "Unauthorized",
     "UnsupportedData",
 ]
@@ -73,6 +74,13 @@ class SlowConsumer(CollabError):
 
 class Overloaded(CollabError):
     """The store is too far behind to accept more updates; the client retries later."""
+
+    close_code = CloseCode.TRY_AGAIN_LATER
+
+
+class StoreUnavailable(CollabError):
+    """The database did not answer within ``db_timeout``, or failed: the store cannot read
+    or create what was asked right now. Transient (the client retries, HTTP says 503)."""
 
     close_code = CloseCode.TRY_AGAIN_LATER
 
