@@ -119,6 +119,8 @@ async def _outage_checks(server: Server, session: aiohttp.ClientSession, room: s
         assert ws.close_code == 1013
     assert time.monotonic() - started < bound
     assert store.stalled and store.stalled_since is not None
+    async with session.get(f"{server.http}/metrics") as answer:
+        assert "collab_store_stalled 1.0" in await answer.text()
 
 
 async def test_full_disk_recovers_when_space_comes_back(tmp_path: Path) -> None:
