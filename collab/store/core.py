@@ -172,6 +172,12 @@ def _unavailable(exc: BaseException) -> bool:
     return isinstance(exc, PoolTimeout | OSError)
 
 
+def _out_of_space(exc: BaseException) -> bool:
+    """Whether SQLite failed for want of disk space (or failed to write at all)."""
+    name = getattr(getattr(exc, "orig", None), "sqlite_errorname", None) or ""
+    return name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR")
+
+
 def _truncate_wal(conn: Connection) -> None:
     # After a failed commit on a full disk the WAL keeps the size it grew to; copying its
     # committed frames into the database and cutting it to zero gives that space back.
@@ -276,6 +282,7 @@ class Store:
         # settled oldest first, so one number says it; a flush waits for it to pass.
         self._settled = 0
         self._recheck = False  # the last commit failed: it may have landed all the same
+        self._wal_grew = False  # a commit failed for want of space: truncate the WAL
         self._commit_started: float | None = None  # monotonic time of the commit in flight
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()  # rows were queued
@@ -692,7 +699,9 @@ class Store:
                     exc,
                     exc_info=first,  # the traceback once per outage, not once per retry
                 )
-                await self._after_failure()
+                if self._sync_engine is not None and _out_of_space(exc):
+                    self._wal_grew = True
+                    await self._truncate_wal()
                 await asyncio.sleep(backoff)
                 continue
             self._commit_started = None
@@ -729,15 +738,13 @@ class Store:
             self._settle()  # a flush waiting for nothing but checkpoints is done
         return first, dropped
 
-    async def _after_failure(self) -> None:
-        if self._sync_engine is None:
-            return
+    async def _truncate_wal(self) -> None:
         try:
             await asyncio.get_running_loop().run_in_executor(
                 self._write_thread, self._in_thread, _truncate_wal
             )
         except (DBAPIError, OSError) as exc:  # the disk may still be full: the retry tells
-            log.debug("WAL truncation after a failed commit failed: %s", exc)
+            log.debug("WAL truncation failed: %s", exc)
 
     async def _recovered(self) -> None:
         assert self.stalled_since is not None
@@ -750,7 +757,9 @@ class Store:
             self.write_errors,
             self.checkpoints_dropped,
         )
-        await self._after_failure()  # give the space the WAL grew to back
+        if self._wal_grew:
+            self._wal_grew = False
+            await self._truncate_wal()  # give back the space the WAL grew to
 
     async def _commit(
         self,
