@@ -32,6 +32,7 @@ from collab.errors import (
     DocumentTooLarge,
     Forbidden,
     Overloaded,
+    StoreUnavailable,
 )
 from collab.history import TEXT_ROOT, BadRequest, HistoryError, format_ms
 from collab.room import validate_room_name
@@ -105,8 +106,8 @@ def _answer(handler: Handler) -> Handler:
             return await handler(request)
         except HistoryError as exc:
             return _error(exc.status, exc.message)
-        except (Overloaded, DocumentTooLarge) as exc:
-            return _error(503 if isinstance(exc, Overloaded) else 413, exc.reason)
+        except (Overloaded, StoreUnavailable, DocumentTooLarge) as exc:
+            return _error(413 if isinstance(exc, DocumentTooLarge) else 503, exc.reason)
         except DocumentDeleted as exc:  # deleted while a restore was on its way
             return _error(404, exc.reason)
         except CollabError as exc:

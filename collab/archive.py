@@ -91,9 +91,11 @@ class Archive:
 
         Raises:
             NotFound: no document has that name.
+            StoreUnavailable: the database did not answer within ``db_timeout``.
         """
         if self.loaded(name):
-            await self.store.flush()
+            async with self.store.bounded():
+                await self.store.flush()
         head = await self.db.document(name)
         if head is None:
             raise NotFound(f"no document named {name!r}")

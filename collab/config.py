@@ -46,6 +46,12 @@ class Config:
     """Bytes queued to one slow connection before it is closed with 1013."""
     store_max_backlog: int = 256 * 1024 * 1024
     """Bytes of updates waiting for the database before writers are turned away (1013)."""
+    store_stalled_backlog: int = 1024 * 1024
+    """Bytes of updates waiting while the database refuses commits (full disk, lock, outage)
+    before writers are turned away (1013): a small bound, as nothing is being stored."""
+    db_timeout: float = 5.0
+    """Seconds any wait on the database may take (room loads, reads, document creation,
+    readiness) before it fails: a join closes with 1013, HTTP answers 503."""
     max_room_name: int = 512
     """Longest room name accepted, in characters."""
     auth_secret: str = ""

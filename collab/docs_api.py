@@ -42,6 +42,7 @@ from collab.errors import (
     DocumentTooLarge,
     Forbidden,
     Overloaded,
+    StoreUnavailable,
 )
 from collab.history import TEXT_ROOT, BadRequest, Conflict, HistoryError, NotFound, format_ms
 from collab.openapi import spec
@@ -93,7 +94,7 @@ def _status(exc: CollabError) -> int:
         return 404
     if isinstance(exc, DocumentTooLarge):
         return 413
-    if isinstance(exc, Overloaded):
+    if isinstance(exc, Overloaded | StoreUnavailable):
         return 503
     return 401
 

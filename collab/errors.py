@@ -21,6 +21,7 @@ __all__ = [
     "RateLimited",
     "RoomPoisoned",
     "SlowConsumer",
+    "StoreUnavailable",
     "Unauthorized",
     "UnsupportedData",
 ]
@@ -87,6 +88,13 @@ class RoomPoisoned(CollabError):
     """
 
     close_code = CloseCode.INTERNAL_ERROR
+
+
+class StoreUnavailable(CollabError):
+    """The database did not answer within ``db_timeout``, or failed: the store cannot read
+    or create what was asked right now. Transient (the client retries, HTTP says 503)."""
+
+    close_code = CloseCode.TRY_AGAIN_LATER
 
 
 class RateLimited(CollabError):

@@ -89,10 +89,18 @@ class _HubCollector(Collector):
             ),
             ("collab_store_commits", "Successful group commits", store.commits),
             ("collab_store_write_errors", "Failed commits (retried)", store.write_errors),
+            (
+                "collab_store_checkpoints_dropped",
+                "Checkpoints not written because a commit failed",
+                store.checkpoints_dropped,
+            ),
         ):
             yield CounterMetricFamily(name, help_text, value=value)
         yield GaugeMetricFamily(
             "collab_store_backlog_bytes", "Bytes waiting to be committed", store.backlog_bytes
+        )
+        yield GaugeMetricFamily(
+            "collab_store_stalled", "1 while the store cannot commit", int(store.stalled)
         )
         hooks = hub.webhooks
         for name, help_text, value in (

@@ -125,7 +125,14 @@ def close_revoked(app: web.Application) -> int:
 
 async def _hub_ctx(app: web.Application):  # type: ignore[no-untyped-def]
     config = app[CONFIG]
-    store = Store(database_url(config.db), commit_interval=config.commit_interval)
+    store = Store(
+        database_url(config.db),
+        commit_interval=config.commit_interval,
+        db_timeout=config.db_timeout,
+        # SQLite waits this long for a lock itself: half the timeout, so a read of a
+        # locked database fails with its own error rather than being cut off.
+        busy_timeout_ms=int(min(5.0, config.db_timeout / 2) * 1000),
+    )
     await store.open()
     hub = Hub(store, config)
     app[HUB] = hub
@@ -278,9 +285,21 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    """Ready: the database answers and its schema is the newest this code knows."""
+    """Ready: the store commits, the database answers within ``db_timeout``, and its
+    schema is the newest this code knows."""
+    store = request.app[HUB].store
+    if store.stalled:
+        since = store.stalled_since
+        return web.json_response(
+            {
+                "status": "stalled",
+                "stalled_seconds": round(time.monotonic() - since, 3) if since else None,
+                "store_backlog_bytes": store.backlog_bytes,
+            },
+            status=503,
+        )
     try:
-        current, head = await request.app[HUB].store.schema_status()
+        current, head = await store.schema_status()
     except Exception as exc:  # any database failure means "not ready", with the reason
         log.warning("readiness check failed: %s", exc, exc_info=True)
         return web.json_response({"status": "unavailable", "error": str(exc)}, status=503)

@@ -34,7 +34,7 @@ from aiohttp import web
 
 from collab import server
 from collab.auth import Access
-from collab.errors import CollabError
+from collab.errors import CollabError, StoreUnavailable
 from collab.room import Room
 from collab.store import DocumentInfo
 
@@ -214,7 +214,10 @@ async def _list_docs(request: web.Request) -> web.Response:
     while not more:
         # One more row than needed tells whether the scan can go on. Documents this
         # identity may not see are skipped, so a page may take more than one query.
-        page = await hub.store.list_documents(contains=contains, limit=limit + 1, before=scan)
+        try:
+            page = await hub.store.list_documents(contains=contains, limit=limit + 1, before=scan)
+        except StoreUnavailable as exc:
+            return _error(503, exc.reason)
         for info in page:
             scan = (info.updated_ms, info.id)
             if not identity.access(info.name):

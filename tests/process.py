@@ -46,7 +46,7 @@ class ServerProcess:
 
 
 async def start(
-    db: Path,
+    db: Path | str,
     log: Path,
     *args: str,
     port: int | None = None,
@@ -54,8 +54,11 @@ async def start(
     ssl_context: ssl.SSLContext | None = None,
     env: dict[str, str] | None = None,
 ) -> ServerProcess:
-    """Start ``python -m collab serve`` and wait until it answers /healthz (``env`` adds
-    environment variables, such as ``COLLAB_*`` settings without a flag)."""
+    """Start ``python -m collab serve`` and wait until it answers /healthz.
+
+    ``db`` is an SQLite file, or a database URL (``postgresql+asyncpg://...``); ``env`` adds
+    environment variables, such as ``COLLAB_*`` settings that have no flag.
+    """
     port = port or free_port()
     out = await asyncio.to_thread(open, log, "ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}

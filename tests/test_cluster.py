@@ -34,7 +34,7 @@ async def nodes(
             for i in range(count):
                 started.append(
                     await process.start(
-                        db,  # type: ignore[arg-type]
+                        db,
                         tmp_path / f"node{i}.log",
                         "--redis",
                         redis_url,

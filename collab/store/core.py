@@ -1,16 +1,22 @@
 """The Store: group-committed writes through one writer, and loading rooms.
 
 Writes go through one writer task, in order, with group commit: ``append`` and
-``checkpoint`` only queue a row (they never wait), and the writer commits everything
-queued in one transaction at most ``commit_interval`` seconds after the first row of the
-batch arrived. That bounds how much a crash can lose without paying a commit per
-keystroke. When a commit fails (locked database, full disk) the batch stays queued and is
-retried with backoff; rooms keep serving from memory meanwhile. The queue is bounded in
-bytes: past ``max_backlog`` the hub turns writers away (close 1013) so memory cannot grow
-without limit, and their clients keep their edits and resend them on reconnect.
+``checkpoint`` only queue a row (they never wait), and the writer commits what is queued,
+oldest first, at most ``commit_interval`` seconds after the first row of the batch
+arrived, in transactions of at most ``batch_rows`` rows and ``batch_bytes`` bytes (so a
+backlog never becomes one transaction too large to fit). That bounds how much a crash can
+lose without paying a commit per keystroke. When a commit fails (locked database, full
+disk, the server gone) the updates stay queued and are retried with backoff, the queued
+checkpoints are dropped (they are derived data: the log holds everything), and the store
+says it is ``stalled`` until a commit succeeds again; rooms keep serving from memory
+meanwhile. The queue is bounded in bytes: past ``max_backlog`` the hub turns writers away
+(close 1013) so memory cannot grow without limit, and their clients keep their edits and
+resend them on reconnect.
 
 Reads (``load``) use pooled connections of their own; in SQLite's WAL mode they never
-block the writer.
+block the writer. Every wait on the database (``load``, ``schema_status``, the reads of
+the other store modules through ``connect``/``begin``) is bounded by ``db_timeout``, and
+a timeout or a database failure raises ``StoreUnavailable`` (close 1013, HTTP 503).
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.resources import files
@@ -43,9 +50,16 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    ProgrammingError,
+    TimeoutError as PoolTimeout,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from collab.errors import StoreUnavailable
 from collab.models import (
     CheckpointRow,
     Document,
@@ -57,6 +71,7 @@ __all__ = [
     "Loaded",
     "Store",
     "StoreClosed",
+    "StoreUnavailable",
     "check_url",
     "now_ms",
     "upgrade_schema",
@@ -68,8 +83,13 @@ log = logging.getLogger(__name__)
 # migrations/ ships inside the package as collab.migrations (see pyproject.toml).
 _MIGRATIONS = files("collab.migrations")
 _MAX_BACKOFF = 5.0
+_BATCH_BYTES = 4 * 1024 * 1024  # per transaction: a few MB fits wherever a commit can
+_BATCH_ROWS = 10_000
+_WAL_LIMIT = 4 * _BATCH_BYTES  # SQLite truncates a reset WAL back to this size
 _READ_THREADS = 4  # SQLite: room loads run in these, a whole load per hop
 _T = TypeVar("_T")
+# A queued row: (row, its bytes, whether it is a checkpoint, its number in the queue).
+_Entry = tuple[dict[str, Any], int, bool, int]
 
 
 def check_url(url: str) -> None:
@@ -143,6 +163,27 @@ def _head_revision() -> str | None:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
+def _unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means "the database cannot do this now" rather than a bug or a
+    conflict the caller handles (a unique name taken: ``IntegrityError``)."""
+    if isinstance(exc, DBAPIError):
+        return not isinstance(exc, IntegrityError | ProgrammingError | DataError)
+    # The pool had no connection to give, or a driver failed to reach the server.
+    return isinstance(exc, PoolTimeout | OSError)
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """Whether SQLite failed for want of disk space (or failed to write at all)."""
+    name = getattr(getattr(exc, "orig", None), "sqlite_errorname", None) or ""
+    return name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR")
+
+
+def _truncate_wal(conn: Connection) -> None:
+    # After a failed commit on a full disk the WAL keeps the size it grew to; copying its
+    # committed frames into the database and cutting it to zero gives that space back.
+    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").close()
+
+
 def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # WAL: readers never block the writer. synchronous=NORMAL: a commit survives a
@@ -151,6 +192,7 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -202,6 +244,9 @@ class Store:
     Args:
         url: an SQLAlchemy async URL.
         commit_interval: the group-commit window, in seconds.
+        db_timeout: seconds a wait on the database may take before ``StoreUnavailable``.
+        batch_bytes, batch_rows: the most one transaction of the writer carries (a single
+            larger row still goes, alone).
     """
 
     def __init__(
@@ -211,9 +256,15 @@ class Store:
         commit_interval: float = 0.05,
         close_timeout: float = 10.0,
         busy_timeout_ms: int = 5000,
+        db_timeout: float = 10.0,
+        batch_bytes: int = _BATCH_BYTES,
+        batch_rows: int = _BATCH_ROWS,
     ) -> None:
         self.url = url
         self.busy_timeout_ms = busy_timeout_ms
+        self.db_timeout = db_timeout
+        self.batch_bytes = batch_bytes
+        self.batch_rows = batch_rows
         self.commit_interval = commit_interval
         self.close_timeout = close_timeout
         self._engine: AsyncEngine | None = None
@@ -224,11 +275,15 @@ class Store:
         self._read_threads: ThreadPoolExecutor | None = None
         self._head: str | None = None
         self._update_sql: tuple[str, tuple[str, ...]] | None = None
-        self._updates: list[dict[str, Any]] = []
-        self._checkpoints: list[dict[str, Any]] = []
+        self._rows: deque[_Entry] = deque()  # to write, oldest first
         self._creates: dict[str, asyncio.Future[int]] = {}  # documents to create, by name
         self._queued = 0  # rows ever queued
-        self._committed = 0  # rows ever committed
+        # Every row numbered below this is committed (or, a checkpoint, dropped). Rows are
+        # settled oldest first, so one number says it; a flush waits for it to pass.
+        self._settled = 0
+        self._recheck = False  # the last commit failed: it may have landed all the same
+        self._wal_grew = False  # a commit failed for want of space: truncate the WAL
+        self._commit_started: float | None = None  # monotonic time of the commit in flight
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()  # rows were queued
         self._urgent = asyncio.Event()  # commit now: a flush or close is waiting
@@ -240,11 +295,63 @@ class Store:
         self.write_errors = 0  # failed commits since start
         self.seq_races = 0  # commits retried because another node took the same seqs
         self.commits = 0  # successful commits since start
+        self.checkpoints_dropped = 0  # checkpoints not written because a commit failed
+        self.stalled_since: float | None = None
+        """``time.monotonic()`` of the first failed commit since the last good one."""
 
     @property
     def engine(self) -> AsyncEngine:
         assert self._engine is not None, "Store.open() first"
         return self._engine
+
+    @property
+    def write_engine(self) -> Engine:
+        """The engine whose connections the writer commits on (for observing commits)."""
+        return self._sync_engine or self.engine.sync_engine
+
+    @property
+    def stalled(self) -> bool:
+        """Whether the store cannot commit now: the last commit failed, or the one in
+        flight has taken longer than ``db_timeout``. Cleared by the next good commit."""
+        if self.stalled_since is not None:
+            return True
+        started = self._commit_started
+        return started is not None and time.monotonic() - started > self.db_timeout
+
+    def bounded(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Bound a wait on the database: a block that takes longer than ``db_timeout``,
+        or fails because the database is unavailable, raises ``StoreUnavailable``
+        (other errors, such as an ``IntegrityError`` the caller handles, pass through)."""
+        return self._guard(self.db_timeout)
+
+    @contextlib.asynccontextmanager
+    async def connect(self, *, bounded: bool = True) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection for reads. The whole block is ``bounded`` unless told
+        otherwise (long maintenance: dump, load, compaction, purge); a database failure
+        raises ``StoreUnavailable`` either way."""
+        async with self._guard(self.db_timeout if bounded else None):
+            async with self.engine.connect() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def begin(self, *, bounded: bool = True) -> AsyncIterator[AsyncConnection]:
+        """Like ``connect``, in a transaction committed at the end of the block (the
+        small direct writes of the other store modules)."""
+        async with self._guard(self.db_timeout if bounded else None):
+            async with self.engine.begin() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def _guard(self, limit: float | None) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(limit):
+                yield
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"database did not answer within {limit:g} s") from exc
+        except (DBAPIError, PoolTimeout, OSError) as exc:
+            if not _unavailable(exc):
+                raise
+            raise StoreUnavailable("database unavailable") from exc
 
     async def open(self, *, upgrade: bool = True) -> None:
         """Connect, bring the schema to the newest revision, and start the writer.
@@ -304,7 +411,7 @@ class Store:
                 self._writer.cancel()
                 log.error(
                     "store closed with %d rows (%d bytes) not written",
-                    len(self._updates) + len(self._checkpoints),
+                    len(self._rows),
                     self.backlog_bytes,
                 )
             self._writer = None
@@ -322,27 +429,38 @@ class Store:
             self._engine = None
 
     async def schema_status(self) -> tuple[str | None, str | None]:
-        """The database's schema revision and the newest one this code knows."""
+        """The database's schema revision and the newest one this code knows.
+
+        Raises:
+            StoreUnavailable: no answer within ``db_timeout``, or the database failed.
+        """
         if self._head is None:
             # Reading the migration scripts touches the disk: once, off the event loop.
             self._head = await asyncio.to_thread(_head_revision)
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             return await conn.run_sync(_current_revision), self._head
 
     async def load(self, name: str) -> Loaded:
-        """Fetch what the room ``name`` needs to start, creating the document if new."""
-        if self._sync_engine is not None:
-            loaded = await asyncio.get_running_loop().run_in_executor(
-                self._read_threads, self._in_thread, _load_rows, name
-            )
-        else:
-            async with self.engine.connect() as conn:
-                loaded = await conn.run_sync(_load_rows, name)
-        if loaded is not None:
-            return loaded
-        # Outside the read connection: holding one pooled connection while asking for
-        # another is how a burst of new rooms would exhaust the pool.
-        return Loaded(await self._create(name), None, 0, [], 0)
+        """Fetch what the room ``name`` needs to start, creating the document if new.
+
+        Raises:
+            StoreUnavailable: the database did not answer (or create the document)
+                within ``db_timeout``, or failed.
+        """
+        async with self.bounded():
+            if self._sync_engine is not None:
+                loaded = await asyncio.get_running_loop().run_in_executor(
+                    self._read_threads, self._in_thread, _load_rows, name
+                )
+            else:
+                async with self.engine.connect() as conn:
+                    loaded = await conn.run_sync(_load_rows, name)
+            if loaded is not None:
+                return loaded
+            # Outside the read connection: holding one pooled connection while asking for
+            # another is how a burst of new rooms would exhaust the pool. A creation that
+            # times out stays queued: the document is created once the writer can.
+            return Loaded(await self._create(name), None, 0, [], 0)
 
     def _in_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run ``fn(connection, *args)`` on a connection of the synchronous engine (in one
@@ -404,7 +522,7 @@ class Store:
             page = page.where(
                 or_(docs.c.updated_ms < at, and_(docs.c.updated_ms == at, docs.c.id < doc_id))
             )
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             rows = (await conn.execute(page)).all()
             ids = [row.id for row in rows]
             if not ids:
@@ -473,7 +591,6 @@ class Store:
         and the writer retries it with fresh numbers.
         """
         self._queue(
-            self._updates,
             {
                 "doc_id": doc_id,
                 "seq": seq,
@@ -483,42 +600,59 @@ class Store:
                 "author": author,
             },
             len(data),
+            False,
         )
 
     def checkpoint(self, doc_id: int, upto_seq: int, state: bytes) -> None:
         """Queue a checkpoint: the whole document as of update ``upto_seq``."""
         self._queue(
-            self._checkpoints,
             {"doc_id": doc_id, "upto_seq": upto_seq, "created_ms": now_ms(), "state": state},
             len(state),
+            True,
         )
 
     async def flush(self) -> None:
-        """Wait until every row queued so far is committed."""
-        if self._committed >= self._queued:
+        """Wait until every row queued so far is committed (a checkpoint dropped after a
+        failed commit counts as settled). It waits as long as that takes: a reader that
+        must answer in time flushes inside ``bounded()``."""
+        if self._settled >= self._queued:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((self._queued, future))
         self._urgent.set()
         await future
 
-    def _queue(self, rows: list[dict[str, Any]], row: dict[str, Any], size: int) -> None:
+    def _queue(self, row: dict[str, Any], size: int, checkpoint: bool) -> None:
         if self._closing and self._writer is None:
             raise StoreClosed("store is closed")
-        if not (self._updates or self._checkpoints):
-            # Rows queued while a batch commits find the lists empty too, so each batch's
+        rows = self._rows
+        if not rows:
+            # Rows queued while a batch commits find the queue empty too, so each batch's
             # window starts with its own first row.
             self._first_queued_at = asyncio.get_running_loop().time()
-        rows.append(row)
+        rows.append((row, size, checkpoint, self._queued))
         self._queued += 1
         self.backlog_bytes += size
         self._wakeup.set()
+
+    def _take_batch(self) -> list[_Entry]:
+        """Take the oldest queued rows, at most ``batch_rows`` of them and ``batch_bytes``
+        bytes (at least one row, however large)."""
+        rows, batch = self._rows, list[_Entry]()
+        size, limit, most = 0, self.batch_bytes, self.batch_rows
+        while rows and len(batch) < most:
+            entry = rows[0]
+            if batch and size + entry[1] > limit:
+                break
+            batch.append(rows.popleft())
+            size += entry[1]
+        return batch
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         backoff = 0.0
         while True:
-            if not (self._updates or self._checkpoints or self._creates):
+            if not (self._rows or self._creates):
                 if self._closing:
                     return
                 self._wakeup.clear()
@@ -531,14 +665,18 @@ class Store:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._urgent.wait(), delay)
             self._urgent.clear()
-            updates, checkpoints, creates = self._updates, self._checkpoints, self._creates
-            self._updates, self._checkpoints, self._creates = [], [], {}
+            # Oldest first; what is left is older than the window, so it goes next at once.
+            batch = self._take_batch()
+            creates, self._creates = self._creates, {}
+            updates = [entry[0] for entry in batch if not entry[2]]
+            checkpoints = [entry[0] for entry in batch if entry[2]]
             started = loop.time()
+            self._commit_started = time.monotonic()
             try:
                 created = await self._commit(updates, checkpoints, list(creates))
-            except Exception as exc:  # any failure: keep the rows, retry; never drop them
-                self._updates[:0] = updates
-                self._checkpoints[:0] = checkpoints
+            except Exception as exc:  # any failure: keep the updates, retry; never drop them
+                self._commit_started = None
+                self._rows.extendleft(reversed(batch))
                 self._creates = {**creates, **self._creates}
                 if isinstance(exc, IntegrityError) and any(r.get("_assigned") for r in updates):
                     # Another node took the same update numbers first: renumber and retry
@@ -548,15 +686,25 @@ class Store:
                     log.info("update numbers taken by another node; renumbering")
                     await asyncio.sleep(random.uniform(0, 0.02))
                     continue
-                self.write_errors += 1
                 backoff = min(_MAX_BACKOFF, max(0.05, backoff * 2))
-                log.exception(
-                    "store commit failed; %d rows kept in memory, retrying in %.2fs",
-                    len(self._updates) + len(self._checkpoints),
+                first, dropped = self._failed()
+                log.log(
+                    logging.ERROR if first else logging.WARNING,
+                    "store commit failed; %d rows (%d bytes) kept in memory, %d queued "
+                    "checkpoints dropped, retrying in %.2fs: %s",
+                    len(self._rows),
+                    self.backlog_bytes,
+                    dropped,
                     backoff,
+                    exc,
+                    exc_info=first,  # the traceback once per outage, not once per retry
                 )
+                if self._sync_engine is not None and _out_of_space(exc):
+                    self._wal_grew = True
+                    await self._truncate_wal()
                 await asyncio.sleep(backoff)
                 continue
+            self._commit_started = None
             backoff = 0.0
             self.commits += 1
             if self.on_commit is not None:
@@ -564,10 +712,54 @@ class Store:
             for name, future in creates.items():
                 if not future.done():
                     future.set_result(created[name])
-            self._committed += len(updates) + len(checkpoints)
-            self.backlog_bytes -= sum(len(r["data"]) for r in updates)
-            self.backlog_bytes -= sum(len(r["state"]) for r in checkpoints)
-            self._release_waiters()
+            self.backlog_bytes -= sum(entry[1] for entry in batch)
+            if self.stalled_since is not None:
+                await self._recovered()
+            self._settle()
+
+    def _failed(self) -> tuple[bool, int]:
+        """After a failed commit: count it, and drop every queued checkpoint. Returns
+        whether it is the first failure since the last good commit, and how many
+        checkpoints were dropped."""
+        self.write_errors += 1
+        self._recheck = True  # a commit cut off at COMMIT may have landed
+        first = self.stalled_since is None
+        if first:
+            self.stalled_since = time.monotonic()
+        # A checkpoint is the document as of some update, which the log holds anyway:
+        # retrying it only makes the transaction that must fit larger. Loads read the
+        # newest checkpoint that was stored, and the updates after it.
+        kept = deque(entry for entry in self._rows if not entry[2])
+        dropped = len(self._rows) - len(kept)
+        if dropped:
+            self.backlog_bytes -= sum(entry[1] for entry in self._rows if entry[2])
+            self.checkpoints_dropped += dropped
+            self._rows = kept
+            self._settle()  # a flush waiting for nothing but checkpoints is done
+        return first, dropped
+
+    async def _truncate_wal(self) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._write_thread, self._in_thread, _truncate_wal
+            )
+        except (DBAPIError, OSError) as exc:  # the disk may still be full: the retry tells
+            log.debug("WAL truncation failed: %s", exc)
+
+    async def _recovered(self) -> None:
+        assert self.stalled_since is not None
+        stalled_for = time.monotonic() - self.stalled_since
+        self.stalled_since = None
+        log.warning(
+            "store commits again after %.1fs (%d failed commits, %d checkpoints dropped "
+            "since start)",
+            stalled_for,
+            self.write_errors,
+            self.checkpoints_dropped,
+        )
+        if self._wal_grew:
+            self._wal_grew = False
+            await self._truncate_wal()  # give back the space the WAL grew to
 
     async def _commit(
         self,
@@ -601,6 +793,11 @@ class Store:
         it, which the event loop leaves alone until the commit is over, and numbers them.
         """
         created: dict[str, int] = {}
+        if self._recheck and updates:
+            # The previous commit failed; if it failed only after the database had made
+            # it durable (a connection cut at COMMIT), its rows are there already, and
+            # writing them again would fail on the primary key forever.
+            updates = self._unwritten(conn, updates)
         with conn.begin():
             if creates:
                 # Names another node (or an earlier batch) created already are reused.
@@ -642,6 +839,24 @@ class Store:
                     conn.execute(insert(CheckpointRow), fresh)
         return created
 
+    def _unwritten(self, conn: Connection, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows of ``updates`` with a seq of their own that are not stored yet."""
+        wanted: dict[int, set[int]] = {}
+        for row in updates:
+            if row["seq"] is not None and not row.get("_assigned"):
+                wanted.setdefault(row["doc_id"], set()).add(row["seq"])
+        stored: set[tuple[int, int]] = set()
+        for doc_id, seqs in wanted.items():
+            found = conn.execute(
+                select(UpdateRow.seq).where(
+                    UpdateRow.doc_id == doc_id, UpdateRow.seq.between(min(seqs), max(seqs))
+                )
+            )
+            stored.update((doc_id, seq) for seq in found.scalars() if seq in seqs)
+        conn.rollback()  # end the read, so the write below begins its own transaction
+        self._recheck = False
+        return [r for r in updates if (r["doc_id"], r["seq"]) not in stored]
+
     def _insert_update_sql(self, conn: Connection) -> tuple[str, tuple[str, ...]]:
         if self._update_sql is None:
             compiled = insert(UpdateRow).compile(dialect=conn.dialect)
@@ -671,10 +886,16 @@ class Store:
             next_seq[row["doc_id"]] += 1
         return True
 
+    def _settle(self) -> None:
+        """Move ``_settled`` up to the oldest row still queued, and release the flushes
+        that were waiting for it (called by the writer between commits only)."""
+        self._settled = self._rows[0][3] if self._rows else self._queued
+        self._release_waiters()
+
     def _release_waiters(self) -> None:
         still = []
         for target, future in self._waiters:
-            if self._committed >= target:
+            if self._settled >= target:
                 if not future.done():
                     future.set_result(None)
             else:

@@ -47,7 +47,7 @@ class DocumentStore:
 
     async def find(self, name: str) -> DocumentState | None:
         """The document called ``name``, deleted or not; ``None`` if there is none."""
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect() as conn:
             row = (
                 await conn.execute(
                     select(Document.id, Document.created_ms, Document.deleted_ms).where(
@@ -61,7 +61,7 @@ class DocumentStore:
         """Create an empty document; ``None`` if one of that name exists (even deleted)."""
         created_ms = now_ms()
         try:
-            async with self.store.engine.begin() as conn:
+            async with self.store.begin() as conn:
                 result = await conn.execute(
                     insert(Document).values(name=name, created_ms=created_ms)
                 )
@@ -73,7 +73,7 @@ class DocumentStore:
 
     async def delete(self, name: str, at_ms: int) -> bool:
         """Mark ``name`` deleted at ``at_ms``; ``False`` if absent or deleted already."""
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             result = await conn.execute(
                 update(Document)
                 .where(Document.name == name, Document.deleted_ms.is_(None))
@@ -83,7 +83,7 @@ class DocumentStore:
 
     async def undelete(self, name: str) -> bool:
         """Make a deleted document live again; ``False`` if it is not deleted (or absent)."""
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             result = await conn.execute(
                 update(Document)
                 .where(Document.name == name, Document.deleted_ms.is_not(None))
@@ -94,7 +94,7 @@ class DocumentStore:
     async def deleted_among(self, names: list[str]) -> set[str]:
         """Which of ``names`` are deleted (a server checks its loaded rooms)."""
         found: set[str] = set()
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect() as conn:
             for start in range(0, len(names), _NAMES_PER_QUERY):
                 rows = await conn.execute(
                     select(Document.name).where(
@@ -109,7 +109,7 @@ class DocumentStore:
         """Remove every document deleted before ``deleted_before_ms`` with all its rows
         (updates, checkpoints, named versions, compaction records); one transaction per
         document. Returns the names purged (or that would be, with ``dry_run``)."""
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect() as conn:
             due = (
                 await conn.execute(
                     select(Document.id, Document.name)
@@ -121,7 +121,7 @@ class DocumentStore:
             return [row.name for row in due]
         purged = []
         for doc_id, name in due:
-            async with self.store.engine.begin() as conn:
+            async with self.store.begin(bounded=False) as conn:
                 # Still deleted (an undelete may have come in between): claim it first.
                 claimed = await conn.execute(
                     update(Document)
@@ -150,7 +150,7 @@ class TokenStore:
             expires_ms: when the token expires anyway, if known; the row is purged after.
         """
         try:
-            async with self.store.engine.begin() as conn:
+            async with self.store.begin() as conn:
                 await conn.execute(
                     insert(RevokedToken).values(
                         jti=jti, revoked_ms=now_ms(), expires_ms=expires_ms
@@ -162,13 +162,13 @@ class TokenStore:
 
     async def revoked(self) -> set[str]:
         """Every revoked token id."""
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect() as conn:
             return set((await conn.execute(select(RevokedToken.jti))).scalars())
 
     async def purge(self, expired_before_ms: int) -> int:
         """Forget revocations of tokens that expired before ``expired_before_ms`` (an
         expired token is refused anyway); returns how many."""
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             result = await conn.execute(
                 delete(RevokedToken).where(RevokedToken.expires_ms < expired_before_ms)
             )

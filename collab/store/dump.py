@@ -67,7 +67,7 @@ class DumpStore:
     async def document_names(self, names: list[str]) -> set[str]:
         """Which of ``names`` exist (and are not deleted)."""
         found: set[str] = set()
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect() as conn:
             for start in range(0, len(names), _DUMP_BATCH):
                 chunk = names[start : start + _DUMP_BATCH]
                 rows = await conn.execute(
@@ -82,7 +82,7 @@ class DumpStore:
         """Every document (or those named), in name order, each followed by its updates
         (by seq), checkpoints and named versions, all read in one snapshot. Deleted
         documents are left out (``collab backup`` keeps them)."""
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect(bounded=False) as conn:
             if conn.dialect.name == "sqlite":
                 await conn.exec_driver_sql("BEGIN")
             elif conn.dialect.name == "postgresql":
@@ -163,7 +163,7 @@ class DumpStore:
         Raises:
             DocumentExists: the document exists and ``replace`` is false.
         """
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect(bounded=False) as conn:
             if conn.dialect.name == "sqlite":
                 # Take the write lock first: a deferred transaction that reads and then
                 # writes fails outright if the server commits in between.

@@ -97,7 +97,7 @@ class HistoryStore:
 
     @contextlib.asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[AsyncConnection]:
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect() as conn:
             if conn.dialect.name == "sqlite":
                 await conn.exec_driver_sql("BEGIN")
             yield conn
@@ -109,7 +109,7 @@ class HistoryStore:
             .where(UpdateRow.doc_id == Document.id)
             .scalar_subquery()
         )
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect() as conn:
             row = (
                 await conn.execute(
                     select(Document.id, Document.created_ms, last).where(
@@ -121,7 +121,7 @@ class HistoryStore:
 
     async def document_names(self) -> list[str]:
         """Every document's name, in name order (deleted documents left out)."""
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect() as conn:
             names = await conn.execute(
                 select(Document.name).where(Document.deleted_ms.is_(None)).order_by(Document.name)
             )
@@ -239,7 +239,7 @@ class HistoryStore:
     ) -> list[tuple[int, int, str | None, str | None, bytes]]:
         """``(seq, created_ms, author, connection_id, data)`` of the newest ``limit`` rows
         at or below ``upto``, newest first (plain tuples: a timeline page reads thousands)."""
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect() as conn:
             rows = await conn.execute(
                 select(
                     UpdateRow.seq,
@@ -283,7 +283,7 @@ class HistoryStore:
 
     async def checkpoint_seqs(self, doc_id: int) -> list[int]:
         """Every checkpoint's ``upto_seq``, ascending."""
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect() as conn:
             seqs = await conn.execute(
                 select(CheckpointRow.upto_seq)
                 .where(CheckpointRow.doc_id == doc_id)
@@ -314,7 +314,7 @@ class HistoryStore:
 
     async def named_versions(self, doc_id: int) -> list[NamedVersion]:
         """A document's named versions, newest version first."""
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect() as conn:
             rows = await conn.execute(
                 select(
                     NamedVersionRow.id,
@@ -334,7 +334,7 @@ class HistoryStore:
         """Label version ``seq``; ``None`` if the document already has that name."""
         created_ms = now_ms()
         try:
-            async with self.store.engine.begin() as conn:
+            async with self.store.begin() as conn:
                 result = await conn.execute(
                     insert(NamedVersionRow).values(
                         doc_id=doc_id, seq=seq, name=name, created_ms=created_ms, author=author
@@ -348,7 +348,7 @@ class HistoryStore:
 
     async def delete_named_version(self, doc_id: int, version_id: int) -> bool:
         """Remove a label; ``False`` if there was none with that id."""
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             result = await conn.execute(
                 delete(NamedVersionRow).where(
                     NamedVersionRow.doc_id == doc_id, NamedVersionRow.id == version_id
@@ -362,7 +362,7 @@ class HistoryStore:
         self, doc_id: int, upto: int
     ) -> list[tuple[int, int, str | None, str | None, int]]:
         """(seq, created_ms, author, connection_id, bytes) of rows up to ``upto``."""
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect() as conn:
             rows = await conn.execute(
                 select(
                     UpdateRow.seq,
@@ -379,7 +379,7 @@ class HistoryStore:
     async def first_seq_after(self, doc_id: int, ms: int) -> int | None:
         """The first seq stored after time ``ms`` (the one after ``seq_at(ms)``)."""
         before = await self.seq_at(doc_id, ms)
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect() as conn:
             seq = (
                 await conn.execute(
                     select(func.min(UpdateRow.seq)).where(
@@ -395,7 +395,7 @@ class HistoryStore:
         Each run must still consist of exactly the rows planned (another compaction may
         have got there first); otherwise nothing is changed and ``False`` returned.
         """
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect(bounded=False) as conn:
             async with conn.begin() as transaction:
                 for run in runs:
                     deleted = await conn.execute(
@@ -426,7 +426,7 @@ class HistoryStore:
 
     async def drop_checkpoints(self, doc_id: int, seqs: list[int]) -> None:
         """Delete the checkpoints at ``seqs`` (never the newest: the caller checked)."""
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin(bounded=False) as conn:
             for start in range(0, len(seqs), 500):
                 await conn.execute(
                     delete(CheckpointRow).where(
@@ -437,14 +437,14 @@ class HistoryStore:
 
     async def record_compaction(self, doc_id: int, **values: int) -> None:
         """Remember one compaction (``compactions`` table)."""
-        async with self.store.engine.begin() as conn:
+        async with self.store.begin() as conn:
             await conn.execute(
                 insert(CompactionRow).values(doc_id=doc_id, ran_ms=now_ms(), **values)
             )
 
     async def vacuum(self) -> None:
         """Give the space freed by compaction back to the file system (SQLite only)."""
-        async with self.store.engine.connect() as conn:
+        async with self.store.connect(bounded=False) as conn:
             if conn.dialect.name == "sqlite":
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
                 await conn.exec_driver_sql("VACUUM")

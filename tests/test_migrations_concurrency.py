@@ -1,0 +1,80 @@
+"""Schema upgrades started at the same moment on one empty database: serialized by the
+migration lock (PostgreSQL advisory lock, SQLite ``flock``), so every node comes up."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tests.conftest import TIMEOUT_FACTOR
+from tests.process import ServerProcess, start
+from tests.services import postgres_database
+
+NODES = 3
+
+
+async def _stop(servers: list[ServerProcess]) -> None:
+    for server in servers:
+        if server.process.returncode is None:
+            server.signal(signal.SIGTERM)
+    for server in servers:
+        await server.wait(20)
+
+
+async def test_three_nodes_start_at_once_on_an_empty_postgresql(tmp_path: Path) -> None:
+    """Three servers started together on an empty PostgreSQL database all come up ready."""
+    async with postgres_database() as url:
+        results = await asyncio.gather(
+            *(start(url, tmp_path / f"node-{i}.log") for i in range(NODES)),
+            return_exceptions=True,
+        )
+        servers = [r for r in results if isinstance(r, ServerProcess)]
+        try:
+            failures = [r for r in results if isinstance(r, BaseException)]
+            logs = "\n".join(
+                (tmp_path / f"node-{i}.log").read_text(errors="replace") for i in range(NODES)
+            )
+            assert not failures, f"{failures}\n{logs}"
+            async with aiohttp.ClientSession() as session:
+                for server in servers:
+                    async with session.get(f"http://127.0.0.1:{server.port}/readyz") as answer:
+                        assert answer.status == 200, await answer.text()
+        finally:
+            await _stop(servers)
+
+
+async def test_three_upgrades_at_once_of_a_new_sqlite_file(tmp_path: Path) -> None:
+    """Three ``collab db upgrade`` runs started together on a new SQLite file all succeed
+    and leave one schema at the newest revision."""
+    db = tmp_path / "new.db"
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "collab",
+            "db",
+            "upgrade",
+            "--db",
+            str(db),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        for _ in range(NODES)
+    ]
+    outputs = await asyncio.wait_for(
+        asyncio.gather(*(p.communicate() for p in processes)), 60 * TIMEOUT_FACTOR
+    )
+    for process, (output, _) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output.decode()
+
+    def versions() -> list[str]:
+        with sqlite3.connect(db) as conn:
+            return [row[0] for row in conn.execute("SELECT version_num FROM alembic_version")]
+
+    assert len(await asyncio.to_thread(versions)) == 1
+    assert (tmp_path / "new.db.lock").exists()
