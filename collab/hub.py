@@ -148,8 +148,7 @@ class Hub:
         room = await self._room(name)
         if name in self._evicted:
             raise DocumentDeleted("document deleted")
-        if self.store.backlog_bytes > self.config.store_max_backlog:
-            raise Overloaded("storage is behind, retry later")
+        self._check_backlog()
         try:
             effects = room.write(update)
         except RoomPoisoned:
@@ -219,13 +218,28 @@ class Hub:
         if conn.read_only:
             log.debug("%r: dropped a write from a read-only member", conn)
             return False
-        if self.store.backlog_bytes > self.config.store_max_backlog:
-            raise Overloaded("storage is behind, retry later")
+        self._check_backlog()
         bucket = conn.bucket
         if bucket is not None and not bucket.take(time.monotonic()):
             raise RateLimited("too many updates, slow down")
         self.stats.updates_in += 1
         return True
+
+    def _check_backlog(self) -> None:
+        """Refuse a write while storage is behind: past ``store_max_backlog`` bytes not yet
+        committed, or past the small ``store_stalled_backlog`` while the store cannot
+        commit at all (an outage), so little is relayed that is not stored.
+
+        Raises:
+            Overloaded: either bound is passed (1013; the client keeps its edit and
+                re-sends it when it reconnects).
+        """
+        backlog = self.store.backlog_bytes
+        config = self.config
+        if backlog > config.store_stalled_backlog and (
+            backlog > config.store_max_backlog or self.store.stalled
+        ):
+            raise Overloaded("storage is behind, retry later")
 
     def _admit_awareness(self, conn: Connection, size: int) -> None:
         """Admit one awareness message of ``size`` bytes from ``conn``.
@@ -341,6 +355,11 @@ class Hub:
                 if conn is not None:
                     conn.send(effect.data)
             elif type(effect) is Checkpoint:
+                if self.store.stalled:
+                    # The store cannot commit: a checkpoint (a whole copy of the document)
+                    # would only be dropped at the next failure. The log has everything;
+                    # the room checkpoints again later.
+                    continue
                 if cluster is None:
                     self.store.checkpoint(room.doc_id, effect.upto_seq, effect.state)
                 else:
@@ -404,8 +423,9 @@ class Hub:
     async def _load(self, name: str) -> Room[Connection]:
         if name in self._stale:
             # The room was reset: what it queued must be in the database before the new
-            # load reads it.
-            await self.store.flush()
+            # load reads it (bounded: during an outage the join fails with 1013).
+            async with self.store.bounded():
+                await self.store.flush()
             self._stale.discard(name)
         cluster = self.cluster
         if cluster is not None:

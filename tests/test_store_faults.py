@@ -382,3 +382,61 @@ async def test_failed_commit_drops_checkpoints_keeps_updates(tmp_path: Path) -> 
             [b"u2", b"u3"],
             3,
         )
+
+
+async def test_writers_are_turned_away_while_the_store_cannot_commit(tmp_path: Path) -> None:
+    """While the store cannot commit, a writer is closed with 1013 once the uncommitted
+    backlog passes ``store_stalled_backlog``; everything relayed before that is stored once
+    the store is back, and the writer's reconnect re-sends the rest."""
+    db = tmp_path / "collab.db"
+    config = _config(str(db), store_stalled_backlog=16 * 1024)
+    async with start_server(config) as server, aiohttp.ClientSession() as session:
+        store = server.app[HUB].store
+        url = server.url("doc")
+        async with editor(session, url) as watcher:
+            async with editor(session, url) as alice:
+                await _type(alice, watcher, "before ")
+                await store.flush()
+                release = threading.Event()
+                locked = threading.Event()
+
+                def hold_lock() -> None:
+                    conn = sqlite3.connect(db, isolation_level=None)
+                    try:
+                        conn.execute("BEGIN EXCLUSIVE")
+                        locked.set()
+                        release.wait(20)
+                        conn.execute("ROLLBACK")
+                    finally:
+                        conn.close()
+
+                holder = asyncio.create_task(asyncio.to_thread(hold_lock))
+                try:
+                    assert await asyncio.to_thread(locked.wait, 10)
+                    for n in range(200):
+                        if alice.ws.closed:
+                            break
+                        alice.text += chr(ord("a") + n % 26) * 1024
+                        await eventually(
+                            lambda: alice.ws.closed or str(watcher) == str(alice),
+                            what="relayed or refused",
+                        )
+                    else:
+                        raise AssertionError("the writer was never turned away")
+                    assert alice.ws.close_code == 1013
+                    assert store.stalled
+                    relayed = str(watcher)
+                    # The bound applies from the moment the store is known to be stalled (a
+                    # commit failed, or took db_timeout): what came before that is queued.
+                    assert len(relayed) - len("before ") >= 16 * 1024
+                finally:
+                    release.set()
+                    await holder
+            await eventually(
+                lambda: not store.stalled and store.backlog_bytes == 0,
+                timeout=15,
+                what="the store to catch up",
+            )
+            text, seqs = await _stored(store, "doc")
+            assert text == relayed
+            assert seqs == list(range(1, len(seqs) + 1))
