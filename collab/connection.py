@@ -235,7 +235,11 @@ class Connection:
         return True
 
     async def stop(self) -> None:
-        """Stop sending; called once the client is gone."""
+        """Stop sending; called once the client is gone, or its handler is ending.
+
+        A close started by ``close`` is waited for: if the handler returned first, aiohttp
+        would close the socket itself with 1000, and the client would not get our code.
+        """
         self._closing = True
         writer = self._writer
         if writer is not None:
@@ -243,6 +247,8 @@ class Connection:
             # wait() rather than await: the writer's CancelledError is expected, and must
             # not be confused with a cancellation of the caller.
             await asyncio.wait([writer])
+        if self._closer is not None:
+            await asyncio.wait([self._closer])
 
     async def _close(self, code: int, reason: str) -> None:
         try:

@@ -428,11 +428,13 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
             expiry.cancel()
         connections.discard(conn)
         hub.leave(name, conn)
-        await conn.stop()
-        if conn.close_code is None:  # not already being closed by fan-out or shutdown
-            await ws.close(code=code, message=reason.encode())
+        # The code is known now: record it before awaiting anything (the handler may be
+        # cancelled once the socket closes).
         final = conn.close_code or code
         metrics.closes.labels(str(int(final))).inc()
         log.info("close room=%r conn=%s user=%r code=%s", name, conn.id, conn.author, final)
         hub.webhooks.disconnected(name, conn.author, conn.id, int(final))
+        await conn.stop()  # also waits for a close already started (fan-out, shutdown)
+        if conn.close_code is None:
+            await ws.close(code=code, message=reason.encode())
     return ws

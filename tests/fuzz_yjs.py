@@ -455,7 +455,7 @@ def mutate_structure(rng: random.Random, data: bytes, pool: list[_Update]) -> by
                     (7, bytes([rng.choice((0, 1, 2, 4, 6))])),  # a type
                     (7, b"\x03\x01p"),
                     (8, b"\x02\x7d\x01\x77\x01x"),
-                    (5, b'\x02{}'),
+                    (5, b"\x02{}"),
                     (6, b"\x04bold\x04true"),
                     (3, b"\x01\x00"),
                     (9, b"\x01g\x76\x00"),

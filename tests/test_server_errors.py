@@ -3,6 +3,7 @@ and leaves the room, its other members and the stored history untouched."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import aiohttp
@@ -14,8 +15,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from collab.config import Config, database_url
 from collab.errors import CloseCode
 from collab.models import UpdateRow
-from collab.protocol import encode_update
+from collab.protocol import encode_sync_step1, encode_update
 from collab.server import HUB
+from collab.ydoc import apply_unless_known
 from tests.conftest import ROOT, Server, editor, eventually, raw_client, start_server
 
 BAD_MESSAGES = [
@@ -271,3 +273,36 @@ async def test_close_code_sent_by_aiohttp_is_the_one_recorded(
         await eventually(lambda: not server.app[HUB].rooms)
         assert await _closes(server, session, CloseCode.MESSAGE_TOO_BIG) == 1
         assert await _closes(server, session, CloseCode.NORMAL) == 0
+
+
+async def test_room_whose_document_panics_is_reset_and_reloaded(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """If yrs panics on a room's document (here: poisoned behind the validator's back), the
+    room is thrown away, every member is closed with 1011, and reconnecting members find it
+    reloaded from the store with everything stored."""
+    url = server.url("poisoned")
+    hub = server.app[HUB]
+    async with editor(session, url) as alice, raw_client(session, url) as bob:
+        await bob.handshake()
+        alice.text += "stored"
+        await eventually(lambda: hub.rooms["poisoned"].seq == 1)
+        room = hub.rooms["poisoned"]
+        with contextlib.suppress(BaseException):  # a PanicException: the doc is now broken
+            apply_unless_known(room.doc, POISON[3:])  # as Room applies, validator aside
+        # This document panics when encoded: the next joiner's SyncStep1 finds out.
+        async with raw_client(session, url) as carol:
+            await carol.recv_bytes()  # the server's SyncStep1
+            await carol.ws.send_bytes(encode_sync_step1(b"\x00"))
+            assert await carol.closed_with() == CloseCode.INTERNAL_ERROR
+        assert await bob.closed_with() == CloseCode.INTERNAL_ERROR
+        await eventually(lambda: alice.ws.closed, what="alice closed too")
+        assert alice.ws.close_code == CloseCode.INTERNAL_ERROR
+    assert "poisoned" not in hub.rooms and hub.stats.rooms_reset == 1
+    async with editor(session, url) as again:
+        assert str(again) == "stored"
+        again.text += " and on"
+        await eventually(lambda: hub.rooms["poisoned"].seq == 2)
+    async with session.get(server.http + "/metrics") as response:
+        assert "collab_rooms_reset_total 1.0" in await response.text()
+    assert await _closes(server, session, CloseCode.INTERNAL_ERROR) == 3
