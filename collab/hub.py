@@ -236,8 +236,8 @@ class Hub:
         """
         backlog = self.store.backlog_bytes
         config = self.config
-        if backlog > config.store_stalled_backlog and (
-            backlog > config.store_max_backlog or self.store.stalled
+        if backlog > config.store_max_backlog or (
+            backlog > config.store_stalled_backlog and self.store.stalled
         ):
             raise Overloaded("storage is behind, retry later")
 
