@@ -440,3 +440,42 @@ async def test_writers_are_turned_away_while_the_store_cannot_commit(tmp_path: P
             text, seqs = await _stored(store, "doc")
             assert text == relayed
             assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_rows_a_failed_commit_stored_anyway_are_not_written_twice(tmp_path: Path) -> None:
+    """After a failed commit, rows found stored already (a commit cut off at COMMIT that
+    landed) are skipped instead of failing on the primary key forever."""
+    async with open_store("sqlite", tmp_path, busy_timeout_ms=20) as store:
+        doc_id = (await store.load("doc")).doc_id
+        locked, release = threading.Event(), threading.Event()
+
+        def land_first_two() -> None:
+            # Holds the write lock while the store's commits fail, then commits rows 1 and
+            # 2 itself, as if the store's own commit had landed after all.
+            conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+            conn.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            release.wait(10)
+            conn.executemany(
+                "INSERT INTO updates (doc_id, seq, created_ms, data) VALUES (?, ?, 0, ?)",
+                [(doc_id, 1, b"u1"), (doc_id, 2, b"u2")],
+            )
+            conn.execute("COMMIT")
+            conn.close()
+
+        holder = asyncio.create_task(asyncio.to_thread(land_first_two))
+        try:
+            await asyncio.to_thread(locked.wait, 5)
+            for seq in (1, 2, 3):
+                store.append(doc_id, seq, b"u%d" % seq, connection_id=None, author=None)
+            await eventually(lambda: store.write_errors >= 1, what="a failed commit")
+        finally:
+            release.set()
+            await holder
+        await asyncio.wait_for(store.flush(), 10 * TIMEOUT_FACTOR)
+        loaded = await store.load("doc")
+        assert (loaded.updates, loaded.last_seq, store.stalled) == (
+            [b"u1", b"u2", b"u3"],
+            3,
+            False,
+        )

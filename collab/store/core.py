@@ -244,7 +244,9 @@ class Store:
     Args:
         url: an SQLAlchemy async URL.
         commit_interval: the group-commit window, in seconds.
-        db_timeout: seconds a wait on the database may take before ``StoreUnavailable``.
+        db_timeout: seconds a wait on the database may take before ``StoreUnavailable``
+            (``None``, the default for the command-line tools: no bound; the server
+            passes ``Config.db_timeout``).
         batch_bytes, batch_rows: the most one transaction of the writer carries (a single
             larger row still goes, alone).
     """
@@ -256,7 +258,7 @@ class Store:
         commit_interval: float = 0.05,
         close_timeout: float = 10.0,
         busy_timeout_ms: int = 5000,
-        db_timeout: float = 10.0,
+        db_timeout: float | None = None,
         batch_bytes: int = _BATCH_BYTES,
         batch_rows: int = _BATCH_ROWS,
     ) -> None:
@@ -315,8 +317,8 @@ class Store:
         flight has taken longer than ``db_timeout``. Cleared by the next good commit."""
         if self.stalled_since is not None:
             return True
-        started = self._commit_started
-        return started is not None and time.monotonic() - started > self.db_timeout
+        started, limit = self._commit_started, self.db_timeout
+        return started is not None and limit is not None and time.monotonic() - started > limit
 
     def bounded(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Bound a wait on the database: a block that takes longer than ``db_timeout``,
@@ -347,7 +349,8 @@ class Store:
             async with asyncio.timeout(limit):
                 yield
         except TimeoutError as exc:
-            raise StoreUnavailable(f"database did not answer within {limit:g} s") from exc
+            within = "in time" if limit is None else f"within {limit:g} s"
+            raise StoreUnavailable(f"database did not answer {within}") from exc
         except (DBAPIError, PoolTimeout, OSError) as exc:
             if not _unavailable(exc):
                 raise
