@@ -119,10 +119,9 @@ def test_asyncio_accept_errors_are_one_kind(handler: ListHandler, clock: Clock) 
     loop_log = logging.getLogger("collab.test_logfilter.asyncio")
     for fd in range(500):
         error = _emfile()
-        loop_log.error(
-            "socket.accept() out of system resource\nsocket: <TransportSocket fd=%d>" % fd,
-            exc_info=(type(error), error, None),
-        )
+        # Preformatted, as asyncio's default exception handler logs it.
+        message = f"socket.accept() out of system resource\nsocket: <TransportSocket fd={fd}>"
+        loop_log.error(message, exc_info=(type(error), error, None))
     _repeats(handler).flush(everything=True)
     assert len(handler.lines) == 2
     assert handler.lines[1] == (
