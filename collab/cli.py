@@ -191,6 +191,11 @@ def _token_create(config: Config, args: argparse.Namespace) -> int:
     if not args.docs and not args.admin:
         print("collab: give --docs PATTERN (or --admin)", file=sys.stderr)
         return 2
+    if not args.user.strip():
+        # The user id is the author of the token's edits when it has no name: an empty
+        # one would let whoever holds the token name the author.
+        print("collab: --user must not be empty", file=sys.stderr)
+        return 2
     try:
         expires = _seconds(args.expires) if args.expires else None
     except ValueError as exc:
