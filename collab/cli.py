@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from collab import __version__
 from collab.config import Config, database_url
+from collab.logfilter import RepeatFilter
 
 __all__ = ["main"]
 
@@ -30,6 +31,7 @@ log = logging.getLogger("collab")
 _NOT_SETTINGS = {"command", "db_command", "token_command", "config", "func"}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_REPEAT_INTERVAL = 10.0  # seconds a repeated warning or error is counted, not logged
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--certfile", help="TLS certificate (PEM): serve wss:// directly")
     serve.add_argument("--keyfile", help="TLS private key (PEM)")
     serve.add_argument("--redis", help="Redis URL: relay rooms between several nodes")
+    serve.add_argument(
+        "--handshake-timeout",
+        type=float,
+        help="seconds to send a request's headers; also the idle keep-alive (default 10)",
+    )
+    serve.add_argument("--listen-backlog", type=int, help="connections queued to accept (1024)")
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -115,8 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
         print(f"collab: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(config.log_level, config.log_format)
-    result: int = args.func(config, args)
+    repeats = _setup_logging(config.log_level, config.log_format)
+    try:
+        result: int = args.func(config, args)
+    finally:
+        repeats.flush(everything=True)  # the counts of repeats not yet summarised
     return result
 
 
@@ -147,7 +158,7 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def _setup_logging(level: str, fmt: str = "text") -> None:
+def _setup_logging(level: str, fmt: str = "text") -> RepeatFilter:
     # Our loggers at the chosen level; libraries (aiosqlite logs every statement at DEBUG)
     # only from WARNING, except Alembic saying which migrations it ran.
     handler = logging.StreamHandler()
@@ -155,11 +166,16 @@ def _setup_logging(level: str, fmt: str = "text") -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # One record per kind of warning or error per interval, then a count: out of file
+    # descriptors, the event loop logs an error for every accept it retries.
+    repeats = RepeatFilter(handler.handle, _REPEAT_INTERVAL)
+    handler.addFilter(repeats)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("collab").setLevel(level.upper())
     logging.getLogger("alembic.runtime.migration").setLevel(level.upper())
+    return repeats
 
 
 def _upgrade(config: Config, _args: argparse.Namespace) -> int:
@@ -307,6 +323,10 @@ def _serve(config: Config, _args: argparse.Namespace) -> int:
                 "write every document",
                 config.host,
             )
+    if config.handshake_timeout <= 0:
+        print("collab: handshake_timeout must be more than 0 seconds", file=sys.stderr)
+        return 2
+    _raise_open_files()
     ssl_context = None
     if config.certfile:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -330,9 +350,39 @@ def _serve(config: Config, _args: argparse.Namespace) -> int:
         print=None,
         shutdown_timeout=5.0,
         loop=loop,
+        backlog=config.listen_backlog,
+        # aiohttp arms this timer when a connection opens and again after each response,
+        # and closes the connection if no complete request head arrived by then: it is
+        # both the deadline for a request's headers (slowloris) and the idle keep-alive.
+        keepalive_timeout=config.handshake_timeout,
     )
     log.info("collab stopped")
     return 0
+
+
+def _raise_open_files() -> None:
+    """Raise the soft open-file limit to the hard one: every connection is a descriptor,
+    and a distribution's default of 1024 is less than one busy document's editors."""
+    try:
+        import resource
+    except ImportError:  # not on this platform (Windows)
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft == hard:
+        log.info("open-file limit: %d (hard limit %s)", soft, _limit(hard))
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError) as exc:
+        log.info("open-file limit stays %d (hard limit %d): %s", soft, hard, exc)
+        return
+    log.info("open-file limit raised from %d to the hard limit %d", soft, hard)
+
+
+def _limit(value: int) -> str:
+    import resource
+
+    return "unlimited" if value == resource.RLIM_INFINITY else str(value)
 
 
 # -- history: collab history | show | export | compact --------------------------------------
