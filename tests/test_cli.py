@@ -104,9 +104,7 @@ def test_bad_env_value_is_a_clear_error(
 
 
 @pytest.mark.parametrize("user", ["", "  "], ids=["empty", "blank"])
-def test_token_create_refuses_an_empty_user(
-    capsys: pytest.CaptureFixture[str], user: str
-) -> None:
+def test_token_create_refuses_an_empty_user(capsys: pytest.CaptureFixture[str], user: str) -> None:
     """``collab token create --user ''`` exits 2 with a clear message and prints no token."""
     secret = "cli-secret-0123456789abcdef0123456789"
     argv = ["token", "create", "--auth-secret", secret, "--user", user, "--docs", "*"]
