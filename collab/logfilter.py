@@ -140,7 +140,8 @@ def _summary(last: logging.LogRecord, count: int, span: float) -> logging.LogRec
     first = message.split("\n", 1)[0]
     error = ""
     if last.exc_info and last.exc_info[1] is not None:
-        error = f" ({type(last.exc_info[1]).__name__}: {last.exc_info[1]})"
+        detail = " ".join(str(last.exc_info[1]).split())[:200]  # one line: the count ends it
+        error = f" ({type(last.exc_info[1]).__name__}: {detail})"
     times = "time" if count == 1 else "times"
     record = logging.LogRecord(
         last.name,

@@ -112,5 +112,12 @@ async def start(
         except aiohttp.ClientConnectionError:
             return False
 
-    await eventually(healthy, timeout=20, what="server start")
+    try:
+        await eventually(healthy, timeout=20, what="server start")
+    except BaseException:
+        # A server that never became healthy must not outlive the test that started it.
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        raise
     return server

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import resource
 import signal
 import sys
@@ -315,3 +316,28 @@ async def test_the_default_server_logs_its_open_file_limit(tmp_path: Path) -> No
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     log = await asyncio.to_thread(server.log.read_text)
     assert f"open-file limit raised from 1024 to the hard limit {hard}" in log
+
+
+# -- log floods ---------------------------------------------------------------------------
+
+
+async def test_a_flood_of_bad_requests_logs_each_kind_once_with_a_count(tmp_path: Path) -> None:
+    """aiohttp logs a traceback at ERROR for every malformed request; 200 of them make
+    one logged error and a summary counting the other 199 (written at shutdown at the
+    latest), every one still answered 400."""
+    bad = b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"  # line over 8190 bytes
+    async with serving(tmp_path) as server:
+        for _ in range(200):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            try:
+                writer.write(bad)
+                status = await asyncio.wait_for(reader.readline(), 5 * TIMEOUT_FACTOR)
+            finally:
+                writer.close()
+            assert status.split()[1:2] == [b"400"], status
+    lines = (await asyncio.to_thread(server.log.read_text)).splitlines()
+    errors = [line for line in lines if "ERROR aiohttp.server: Error handling request" in line]
+    repeated = [int(m[1]) for line in errors if (m := re.search(r"\[repeated (\d+) time", line))]
+    assert len(errors) <= 2 * len(repeated)  # each logged one is followed by its summary
+    assert len(errors) - len(repeated) + sum(repeated) == 200
+    assert len(lines) < 60
