@@ -32,6 +32,7 @@ _NOT_SETTINGS = {"command", "db_command", "token_command", "config", "func"}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _REPEAT_INTERVAL = 10.0  # seconds a repeated warning or error is counted, not logged
+_OPEN_FILES_WITHOUT_HARD_LIMIT = 65536
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -362,27 +363,25 @@ def _serve(config: Config, _args: argparse.Namespace) -> int:
 
 def _raise_open_files() -> None:
     """Raise the soft open-file limit to the hard one: every connection is a descriptor,
-    and a distribution's default of 1024 is less than one busy document's editors."""
+    and the usual default of 1024 is a tenth of ``max_connections``' default."""
     try:
         import resource
     except ImportError:  # not on this platform (Windows)
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft == hard:
-        log.info("open-file limit: %d (hard limit %s)", soft, _limit(hard))
+    unlimited = resource.RLIM_INFINITY
+    # No hard limit (macOS): the kernel still caps the soft one, so aim for a number.
+    target = hard if hard != unlimited else _OPEN_FILES_WITHOUT_HARD_LIMIT
+    hard_text = "none" if hard == unlimited else str(hard)
+    if soft == unlimited or soft >= target:
+        log.info("open-file limit: %s (hard limit %s)", soft, hard_text)
         return
     try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (OSError, ValueError) as exc:
-        log.info("open-file limit stays %d (hard limit %d): %s", soft, hard, exc)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError) as exc:  # not permitted here: serve with what there is
+        log.info("open-file limit stays %d (hard limit %s): %s", soft, hard_text, exc)
         return
-    log.info("open-file limit raised from %d to the hard limit %d", soft, hard)
-
-
-def _limit(value: int) -> str:
-    import resource
-
-    return "unlimited" if value == resource.RLIM_INFINITY else str(value)
+    log.info("open-file limit raised from %d to %d (hard limit %s)", soft, target, hard_text)
 
 
 # -- history: collab history | show | export | compact --------------------------------------

@@ -315,7 +315,7 @@ async def test_the_default_server_logs_its_open_file_limit(tmp_path: Path) -> No
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     log = await asyncio.to_thread(server.log.read_text)
-    assert f"open-file limit raised from 1024 to the hard limit {hard}" in log
+    assert f"open-file limit raised from 1024 to {hard} (hard limit {hard})" in log
 
 
 # -- log floods ---------------------------------------------------------------------------
