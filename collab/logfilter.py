@@ -26,6 +26,7 @@ from dataclasses import dataclass
 __all__ = ["RepeatFilter"]
 
 _Kind = tuple[str, int, str, str]
+_Ended = tuple[logging.LogRecord, int, float]  # the last repeat, how many, over how long
 _SUMMARY = "_collab_repeat_summary"  # set on our own summary records, which always pass
 
 
@@ -88,8 +89,8 @@ class RepeatFilter(logging.Filter):
             elif len(self._windows) < self._max_kinds:
                 self._windows[kind] = _Window(now)
                 self._next_sweep = min(self._next_sweep, now + self.interval)
-        for summary in due:  # outside the lock: emitting runs this filter again
-            self._emit(summary)
+        for ended in due:  # outside the lock: emitting runs this filter again
+            self._emit(_summary(*ended))
         if timer_in is not None:
             self._start_timer(timer_in)
         return window is None
@@ -98,13 +99,16 @@ class RepeatFilter(logging.Filter):
         """Log the summaries of the intervals that have ended (``everything``: of all)."""
         with self._lock:
             due = self._sweep(self._clock(), everything)
-        for summary in due:
-            self._emit(summary)
+        for ended in due:
+            self._emit(_summary(*ended))
 
-    def _sweep(self, now: float, everything: bool = False) -> list[logging.LogRecord]:
-        """End the windows that are over (``everything``: all); the summaries to log.
-        Called under the lock."""
-        due: list[logging.LogRecord] = []
+    def _sweep(self, now: float, everything: bool = False) -> list[_Ended]:
+        """End the windows that are over (``everything``: all); what to summarise.
+
+        Called under the lock, so it formats nothing: a record's arguments may run any
+        code, which may log.
+        """
+        due: list[_Ended] = []
         upcoming = float("inf")
         for kind, window in list(self._windows.items()):
             end = window.start + self.interval
@@ -114,7 +118,7 @@ class RepeatFilter(logging.Filter):
             del self._windows[kind]
             if window.count and window.last is not None:
                 span = min(now, end) - window.start
-                due.append(_summary(window.last, window.count, span))
+                due.append((window.last, window.count, span))
         self._next_sweep = upcoming
         return due
 
