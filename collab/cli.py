@@ -327,7 +327,16 @@ def _serve(config: Config, _args: argparse.Namespace) -> int:
     if config.handshake_timeout <= 0:
         print("collab: handshake_timeout must be more than 0 seconds", file=sys.stderr)
         return 2
-    _raise_open_files()
+    limit = _raise_open_files()
+    if limit is not None and limit < config.max_connections:
+        log.warning(
+            "the open-file limit (%d) is below max_connections (%d): past about %d "
+            "connections the server runs out of descriptors instead (raise the hard limit: "
+            "ulimit -Hn, LimitNOFILE= in systemd)",
+            limit,
+            config.max_connections,
+            limit,
+        )
     ssl_context = None
     if config.certfile:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -361,13 +370,17 @@ def _serve(config: Config, _args: argparse.Namespace) -> int:
     return 0
 
 
-def _raise_open_files() -> None:
+def _raise_open_files() -> int | None:
     """Raise the soft open-file limit to the hard one: every connection is a descriptor,
-    and the usual default of 1024 is a tenth of ``max_connections``' default."""
+    and the usual default of 1024 is a tenth of ``max_connections``' default.
+
+    Returns:
+        The soft limit now in force (``None``: unlimited, or unknown on this platform).
+    """
     try:
         import resource
     except ImportError:  # not on this platform (Windows)
-        return
+        return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     unlimited = resource.RLIM_INFINITY
     # No hard limit (macOS): the kernel still caps the soft one, so aim for a number.
@@ -375,13 +388,14 @@ def _raise_open_files() -> None:
     hard_text = "none" if hard == unlimited else str(hard)
     if soft == unlimited or soft >= target:
         log.info("open-file limit: %s (hard limit %s)", soft, hard_text)
-        return
+        return None if soft == unlimited else soft
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     except (OSError, ValueError) as exc:  # not permitted here: serve with what there is
         log.info("open-file limit stays %d (hard limit %s): %s", soft, hard_text, exc)
-        return
+        return soft
     log.info("open-file limit raised from %d to %d (hard limit %s)", soft, target, hard_text)
+    return target
 
 
 # -- history: collab history | show | export | compact --------------------------------------

@@ -138,6 +138,7 @@ async def test_slowloris_at_1024_descriptors(tmp_path: Path, loop: str) -> None:
     lines = (await asyncio.to_thread(server.log.read_text)).splitlines()
     print(f"[{loop}] server log: {len(lines)} lines")
     assert len(lines) < 60, "\n".join(lines[:80])
+    assert any("open-file limit (1024) is below max_connections (10000)" in x for x in lines)
     errors = [line for line in lines if "out of system resource" in line]
     if loop == "asyncio":  # uvloop drops connections it cannot accept without logging
         assert len(errors) <= 3 and any("[repeated" in line for line in errors), errors
