@@ -66,7 +66,8 @@ class Config:
     """Seconds a connection has, after connecting or after its previous response, to send a
     complete request line and headers (a WebSocket upgrade included); then it is closed.
     Also how long an idle keep-alive connection stays open. Must be more than 0 (it is
-    aiohttp's keep-alive timeout, and 0 there would close every connection at once)."""
+    aiohttp's keep-alive timeout, where 0 means no deadline for a first request's head
+    and no keep-alive at all)."""
     listen_backlog: int = 1024
     """Connections the kernel queues for the server to accept (capped by
     ``net.core.somaxconn``); a burst larger than this is delayed by SYN retries."""
