@@ -247,7 +247,7 @@ async def _restore(request: web.Request) -> web.StreamResponse:
     room = hub.rooms.get(head.name)
     current = room.doc.get_update() if room is not None else None
     restored, update = await archive.restore(head, target, current)
-    author = server.identify(request).author or _opt_str(data, "user") or request.query.get("user")
+    author = server.identify(request).author_of(_opt_str(data, "user"), request.query.get("user"))
     before = hub.rooms[head.name].seq if head.name in hub.rooms else head.last_seq
     new_seq = before
     if update:
@@ -270,7 +270,7 @@ async def _named_add(request: web.Request) -> web.StreamResponse:
     if not isinstance(name, str):
         raise BadRequest('give the version a name: {"name": "...", "seq": N}')
     seq = await archive.resolve(head, _opt_str(data, "seq"), _opt_str(data, "at"))
-    author = server.identify(request).author or _opt_str(data, "user")
+    author = server.identify(request).author_of(_opt_str(data, "user"))
     return _json(await archive.add_named_version(head, seq, name, author), 201)
 
 

@@ -6,7 +6,8 @@ minted by a team's own application, verified with its public key (RS256/ES256/Ed
 
 Claims collab reads:
 
-- ``sub``: the user's id (required);
+- ``sub``: the user's id (required, a non-empty string: with auth on, a token's name or
+  else its subject is the author of its edits, never what the client claims);
 - ``name``: a display name (optional; history shows it as the author);
 - ``docs``: a list of ``{"pattern": "team/*", "access": "write" | "read" | "none"}``
   rules, matched in order against the room name with shell-style wildcards (``*``
@@ -71,8 +72,18 @@ class Identity:
 
     @property
     def author(self) -> str | None:
-        """What history records as the author of this identity's edits."""
+        """What history records as the author of this identity's edits: for a verified
+        token its name, else its user id (never empty); ``None`` on an open server."""
         return self.name or self.user_id
+
+    def author_of(self, *claimed: object) -> str | None:
+        """The one rule for who authored an edit: with auth on, the token's author,
+        whatever the client claims; on an open server, the first non-empty string the
+        client ``claimed`` (``?user=``, a body's ``user``), else ``None``.
+        """
+        if self.user_id is not None:
+            return self.author
+        return next((c for c in claimed if isinstance(c, str) and c), None)
 
 
 OPEN = Identity(None, None, (Rule("*", Access.WRITE),), admin=True)
@@ -126,6 +137,11 @@ class Verifier:
 
 
 def _identity(claims: dict[str, Any]) -> Identity:
+    subject = claims["sub"]
+    # The subject is who history records when the token has no name: an empty one would
+    # let the client's own claims (?user=, awareness) pick the author instead.
+    if not isinstance(subject, str) or not subject.strip():
+        raise Unauthorized("token has no subject")
     rules = []
     for raw in claims.get("docs") or []:
         if not isinstance(raw, dict) or not isinstance(raw.get("pattern"), str):
@@ -135,11 +151,12 @@ def _identity(claims: dict[str, Any]) -> Identity:
         except KeyError:
             raise Unauthorized("invalid access in docs claim") from None
         rules.append(Rule(raw["pattern"], access))
-    name = claims.get("name")
+    raw_name = claims.get("name")
+    name = str(raw_name).strip()[:255] if raw_name else ""
     exp = claims.get("exp")
     return Identity(
-        user_id=str(claims["sub"]),
-        name=str(name)[:255] if name else None,
+        user_id=subject,
+        name=name or None,
         rules=tuple(rules),
         expires=float(exp) if exp is not None else None,
         token_id=str(claims["jti"]) if claims.get("jti") else None,
@@ -176,7 +193,13 @@ def mint(
     admin: bool = False,
 ) -> str:
     """Make an HS256 token for ``user_id`` with the given document rules (and, with
-    ``admin``, the right to revoke tokens)."""
+    ``admin``, the right to revoke tokens).
+
+    Raises:
+        ValueError: ``user_id`` is empty or only whitespace.
+    """
+    if not user_id.strip():
+        raise ValueError("the user id must not be empty")
     issued = time.time() if now is None else now
     claims: dict[str, Any] = {
         "sub": user_id,

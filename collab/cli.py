@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from collab import __version__
 from collab.config import Config, database_url
+from collab.logfilter import RepeatFilter
 
 __all__ = ["main"]
 
@@ -30,6 +31,8 @@ log = logging.getLogger("collab")
 _NOT_SETTINGS = {"command", "db_command", "token_command", "config", "func"}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_REPEAT_INTERVAL = 10.0  # seconds a repeated warning or error is counted, not logged
+_OPEN_FILES_WITHOUT_HARD_LIMIT = 65536
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--certfile", help="TLS certificate (PEM): serve wss:// directly")
     serve.add_argument("--keyfile", help="TLS private key (PEM)")
     serve.add_argument("--redis", help="Redis URL: relay rooms between several nodes")
+    serve.add_argument(
+        "--handshake-timeout",
+        type=float,
+        help="seconds to send a request's headers; also the idle keep-alive (default 10)",
+    )
+    serve.add_argument("--listen-backlog", type=int, help="connections queued to accept (1024)")
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -115,8 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
         print(f"collab: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(config.log_level, config.log_format)
-    result: int = args.func(config, args)
+    repeats = _setup_logging(config.log_level, config.log_format)
+    try:
+        result: int = args.func(config, args)
+    finally:
+        repeats.flush(everything=True)  # the counts of repeats not yet summarised
     return result
 
 
@@ -147,7 +159,7 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def _setup_logging(level: str, fmt: str = "text") -> None:
+def _setup_logging(level: str, fmt: str = "text") -> RepeatFilter:
     # Our loggers at the chosen level; libraries (aiosqlite logs every statement at DEBUG)
     # only from WARNING, except Alembic saying which migrations it ran.
     handler = logging.StreamHandler()
@@ -155,11 +167,16 @@ def _setup_logging(level: str, fmt: str = "text") -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # One record per kind of warning or error per interval, then a count: out of file
+    # descriptors, the event loop logs an error for every accept it retries.
+    repeats = RepeatFilter(handler.handle, _REPEAT_INTERVAL)
+    handler.addFilter(repeats)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("collab").setLevel(level.upper())
     logging.getLogger("alembic.runtime.migration").setLevel(level.upper())
+    return repeats
 
 
 def _upgrade(config: Config, _args: argparse.Namespace) -> int:
@@ -190,6 +207,11 @@ def _token_create(config: Config, args: argparse.Namespace) -> int:
         return 2
     if not args.docs and not args.admin:
         print("collab: give --docs PATTERN (or --admin)", file=sys.stderr)
+        return 2
+    if not args.user.strip():
+        # The user id is the author of the token's edits when it has no name: an empty
+        # one would let whoever holds the token name the author.
+        print("collab: --user must not be empty", file=sys.stderr)
         return 2
     try:
         expires = _seconds(args.expires) if args.expires else None
@@ -302,6 +324,19 @@ def _serve(config: Config, _args: argparse.Namespace) -> int:
                 "write every document",
                 config.host,
             )
+    if config.handshake_timeout <= 0:
+        print("collab: handshake_timeout must be more than 0 seconds", file=sys.stderr)
+        return 2
+    limit = _raise_open_files()
+    if limit is not None and limit < config.max_connections:
+        log.warning(
+            "the open-file limit (%d) is below max_connections (%d): past about %d "
+            "connections the server runs out of descriptors instead (raise the hard limit: "
+            "ulimit -Hn, LimitNOFILE= in systemd)",
+            limit,
+            config.max_connections,
+            limit,
+        )
     ssl_context = None
     if config.certfile:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -325,9 +360,42 @@ def _serve(config: Config, _args: argparse.Namespace) -> int:
         print=None,
         shutdown_timeout=5.0,
         loop=loop,
+        backlog=config.listen_backlog,
+        # aiohttp arms this timer when a connection opens and again after each response,
+        # and closes the connection if no complete request head arrived by then: it is
+        # both the deadline for a request's headers (slowloris) and the idle keep-alive.
+        keepalive_timeout=config.handshake_timeout,
     )
     log.info("collab stopped")
     return 0
+
+
+def _raise_open_files() -> int | None:
+    """Raise the soft open-file limit to the hard one: every connection is a descriptor,
+    and the usual default of 1024 is a tenth of ``max_connections``' default.
+
+    Returns:
+        The soft limit now in force (``None``: unlimited, or unknown on this platform).
+    """
+    try:
+        import resource
+    except ImportError:  # not on this platform (Windows)
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    unlimited = resource.RLIM_INFINITY
+    # No hard limit (macOS): the kernel still caps the soft one, so aim for a number.
+    target = hard if hard != unlimited else _OPEN_FILES_WITHOUT_HARD_LIMIT
+    hard_text = "none" if hard == unlimited else str(hard)
+    if soft == unlimited or soft >= target:
+        log.info("open-file limit: %s (hard limit %s)", soft, hard_text)
+        return None if soft == unlimited else soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError) as exc:  # not permitted here: serve with what there is
+        log.info("open-file limit stays %d (hard limit %s): %s", soft, hard_text, exc)
+        return soft
+    log.info("open-file limit raised from %d to %d (hard limit %s)", soft, target, hard_text)
+    return target
 
 
 # -- history: collab history | show | export | compact --------------------------------------

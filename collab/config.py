@@ -68,6 +68,15 @@ class Config:
     start) removes it for good."""
     allowed_origins: str = ""
     """Comma-separated WebSocket ``Origin`` values accepted; empty accepts any."""
+    handshake_timeout: float = 10.0
+    """Seconds a connection has, after connecting or after its previous response, to send a
+    complete request line and headers (a WebSocket upgrade included); then it is closed.
+    Also how long an idle keep-alive connection stays open. Must be more than 0 (it is
+    aiohttp's keep-alive timeout, where 0 means no deadline for a first request's head
+    and no keep-alive at all)."""
+    listen_backlog: int = 1024
+    """Connections the kernel queues for the server to accept (capped by
+    ``net.core.somaxconn``); a burst larger than this is delayed by SYN retries."""
     max_connections: int = 10_000
     """Open WebSocket connections accepted in total; more are refused with 1013."""
     max_room_connections: int = 1_000

@@ -146,8 +146,7 @@ async def _live(request: web.Request, name: str) -> DocumentState:
 def _author(request: web.Request, identity: Identity, data: dict[str, Any]) -> str | None:
     # The verified identity when auth is on; on an open server, the name the caller gives
     # (like the WebSocket's ?user=).
-    user = data.get("user") if isinstance(data.get("user"), str) else None
-    return identity.author or user or request.query.get("user") or None
+    return identity.author_of(data.get("user"), request.query.get("user"))
 
 
 async def _read(request: web.Request, limit: int) -> bytes:

@@ -364,7 +364,9 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     observe = metrics.relay_seconds.observe
     try:
         identity = _admit(request, name, len(connections))
-        conn.author = identity.author or request.query.get("user") or None
+        # With auth on the token decides and is never empty, so the hub never falls back
+        # to the name a client announces in its awareness (``conn.author is None``).
+        conn.author = identity.author_of(request.query.get("user"))
         conn.read_only = identity.access(name) is Access.READ
         conn.token_id = identity.token_id
         now = time.monotonic()

@@ -27,7 +27,7 @@ import re
 import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -35,7 +35,7 @@ from aiohttp import web
 from collab import server
 from collab.auth import Access
 from collab.errors import CollabError, StoreUnavailable
-from collab.room import Room
+from collab.room import Room, validate_room_name
 from collab.store import DocumentInfo
 
 __all__ = ["STATIC", "setup"]
@@ -66,6 +66,11 @@ _CSP = (
     "style-src 'self' 'unsafe-inline'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'self'"
 )
+# Static paths: the bundle's names are short, and a name a file system refuses (a NUL,
+# ENAMETOOLONG) must be a 404, not an exception.
+_MAX_PATH = 1024
+_MAX_NAME = 255
+_UNSERVABLE = re.compile(r"[\x00-\x1f\x7f\\]")
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
@@ -96,14 +101,21 @@ class _Assets:
         self._cache: dict[str, tuple[tuple[int, int], _Asset]] = {}
 
     async def get(self, path: str) -> _Asset | None:
-        """The asset at ``path`` (relative, ``/``-separated), or ``None`` if absent."""
-        parts = PurePosixPath(path).parts
-        if not parts or any(p in ("..", ".") or p.startswith(("/", "\\")) for p in parts):
+        """The asset at ``path`` (relative, ``/``-separated), or ``None`` if absent.
+
+        Any path that cannot name a bundle file is absent, never an error: one with a
+        NUL or another control character, ``..``, ``.``, an empty or over-long part,
+        a backslash, or a trailing slash (the bundle's names are plain).
+        """
+        if len(path) > _MAX_PATH or _UNSERVABLE.search(path):
+            return None
+        parts = path.split("/")
+        if any(p in ("", ".", "..") or len(p) > _MAX_NAME for p in parts):
             return None
         file = self.root.joinpath(*parts)
         try:
             status = await asyncio.to_thread(os.stat, file)
-        except (FileNotFoundError, NotADirectoryError):
+        except (OSError, ValueError):  # absent, not a directory, too long, a loop...
             return None
         if not stat.S_ISREG(status.st_mode):
             return None
@@ -111,7 +123,10 @@ class _Assets:
         cached = self._cache.get(path)
         if cached is not None and cached[0] == key:
             return cached[1]
-        asset = await asyncio.to_thread(_read_asset, file)
+        try:
+            asset = await asyncio.to_thread(_read_asset, file)
+        except OSError:  # removed or replaced since the stat (a rebuild in progress)
+            return None
         self._cache[path] = (key, asset)
         return asset
 
@@ -168,7 +183,24 @@ async def _page(request: web.Request) -> web.Response:
         "Referrer-Policy": "same-origin",
         "X-Content-Type-Options": "nosniff",
     }
+    room = request.match_info.get("room")
+    if room is not None and not _valid_room(room, request.app[server.CONFIG].max_room_name):
+        # No document can have this name (the WebSocket would refuse it with 4400): say
+        # so with the status, but still send the page, whose client explains it.
+        headers.update({"Cache-Control": "no-cache", "Content-Type": asset.content_type})
+        return web.Response(status=404, body=asset.body, headers=headers)
     return _respond(request, asset, "no-cache", headers)
+
+
+def _valid_room(path: str, max_length: int) -> bool:
+    """Whether the room part of a page's path can name a document (``/history`` is the
+    history view of the name before it)."""
+    name = path.removesuffix("/history") or path
+    try:
+        validate_room_name(name, max_length)
+    except CollabError:
+        return False
+    return True
 
 
 async def _static(request: web.Request) -> web.Response:

@@ -15,6 +15,22 @@ import aiohttp
 
 from tests.conftest import TIMEOUT_FACTOR, eventually
 
+ROOT = Path(__file__).parent.parent
+
+# ``collab serve`` as ``python -m collab`` runs it, but first with an open-file limit
+# (soft AND hard, so raising the soft one to the hard one gains nothing) and/or without
+# uvloop (an optional extra: a server without it runs asyncio's own loop).
+_LAUNCH = """
+import resource, sys
+nofile, loop = int(sys.argv.pop(1)), sys.argv.pop(1)
+if nofile:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+if loop == "asyncio":
+    sys.modules["uvloop"] = None  # makes "import uvloop" fail, as where it is not installed
+from collab.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -53,19 +69,27 @@ async def start(
     scheme: str = "http",
     ssl_context: ssl.SSLContext | None = None,
     env: dict[str, str] | None = None,
+    nofile: int | None = None,
+    loop: str = "default",
 ) -> ServerProcess:
     """Start ``python -m collab serve`` and wait until it answers /healthz.
 
-    ``db`` is an SQLite file, or a database URL (``postgresql+asyncpg://...``); ``env`` adds
-    environment variables, such as ``COLLAB_*`` settings that have no flag.
+    Args:
+        db: an SQLite file, or a database URL (``postgresql+asyncpg://...``).
+        env: environment variables to add, such as ``COLLAB_*`` settings without a flag.
+        nofile: the child's soft and hard open-file limit.
+        loop: ``asyncio`` runs the child without uvloop; ``default`` as installed.
     """
     port = port or free_port()
     out = await asyncio.to_thread(open, log, "ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    if nofile is None and loop == "default":
+        launch = ["-m", "collab"]
+    else:
+        launch = ["-c", _LAUNCH, str(nofile or 0), loop]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "collab",
+        *launch,
         "serve",
         "--port",
         str(port),
@@ -75,6 +99,7 @@ async def start(
         stdout=out,
         stderr=out,
         env=env,
+        cwd=ROOT,
     )
     out.close()
     server = ServerProcess(process, port, log)
@@ -90,5 +115,12 @@ async def start(
         except aiohttp.ClientConnectionError:
             return False
 
-    await eventually(healthy, timeout=20, what="server start")
+    try:
+        await eventually(healthy, timeout=20, what="server start")
+    except BaseException:
+        # A server that never became healthy must not outlive the test that started it.
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        raise
     return server

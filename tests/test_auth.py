@@ -79,3 +79,31 @@ def test_public_key_tokens() -> None:
 def test_open_identity_may_write_everything() -> None:
     """Without auth, everyone may write every room."""
     assert OPEN.access("anything/at/all") is Access.WRITE
+
+
+@pytest.mark.parametrize("subject", ["", "   ", "\t"], ids=["empty", "spaces", "tab"])
+def test_a_token_without_a_subject_is_unauthorized(subject: str) -> None:
+    """A validly signed token whose ``sub`` is empty or blank is refused (4401): its
+    author would otherwise fall back to what the client claims."""
+    token = jwt.encode({"sub": subject, "docs": [{"pattern": "*"}]}, SECRET, algorithm="HS256")
+    with pytest.raises(Unauthorized) as info:
+        Verifier(SECRET).verify(token)
+    assert info.value.close_code == 4401
+
+
+def test_mint_refuses_an_empty_user_id() -> None:
+    """``mint`` will not make a token nobody can be the author of."""
+    with pytest.raises(ValueError, match="user id"):
+        mint(SECRET, user_id=" ", docs=[("*", Access.WRITE)])
+
+
+def test_with_auth_the_token_is_the_author() -> None:
+    """With a token, its name (else its user id) is the author whatever the client
+    claims; on an open server the first non-empty claim is, else nobody."""
+    named = Verifier(SECRET).verify(mint(SECRET, user_id="u1", name="Ann", docs=[]))
+    unnamed = Verifier(SECRET).verify(mint(SECRET, user_id="u2", name="  ", docs=[]))
+    assert named.author_of("Mallory", "Eve") == "Ann"
+    assert unnamed.author_of("Mallory") == "u2"
+    assert named.author_of() == "Ann"
+    assert OPEN.author_of("", None, "Bo", "Cy") == "Bo"
+    assert OPEN.author_of(None, "") is None

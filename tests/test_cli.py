@@ -101,3 +101,14 @@ def test_bad_env_value_is_a_clear_error(
     monkeypatch.setenv("COLLAB_PORT", "not-a-port")
     assert main(["db", "upgrade"]) == 2
     assert "COLLAB_PORT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("user", ["", "  "], ids=["empty", "blank"])
+def test_token_create_refuses_an_empty_user(capsys: pytest.CaptureFixture[str], user: str) -> None:
+    """``collab token create --user ''`` exits 2 with a clear message and prints no token."""
+    secret = "cli-secret-0123456789abcdef0123456789"
+    argv = ["token", "create", "--auth-secret", secret, "--user", user, "--docs", "*"]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert "--user must not be empty" in err
+    assert out == ""

@@ -204,3 +204,66 @@ async def test_health_and_readiness(server: Server, session: aiohttp.ClientSessi
     async with session.get(server.http + "/readyz") as response:
         body = await response.json()
         assert response.status == 200 and body["status"] == "ready" and body["schema"]
+
+
+async def test_with_auth_only_the_token_names_the_author(
+    auth_config: Config, session: aiohttp.ClientSession
+) -> None:
+    """With auth on, neither ``?user=``, nor a body's ``user``, nor an awareness
+    ``user.name`` changes the stored author: the token's name (else its user id) is it,
+    over WebSockets and REST writes alike."""
+    from tests.test_docs_api import call
+
+    mallory = {"user": {"name": "Mallory"}}
+    ann, u2, bob = token(name="Ann"), token(user="u2"), token(name="Bob", user="bob")
+    async with start_server(auth_config) as server:
+        status, _ = await call(
+            session,
+            server,
+            "POST",
+            "/api/docs?user=Mallory",
+            {"name": "doc", "user": "Mallory"},
+            token=bob,
+        )
+        assert status == 201
+        for tok, client_id in ((ann, 31), (u2, 32)):
+            url = server.url("doc", f"user=Mallory&token={tok}")
+            async with editor(session, url) as live:
+                await live.ws.send_bytes(encode_awareness([AwarenessEntry(client_id, 1, mallory)]))
+                await eventually(lambda: client_id in server.app[HUB].rooms["doc"].awareness)
+                live.text += "x"
+                seq = server.app[HUB].rooms["doc"].seq
+                await eventually(lambda: server.app[HUB].rooms["doc"].seq > seq, what="stored")
+        put = {"text": "replaced", "user": "Mallory"}
+        assert (
+            await call(
+                session, server, "PUT", "/api/docs/doc/content?user=Mallory", put, token=bob
+            )
+        )[0] == 200
+        restore = {"seq": 1, "user": "Mallory"}
+        assert (
+            await call(
+                session, server, "POST", "/api/docs/doc/restore?user=Mallory", restore, token=bob
+            )
+        )[0] == 200
+        named = {"name": "v1", "seq": 1, "user": "Mallory"}
+        status, version = await call(
+            session, server, "POST", "/api/docs/doc/named-versions?user=Mallory", named, token=bob
+        )
+        assert status == 201 and version["author"] == "Bob", version
+        await server.app[HUB].store.flush()
+        authors = await asyncio.to_thread(_authors, auth_config.db)
+    assert authors == ["Ann", "u2", "Bob", "Bob"]  # creating without content stores nothing
+
+
+async def test_a_token_with_an_empty_subject_is_refused(
+    auth_config: Config, session: aiohttp.ClientSession
+) -> None:
+    """A signed token whose ``sub`` is empty closes with 4401 instead of letting
+    ``?user=`` pick the author."""
+    import jwt
+
+    empty = jwt.encode({"sub": "", "docs": [{"pattern": "*"}]}, SECRET, algorithm="HS256")
+    async with start_server(auth_config) as server:
+        url = server.url("doc", f"user=Mallory&token={empty}")
+        assert await _close_code(session, url) == CloseCode.UNAUTHORIZED

@@ -169,6 +169,80 @@ async def test_only_bundle_files_are_served(
         assert response.status == 404
 
 
+_LONG = "a" * 5000
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/app.js%00.png",
+        "/static/%00",
+        "/static/index.html%00",
+        "/static/chunks/%00x.js",
+        "/static/a%01b.js",
+        "/static/a%5Cb.js",
+        "/static/%5C..%5Cweb.py",
+        "/static/" + _LONG,
+        "/static/" + _LONG + ".js",
+        "/static/" + "a/" * 1500 + "b.js",
+        "/static/" + "a" * 256 + ".js",
+        "/static/..",
+        "/static/../web.py",
+        "/static/%2E%2E/%2E%2E/web.py",
+        "/static/chunks%2F..%2F..%2Fweb.py",
+        "/static/%2Fetc%2Fpasswd",
+        "/static//etc/passwd",
+        "/static/./app.js",
+        "/static/app.js/",
+        "/static/%zz",
+        "/static/%",
+        "/static/%C3%28.js",
+        "/static/%ED%A0%80.js",
+    ],
+)
+async def test_odd_static_paths_are_404(
+    server: Server, session: aiohttp.ClientSession, path: str
+) -> None:
+    """NUL or control characters, backslashes, over-long names, ``..``, encoded slashes,
+    empty parts and broken percent-encoding under /static/ are 404, never a 500."""
+    async with session.get(URL(server.http + path, encoded=True)) as response:
+        assert response.status == 404, path[:80]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/d/%00", 404),
+        ("/d/a%00b", 404),
+        ("/d/a%00b/history", 404),
+        ("/d/%1Bx", 404),
+        ("/d/" + _LONG, 404),
+        ("/d/" + _LONG + "/history", 404),
+        ("/d/" + "a/" * 1500 + "b", 404),
+        # Any other string is a document name (not a file path): the page is served and
+        # the client asks the server about that name.
+        ("/d/..", 200),
+        ("/d/../../etc/passwd", 200),
+        ("/d/a%2F..%2Fb", 200),
+        ("/d/%zz", 200),
+        ("/d/%", 200),
+        ("/d/%C3%28", 200),
+        ("/d/%ED%A0%80", 200),
+        ("/d/x/history", 200),
+    ],
+)
+async def test_odd_page_paths_are_never_500(
+    server: Server, session: aiohttp.ClientSession, path: str, status: int
+) -> None:
+    """A page whose name no document can have (NUL, control characters, longer than
+    ``max_room_name``) is 404 with the client shell (which explains it); any other name,
+    however odd, is the editor page."""
+    async with session.get(URL(server.http + path, encoded=True)) as response:
+        assert response.status == status, path[:80]
+        assert response.content_type == "text/html"
+        assert await response.text() == (STATIC / "index.html").read_text()
+
+
 def test_index_references_only_files_that_exist() -> None:
     """Every file index.html and the entry module load is in the committed bundle."""
     html = (STATIC / "index.html").read_text()
