@@ -572,7 +572,14 @@ class Hub:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        """A background task ended: forget it, and say so if it failed (a catch-up or a
+        checkpoint from the log can meet a storage outage; the next one retries)."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("background task %s failed: %r", task.get_name(), exc)
 
 
 def _name_from_awareness(message: AwarenessUpdate) -> str | None:
