@@ -1,0 +1,465 @@
+"""Refusing Yjs updates and state vectors that yrs cannot be trusted with.
+
+PURE: bytes in, ``None`` or ``ProtocolError`` out; stdlib and ``collab.errors`` only. Every
+byte a client sends reaches yrs (through pycrdt), and yrs trusts its input in ways that turn
+malformed data into a panic (``PanicException``, a ``BaseException``, which can poison the
+document for every later call), an allocation abort or undefined behaviour. None of those
+can be caught after the fact, so ``check_update`` and ``check_state_vector`` walk the Yjs v1
+encoding (yjs ``src/utils/encoding.js`` ``readClientsStructRefs`` / ``readDeleteSet``,
+``src/structs/Item.js`` ``readItemContent``, lib0 ``decoding.js`` ``readAny``; yrs
+``src/update.rs``, ``src/block.rs``, ``src/updates/decoder.rs``) before pycrdt sees it, and
+accept only what both yjs and yrs read the same way and within bounds yrs handles safely.
+
+Why each rule exists, from yrs 0.27/0.28 (the version in pycrdt 0.14):
+
+* Varints are at most 8 bytes and at most 2**53 - 1 (lib0 reads JavaScript numbers), and
+  minimal. yrs reads u32 fields with ``wrapping_shl``, so ``2**32`` silently becomes 0.
+* Clocks: every struct and delete range has length >= 1 and ends at or below ``MAX_CLOCK``
+  (2**31 - 1). yrs keeps clocks as u32 and adds ``clock + len`` unchecked, and some paths
+  go through ``i32``; real clients never come near 2**31 operations.
+* Client ids are at most 2**53 - 1: yrs ORs a 53-bit client id into a tag mask, so larger ids
+  alias smaller ones. A client appears once in the structs and once in the delete set: yrs
+  appends a second section to the first one's blocks with a restarted clock and breaks the
+  block store's sorted invariant (the "divide by zero" in ``find_index``).
+* A reference (origin, right origin, parent) to the item's own client points strictly
+  backwards: the referenced item existed when this one was made.
+* Every string is valid UTF-8 (yrs uses ``from_utf8_unchecked``: undefined behaviour) and
+  every count fits in the bytes left (yrs preallocates with ``with_capacity(count)`` for
+  Any arrays and maps, and an allocation failure aborts). Any values nest at most
+  ``MAX_DEPTH`` deep (yrs recurses on the native stack).
+
+Refused although some writer could produce them, because yjs and yrs disagree on their
+framing: ContentJSON (ref 2: yrs reads one string more than yjs writes; yjs has not
+written it since v13) and the XmlHook type (type ref 5: yrs does not read the hook name yjs
+writes). yrs-only type refs (weak link 7, subdoc 9, undefined 15) are refused too.
+
+What cannot be decided without the document (an item whose parent is not a type, map and
+list content mixed under one parent) is left to the room's ``PanicException`` guard; see
+``docs/validation.md``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from collab.errors import ProtocolError
+
+__all__ = ["MAX_CLIENT", "MAX_CLOCK", "MAX_DEPTH", "check_state_vector", "check_update"]
+
+MAX_CLIENT = 2**53 - 1  # lib0 varints are JavaScript safe integers
+MAX_CLOCK = 2**31 - 1  # the highest end (clock + length) of any struct or delete range
+MAX_DEPTH = 64  # nesting of Any arrays and maps, and of JSON in embeds and formats
+
+_MAX_VARINT_BYTES = 8
+
+# Struct kinds and content refs (yjs src/structs/Item.js contentRefs, yrs block.rs).
+_GC, _DELETED, _JSON, _BINARY, _STRING, _EMBED, _FORMAT, _TYPE, _ANY, _DOC, _SKIP = range(11)
+_HAS_ORIGIN, _HAS_RIGHT_ORIGIN, _HAS_PARENT_SUB = 0x80, 0x40, 0x20
+# Type refs (yjs typeRefs): Array, Map, Text, XmlElement (named), XmlFragment, XmlText.
+_XML_ELEMENT = 3
+_TYPE_REFS = frozenset({0, 1, 2, 3, 4, 6})
+
+
+def _uint(data: bytes, pos: int) -> tuple[int, int]:
+    """Read a varint of two or more bytes at ``pos`` (the caller handled one byte).
+
+    Unrolled: a loop costs 30% more, and client ids take 5 to 8 bytes in every update.
+    A truncated varint raises ``IndexError``, which the public functions map.
+    """
+    value = data[pos] & 0x7F
+    byte = data[pos + 1]
+    value |= (byte & 0x7F) << 7
+    if byte < 0x80:
+        if not byte:
+            raise ProtocolError("non-minimal varint")
+        return value, pos + 2
+    byte = data[pos + 2]
+    value |= (byte & 0x7F) << 14
+    if byte < 0x80:
+        if not byte:
+            raise ProtocolError("non-minimal varint")
+        return value, pos + 3
+    byte = data[pos + 3]
+    value |= (byte & 0x7F) << 21
+    if byte < 0x80:
+        if not byte:
+            raise ProtocolError("non-minimal varint")
+        return value, pos + 4
+    byte = data[pos + 4]
+    value |= (byte & 0x7F) << 28
+    if byte < 0x80:
+        if not byte:
+            raise ProtocolError("non-minimal varint")
+        return value, pos + 5
+    byte = data[pos + 5]
+    value |= (byte & 0x7F) << 35
+    if byte < 0x80:
+        if not byte:
+            raise ProtocolError("non-minimal varint")
+        return value, pos + 6
+    byte = data[pos + 6]
+    value |= (byte & 0x7F) << 42
+    if byte < 0x80:
+        if not byte:
+            raise ProtocolError("non-minimal varint")
+        return value, pos + 7
+    byte = data[pos + 7]
+    value |= (byte & 0x7F) << 49
+    if byte < 0x80:
+        if value > MAX_CLIENT:
+            raise ProtocolError("varint out of range")
+        if not byte:
+            raise ProtocolError("non-minimal varint")
+        return value, pos + 8
+    raise ProtocolError("varint too long")
+
+
+def _string(data: bytes, pos: int) -> tuple[str, int]:
+    """Read a length-prefixed UTF-8 string; yrs would not check the encoding."""
+    length = data[pos]
+    if length < 0x80:
+        pos += 1
+    else:
+        length, pos = _uint(data, pos)
+    end = pos + length
+    if end > len(data):
+        raise ProtocolError("truncated string")
+    try:
+        return data[pos:end].decode(), end
+    except UnicodeDecodeError:
+        raise ProtocolError("invalid UTF-8") from None
+
+
+def _buffer(data: bytes, pos: int) -> int:
+    """Skip a length-prefixed byte array; returns the position after it."""
+    length = data[pos]
+    if length < 0x80:
+        pos += 1
+    else:
+        length, pos = _uint(data, pos)
+    end = pos + length
+    if end > len(data):
+        raise ProtocolError("truncated buffer")
+    return end
+
+
+def _json(data: bytes, pos: int) -> int:
+    """Skip a JSON string (embeds, format values), refusing what yrs's parser could not take."""
+    text, pos = _string(data, pos)
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("invalid JSON") from None
+    _json_depth(value, 0)
+    return pos
+
+
+def _json_depth(value: object, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise ProtocolError("JSON nested too deep")
+    if isinstance(value, list):
+        for item in value:
+            _json_depth(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _json_depth(item, depth + 1)
+
+
+def _any(data: bytes, pos: int, depth: int) -> int:
+    """Skip one lib0 ``writeAny`` value, checking tags, lengths, counts and depth."""
+    tag = data[pos]
+    pos += 1
+    if tag >= 120:  # undefined, null, varint, float32, float64, bigint, false, true
+        if tag == 125:  # a signed varint: sign and 6 bits first, then 7 bits a byte
+            start = pos
+            while data[pos] & 0x80:
+                pos += 1
+                if pos - start >= _MAX_VARINT_BYTES:
+                    raise ProtocolError("varint too long")
+            pos += 1
+            if pos - start > 1 and data[pos - 1] == 0:
+                raise ProtocolError("non-minimal varint")
+        elif tag == 124:
+            pos += 4
+        elif tag == 123 or tag == 122:
+            pos += 8
+        if pos > len(data):
+            raise ProtocolError("truncated number")
+        return pos
+    if tag == 119:
+        return _string(data, pos)[1]
+    if tag == 116:
+        return _buffer(data, pos)
+    if tag == 118 or tag == 117:
+        if depth >= MAX_DEPTH:
+            raise ProtocolError("Any nested too deep")
+        count = data[pos]
+        if count < 0x80:
+            pos += 1
+        else:
+            count, pos = _uint(data, pos)
+        # Each entry takes at least one byte (two for a map's key and value): yrs reserves
+        # room for ``count`` entries before reading any, so a lie here is an allocation abort.
+        if count * (2 if tag == 118 else 1) > len(data) - pos:
+            raise ProtocolError("Any count exceeds the data")
+        for _ in range(count):
+            if tag == 118:
+                pos = _string(data, pos)[1]
+            pos = _any(data, pos, depth + 1)
+        return pos
+    raise ProtocolError("unknown Any tag")
+
+
+def _id_clock(data: bytes, pos: int, own: bytes, client: int, clock: int) -> int:
+    """Check an item id (origin or parent): bounded client and clock, same client backwards."""
+    if data.startswith(own, pos):
+        ref_client = client
+        pos += len(own)
+    else:
+        ref_client = data[pos]
+        if ref_client < 0x80:
+            pos += 1
+        else:
+            ref_client, pos = _uint(data, pos)
+    ref_clock = data[pos]
+    if ref_clock < 0x80:
+        pos += 1
+    else:
+        ref_clock, pos = _uint(data, pos)
+    if ref_clock >= MAX_CLOCK:
+        raise ProtocolError("reference clock out of range")
+    if ref_client == client and ref_clock >= clock:
+        raise ProtocolError("reference to a later item of the same client")
+    return pos
+
+
+def check_update(update: bytes) -> None:
+    """Accept one well-formed Yjs v1 update that yrs can apply safely.
+
+    Args:
+        update: the payload of a SyncStep2 or Update message.
+
+    Raises:
+        ProtocolError: the bytes are not a v1 update, or break a bound listed in the module
+            docstring.
+    """
+    try:
+        _check_update(update)
+    except IndexError:
+        raise ProtocolError("truncated update") from None
+
+
+def _check_update(data: bytes) -> None:
+    # One-byte varints are read inline (nearly every varint in a keystroke is one byte):
+    # a call per varint would double the cost of the common update.
+    end = len(data)
+    pos = 0
+    clients = data[0]
+    if clients < 0x80:
+        pos = 1
+    else:
+        clients, pos = _uint(data, pos)
+    if clients * 3 > end - pos:
+        raise ProtocolError("client count exceeds the data")
+    seen: set[int] = set()
+    for _ in range(clients):
+        structs = data[pos]
+        if structs < 0x80:
+            pos += 1
+        else:
+            structs, pos = _uint(data, pos)
+        start = pos
+        client = data[pos]
+        if client < 0x80:
+            pos += 1
+        else:
+            client, pos = _uint(data, pos)
+        # Origins nearly always name the section's own client: comparing its bytes is five
+        # times cheaper than decoding them again.
+        own = data[start:pos]
+        own_len = pos - start
+        clock = data[pos]
+        if clock < 0x80:
+            pos += 1
+        else:
+            clock, pos = _uint(data, pos)
+        if structs == 0:
+            raise ProtocolError("empty client section")
+        if structs > end - pos:
+            raise ProtocolError("struct count exceeds the data")
+        if client in seen:
+            raise ProtocolError("duplicate client section")
+        seen.add(client)
+        for _ in range(structs):
+            info = data[pos]
+            pos += 1
+            if info == _GC or info == _SKIP:
+                length = data[pos]
+                if length < 0x80:
+                    pos += 1
+                else:
+                    length, pos = _uint(data, pos)
+            else:
+                ref = info & 0x1F
+                if info & 0xC0:
+                    if info & _HAS_ORIGIN:
+                        if data.startswith(own, pos):
+                            pos += own_len
+                            origin = data[pos]
+                            if origin < 0x80:
+                                pos += 1
+                            else:
+                                origin, pos = _uint(data, pos)
+                            if origin >= clock:
+                                raise ProtocolError("reference to a later item of the same client")
+                        else:
+                            pos = _id_clock(data, pos, own, client, clock)
+                    if info & _HAS_RIGHT_ORIGIN:
+                        pos = _id_clock(data, pos, own, client, clock)
+                else:  # no origins: the parent is written out
+                    parent = data[pos]
+                    pos += 1
+                    if parent == 1:
+                        pos = _string(data, pos)[1]  # root type name
+                    elif parent == 0:
+                        pos = _id_clock(data, pos, own, client, clock)
+                    else:
+                        raise ProtocolError("bad parent info")
+                    if info & _HAS_PARENT_SUB:
+                        pos = _string(data, pos)[1]  # map key
+                if ref == _STRING:
+                    length = data[pos]
+                    if length < 0x80:
+                        start = pos + 1
+                        pos = start + length
+                        chunk = data[start:pos]
+                        if pos > end:
+                            raise ProtocolError("truncated string")
+                        if not chunk.isascii():
+                            try:
+                                text = chunk.decode()
+                            except UnicodeDecodeError:
+                                raise ProtocolError("invalid UTF-8") from None
+                            # Yjs counts UTF-16 code units.
+                            length = len(text.encode("utf-16-le")) >> 1
+                    else:
+                        text, pos = _string(data, pos)
+                        length = len(text.encode("utf-16-le")) >> 1
+                elif ref == _ANY:
+                    length = data[pos]
+                    if length < 0x80:
+                        pos += 1
+                    else:
+                        length, pos = _uint(data, pos)
+                    if length > end - pos:
+                        raise ProtocolError("Any count exceeds the data")
+                    for _ in range(length):
+                        pos = _any(data, pos, 0)
+                elif ref == _DELETED:
+                    length = data[pos]
+                    if length < 0x80:
+                        pos += 1
+                    else:
+                        length, pos = _uint(data, pos)
+                else:
+                    length = 1
+                    if ref == _FORMAT:
+                        pos = _string(data, pos)[1]
+                        pos = _json(data, pos)
+                    elif ref == _TYPE:
+                        type_ref = data[pos]
+                        pos += 1
+                        if type_ref not in _TYPE_REFS:
+                            raise ProtocolError("unsupported type ref")
+                        if type_ref == _XML_ELEMENT:
+                            pos = _string(data, pos)[1]
+                    elif ref == _BINARY:
+                        pos = _buffer(data, pos)
+                    elif ref == _EMBED:
+                        pos = _json(data, pos)
+                    elif ref == _DOC:
+                        pos = _string(data, pos)[1]  # guid
+                        pos = _any(data, pos, 0)  # options
+                    else:
+                        raise ProtocolError("unsupported content ref")
+            if length == 0:
+                raise ProtocolError("empty struct")
+            clock += length
+            if clock > MAX_CLOCK:
+                raise ProtocolError("clock out of range")
+        if pos > end:
+            raise ProtocolError("truncated update")
+    pos = _check_delete_set(data, pos)
+    if pos != end:
+        raise ProtocolError("trailing bytes after the update")
+
+
+def _check_delete_set(data: bytes, pos: int) -> int:
+    clients = data[pos]
+    if clients < 0x80:
+        pos += 1
+    else:
+        clients, pos = _uint(data, pos)
+    if not clients:
+        return pos
+    end = len(data)
+    if clients * 2 > end - pos:
+        raise ProtocolError("delete set count exceeds the data")
+    seen: set[int] = set()
+    for _ in range(clients):
+        client, pos = _uint_at(data, pos)
+        if client in seen:
+            raise ProtocolError("duplicate delete set client")
+        seen.add(client)
+        ranges, pos = _uint_at(data, pos)
+        if ranges * 2 > end - pos:
+            raise ProtocolError("delete range count exceeds the data")
+        previous = 0
+        for _ in range(ranges):
+            clock, pos = _uint_at(data, pos)
+            length, pos = _uint_at(data, pos)
+            if clock < previous:
+                raise ProtocolError("delete ranges out of order")
+            if length == 0:
+                raise ProtocolError("empty delete range")
+            previous = clock + length
+            if previous > MAX_CLOCK:
+                raise ProtocolError("delete range out of range")
+    return pos
+
+
+def _uint_at(data: bytes, pos: int) -> tuple[int, int]:
+    byte = data[pos]
+    if byte < 0x80:
+        return byte, pos + 1
+    return _uint(data, pos)
+
+
+def check_state_vector(state_vector: bytes) -> None:
+    """Accept one well-formed Yjs state vector (a SyncStep1 payload).
+
+    Args:
+        state_vector: a count, then ``(client, clock)`` pairs.
+
+    Raises:
+        ProtocolError: truncated, trailing bytes, a client twice, or a bound broken.
+    """
+    data = state_vector
+    try:
+        count, pos = _uint_at(data, 0)
+        # yrs reserves a hash map of ``count`` entries up front.
+        if count * 2 > len(data) - pos:
+            raise ProtocolError("state vector count exceeds the data")
+        seen: set[int] = set()
+        for _ in range(count):
+            client, pos = _uint_at(data, pos)
+            clock, pos = _uint_at(data, pos)
+            if clock > MAX_CLOCK:
+                raise ProtocolError("clock out of range")
+            if client in seen:
+                raise ProtocolError("duplicate state vector client")
+            seen.add(client)
+    except IndexError:
+        raise ProtocolError("truncated state vector") from None
+    if pos != len(data):
+        raise ProtocolError("trailing bytes after the state vector")
