@@ -500,9 +500,9 @@ def _child() -> None:
         if session is None:
             session = pycrdt.Doc()
             session.apply_update(base)
+        runtime_errors: list[str] = []
         try:
             if kind == _UPDATE:
-                runtime_errors: list[str] = []
                 outcome = _server_calls(base, data, session, runtime_errors)
             else:
                 doc: pycrdt.Doc[Any] = pycrdt.Doc()
@@ -850,6 +850,9 @@ def minimize(finding: Finding, tries: int = 2000) -> Finding:
                     check_update(before)
             except ProtocolError:
                 return False
+            # A fresh child each time: heap corruption left by an earlier candidate would make
+            # the outcome depend on the order of the tries.
+            child = child.restart()
             child, got = _outcome(child, candidate)
             return got == want
 
