@@ -202,12 +202,44 @@ def _any(data: bytes, pos: int, depth: int) -> int:
         # room for ``count`` entries before reading any, so a lie here is an allocation abort.
         if count * (2 if tag == 118 else 1) > len(data) - pos:
             raise ProtocolError("Any count exceeds the data")
+        # Scalars and short strings are read inline: arrays of small maps (a list of
+        # records) are the common large Any content, and a call per value triples its cost.
+        end = len(data)
         for _ in range(count):
             if tag == 118:
-                pos = _string(data, pos)[1]
-            pos = _any(data, pos, depth + 1)
+                length = data[pos]
+                if length < 0x80:
+                    start = pos + 1
+                    pos = start + length
+                    if pos > end:
+                        raise ProtocolError("truncated string")
+                    if not data[start:pos].isascii():
+                        _utf8(data[start:pos])
+                else:
+                    pos = _string(data, pos)[1]
+            value = data[pos]
+            if value == 126 or value == 127 or value == 120 or value == 121:
+                pos += 1
+            elif value == 125 and data[pos + 1] < 0x80:
+                pos += 2
+            elif value == 119 and data[pos + 1] < 0x80:
+                start = pos + 2
+                pos = start + data[pos + 1]
+                if pos > end:
+                    raise ProtocolError("truncated string")
+                if not data[start:pos].isascii():
+                    _utf8(data[start:pos])
+            else:
+                pos = _any(data, pos, depth + 1)
         return pos
     raise ProtocolError("unknown Any tag")
+
+
+def _utf8(chunk: bytes) -> None:
+    try:
+        chunk.decode()
+    except UnicodeDecodeError:
+        raise ProtocolError("invalid UTF-8") from None
 
 
 def _id_clock(
