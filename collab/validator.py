@@ -285,6 +285,7 @@ def check_update(update: bytes, state: bytes | None = None) -> None:
     Raises:
         ProtocolError: the bytes are not a v1 update, break a bound listed in the module
             docstring, or (with ``state``) depend on structs the document does not have.
+        ValueError: ``state`` is not a state vector (it comes from yrs, so a bug).
     """
     if state is None:
         try:

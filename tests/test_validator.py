@@ -431,3 +431,12 @@ def test_fuzzer_finds_no_crash_or_panic() -> None:
     report = fuzz_yjs.fuzz(seed=20260501, count=count, deadline=time.monotonic() + 25)
     assert report.accepted > 1000
     assert report.findings == []
+
+
+def test_recorded_crash_sequences_no_longer_crash() -> None:
+    """Update sequences that segfaulted or hung yrs are refused before they can, in a child."""
+    path = os.path.join(os.path.dirname(__file__), "data", "yrs_crashes.jsonl")
+    findings = fuzz_yjs.load(path)
+    assert findings
+    for finding in findings:
+        assert fuzz_yjs.replay(finding) not in ("crash", "panic")
