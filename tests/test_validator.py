@@ -427,7 +427,7 @@ def test_missing_dependencies_are_refused_given_the_state() -> None:
 
 def test_fuzzer_finds_no_crash_or_panic() -> None:
     """Mutated updates the validator accepts never crash or panic yrs (about 25 s)."""
-    count = int(os.environ.get("COLLAB_FUZZ_COUNT", "60000"))
+    count = int(os.environ.get("COLLAB_FUZZ_COUNT", "200000"))
     report = fuzz_yjs.fuzz(seed=20260501, count=count, deadline=time.monotonic() + 25)
     assert report.accepted > 1000
     assert report.findings == []
