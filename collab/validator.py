@@ -33,9 +33,15 @@ framing: ContentJSON (ref 2: yrs reads one string more than yjs writes; yjs has 
 written it since v13) and the XmlHook type (type ref 5: yrs does not read the hook name yjs
 writes). yrs-only type refs (weak link 7, subdoc 9, undefined 15) are refused too.
 
-What cannot be decided without the document (an item whose parent is not a type, map and
-list content mixed under one parent) is left to the room's ``PanicException`` guard; see
-``docs/validation.md``.
+Given the document's state vector, ``check_update`` also refuses an update that depends on
+structs the document lacks (which yrs would keep pending): the fuzzer crashed yrs with
+segfaults and double frees through pending structs that later updates completed, and never
+without them. That refuses updates that arrive before their dependencies, which one server
+and in-order WebSockets only see after data loss; the client resyncs on reconnect.
+
+What cannot be decided without the document's contents (a parent id naming a non-type item,
+which yrs refuses with ``RuntimeError``; string content under an Array parent, which later
+panics) is left to the room's guards; see ``docs/validation.md``.
 """
 
 from __future__ import annotations
