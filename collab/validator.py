@@ -33,9 +33,15 @@ framing: ContentJSON (ref 2: yrs reads one string more than yjs writes; yjs has 
 written it since v13) and the XmlHook type (type ref 5: yrs does not read the hook name yjs
 writes). yrs-only type refs (weak link 7, subdoc 9, undefined 15) are refused too.
 
-What cannot be decided without the document (an item whose parent is not a type, map and
-list content mixed under one parent) is left to the room's ``PanicException`` guard; see
-``docs/validation.md``.
+Given the document's state vector, ``check_update`` also refuses an update that depends on
+structs the document lacks (which yrs would keep pending): the fuzzer crashed yrs with
+segfaults and double frees through pending structs that later updates completed, and never
+without them. That refuses updates that arrive before their dependencies, which one server
+and in-order WebSockets only see after data loss; the client resyncs on reconnect.
+
+What cannot be decided without the document's contents (a parent id naming a non-type item,
+which yrs refuses with ``RuntimeError``; string content under an Array parent, which later
+panics) is left to the room's guards; see ``docs/validation.md``.
 """
 
 from __future__ import annotations
@@ -202,15 +208,49 @@ def _any(data: bytes, pos: int, depth: int) -> int:
         # room for ``count`` entries before reading any, so a lie here is an allocation abort.
         if count * (2 if tag == 118 else 1) > len(data) - pos:
             raise ProtocolError("Any count exceeds the data")
+        # Scalars and short strings are read inline: arrays of small maps (a list of
+        # records) are the common large Any content, and a call per value triples its cost.
+        end = len(data)
         for _ in range(count):
             if tag == 118:
-                pos = _string(data, pos)[1]
-            pos = _any(data, pos, depth + 1)
+                length = data[pos]
+                if length < 0x80:
+                    start = pos + 1
+                    pos = start + length
+                    if pos > end:
+                        raise ProtocolError("truncated string")
+                    if not data[start:pos].isascii():
+                        _utf8(data[start:pos])
+                else:
+                    pos = _string(data, pos)[1]
+            value = data[pos]
+            if value == 126 or value == 127 or value == 120 or value == 121:
+                pos += 1
+            elif value == 125 and data[pos + 1] < 0x80:
+                pos += 2
+            elif value == 119 and data[pos + 1] < 0x80:
+                start = pos + 2
+                pos = start + data[pos + 1]
+                if pos > end:
+                    raise ProtocolError("truncated string")
+                if not data[start:pos].isascii():
+                    _utf8(data[start:pos])
+            else:
+                pos = _any(data, pos, depth + 1)
         return pos
     raise ProtocolError("unknown Any tag")
 
 
-def _id_clock(data: bytes, pos: int, own: bytes, client: int, clock: int) -> int:
+def _utf8(chunk: bytes) -> None:
+    try:
+        chunk.decode()
+    except UnicodeDecodeError:
+        raise ProtocolError("invalid UTF-8") from None
+
+
+def _id_clock(
+    data: bytes, pos: int, own: bytes, client: int, clock: int, refs: list[tuple[int, int]] | None
+) -> int:
     """Check an item id (origin or parent): bounded client and clock, same client backwards."""
     if data.startswith(own, pos):
         ref_client = client
@@ -228,28 +268,73 @@ def _id_clock(data: bytes, pos: int, own: bytes, client: int, clock: int) -> int
         ref_clock, pos = _uint(data, pos)
     if ref_clock >= MAX_CLOCK:
         raise ProtocolError("reference clock out of range")
-    if ref_client == client and ref_clock >= clock:
-        raise ProtocolError("reference to a later item of the same client")
+    if ref_client == client:
+        if ref_clock >= clock:
+            raise ProtocolError("reference to a later item of the same client")
+    elif refs is not None:
+        refs.append((ref_client, ref_clock))
     return pos
 
 
-def check_update(update: bytes) -> None:
+def check_update(update: bytes, state: bytes | None = None) -> None:
     """Accept one well-formed Yjs v1 update that yrs can apply safely.
 
     Args:
         update: the payload of a SyncStep2 or Update message.
+        state: the state vector of the document it is for (``doc.get_state()``). Given, the
+            update must also depend on nothing the document lacks: each client's structs
+            continue from the document's clock for that client or earlier, and every origin
+            and parent id is in the document or in the update. yrs keeps other updates
+            pending, and the fuzzer crashed it (segfaults, double frees) through pending
+            structs that later updates completed; see ``docs/validation.md``.
 
     Raises:
-        ProtocolError: the bytes are not a v1 update, or break a bound listed in the module
-            docstring.
+        ProtocolError: the bytes are not a v1 update, break a bound listed in the module
+            docstring, or (with ``state``) depend on structs the document does not have.
+        ValueError: ``state`` is not a state vector (it comes from yrs, so a bug).
     """
+    if state is None:
+        try:
+            _check_update(update, None, None)
+        except IndexError:
+            raise ProtocolError("truncated update") from None
+        return
+    refs: list[tuple[int, int]] = []
+    spans: list[tuple[int, int, int]] = []
     try:
-        _check_update(update)
+        _check_update(update, refs, spans)
     except IndexError:
         raise ProtocolError("truncated update") from None
+    have = _decode_state(state)
+    mine: dict[int, tuple[int, int]] = {}
+    for client, first, end in spans:
+        if first > have.get(client, 0):
+            raise ProtocolError("update depends on missing structs")
+        mine[client] = (first, end)
+    for client, clock in refs:
+        if clock < have.get(client, 0):
+            continue
+        span = mine.get(client)
+        if span is None or not span[0] <= clock < span[1]:
+            raise ProtocolError("update depends on missing structs")
 
 
-def _check_update(data: bytes) -> None:
+def _decode_state(state: bytes) -> dict[int, int]:
+    """A state vector yrs wrote (trusted, but a bad one must not pass as empty)."""
+    try:
+        count, pos = _uint_at(state, 0)
+        have = {}
+        for _ in range(count):
+            client, pos = _uint_at(state, pos)
+            have[client], pos = _uint_at(state, pos)
+    except IndexError:
+        raise ValueError("not a state vector") from None
+    return have
+
+
+def _check_update(
+    data: bytes, refs: list[tuple[int, int]] | None, spans: list[tuple[int, int, int]] | None
+) -> None:
     # One-byte varints are read inline (nearly every varint in a keystroke is one byte):
     # a call per varint would double the cost of the common update.
     end = len(data)
@@ -290,6 +375,7 @@ def _check_update(data: bytes) -> None:
         if client in seen:
             raise ProtocolError("duplicate client section")
         seen.add(client)
+        first = clock
         for _ in range(structs):
             info = data[pos]
             pos += 1
@@ -313,16 +399,16 @@ def _check_update(data: bytes) -> None:
                             if origin >= clock:
                                 raise ProtocolError("reference to a later item of the same client")
                         else:
-                            pos = _id_clock(data, pos, own, client, clock)
+                            pos = _id_clock(data, pos, own, client, clock, refs)
                     if info & _HAS_RIGHT_ORIGIN:
-                        pos = _id_clock(data, pos, own, client, clock)
+                        pos = _id_clock(data, pos, own, client, clock, refs)
                 else:  # no origins: the parent is written out
                     parent = data[pos]
                     pos += 1
                     if parent == 1:
                         pos = _string(data, pos)[1]  # root type name
                     elif parent == 0:
-                        pos = _id_clock(data, pos, own, client, clock)
+                        pos = _id_clock(data, pos, own, client, clock, refs)
                     else:
                         raise ProtocolError("bad parent info")
                     if info & _HAS_PARENT_SUB:
@@ -387,6 +473,8 @@ def _check_update(data: bytes) -> None:
             clock += length
             if clock > MAX_CLOCK:
                 raise ProtocolError("clock out of range")
+        if spans is not None:
+            spans.append((client, first, clock))
         if pos > end:
             raise ProtocolError("truncated update")
     pos = _check_delete_set(data, pos)
