@@ -16,6 +16,7 @@ __all__ = [
     "DocumentTooLarge",
     "Forbidden",
     "MessageTooBig",
+    "MissingStructs",
     "Overloaded",
     "ProtocolError",
     "RateLimited",
@@ -59,6 +60,12 @@ class ProtocolError(CollabError):
     """A binary message that is not valid y-websocket / Yjs data."""
 
     close_code = CloseCode.INVALID_PAYLOAD
+
+
+class MissingStructs(ProtocolError):
+    """A Yjs update that depends on structs the room's document lacks (yrs would keep it
+    pending, which is where it crashed under fuzzing). A client that sends one holds what
+    is missing: the room asks it to resync instead of closing it."""
 
 
 class UnsupportedData(CollabError):

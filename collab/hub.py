@@ -33,6 +33,7 @@ from collab.errors import (
     CollabError,
     DocumentDeleted,
     MessageTooBig,
+    MissingStructs,
     Overloaded,
     RateLimited,
     RoomPoisoned,
@@ -531,6 +532,10 @@ class Hub:
             effects = room.receive_remote(origin, message, data)
         except RoomPoisoned:
             self._reset(room)
+            return
+        except MissingStructs:
+            # Relayed before what it builds on reached us: catch up from the database.
+            self._spawn(self._resync_later(name, 0.0))
             return
         except CollabError as exc:
             log.warning("ignored an invalid message from node %s: %s", origin, exc.reason)

@@ -28,7 +28,13 @@ from typing import Any, Generic, TypeVar
 
 from pycrdt import Doc, get_update
 
-from collab.errors import BadRoomName, DocumentTooLarge, ProtocolError, RoomPoisoned
+from collab.errors import (
+    BadRoomName,
+    DocumentTooLarge,
+    MissingStructs,
+    ProtocolError,
+    RoomPoisoned,
+)
 from collab.protocol import (
     EMPTY_UPDATE,
     AwarenessEntry,
@@ -43,7 +49,11 @@ from collab.protocol import (
     encode_sync_step2,
     encode_update,
 )
-from collab.validator import check_state_vector, check_update
+from collab.validator import (
+    check_state_vector,
+    check_update_for,
+    decode_state_vector,
+)
 from collab.ydoc import apply_unless_known, is_panic, known
 
 __all__ = [
@@ -172,6 +182,19 @@ class Room(Generic[M]):
     # step2 messages already encoded for the current document version, by state vector:
     # a burst of late joiners costs one encode, not one each.
     _state_cache: dict[bytes, bytes] = field(default_factory=dict)
+    # The document's state vector as {client: next clock}, kept up to date from the spans
+    # of each applied update (decoding the whole state vector per update would cost time
+    # in proportion to every client that ever edited the document).
+    _clocks: dict[int, int] = field(default_factory=dict)
+    resyncs: int = 0
+    """Updates that depended on structs the document lacks, answered with a SyncStep1."""
+
+    def __post_init__(self) -> None:
+        self._sync_clocks()
+
+    def _sync_clocks(self) -> None:
+        with _GUARD:
+            self._clocks = decode_state_vector(self.doc.get_state())
 
     def join(self, member: M) -> list[Outgoing[M]]:
         """Add ``member``: send it our SyncStep1 and the awareness states we know.
@@ -209,7 +232,7 @@ class Room(Generic[M]):
             ProtocolError: the message carries an invalid Yjs update.
         """
         if type(message) is SyncUpdate:  # the hot path first
-            return self._apply(member, message.update, raw)
+            return self.receive_update(member, message.update, raw)
         if isinstance(message, SyncStep1):
             return [Reply(self._sync_step2(message.state_vector))]
         if isinstance(message, SyncStep2):
@@ -226,10 +249,21 @@ class Room(Generic[M]):
         hot path, which takes the update out of the message without building one
         (``protocol.update_payload``).
 
+        An update that depends on structs the document lacks is not applied: the client
+        holds them (it built on them), so it gets our SyncStep1 and answers with a SyncStep2
+        of everything we lack, this update included. That is how a client that edited
+        while the server lost its last commits (a crash) catches the server up.
+
         Raises:
             ProtocolError: ``update`` is not a valid Yjs update.
         """
-        return self._apply(member, update, raw)
+        try:
+            return self._apply(member, update, raw)
+        except MissingStructs:
+            self.resyncs += 1
+            with _GUARD:
+                state = self.doc.get_state()
+            return [Reply(encode_sync_step1(state))]
 
     def write(self, update: bytes, member: M | None = None) -> list[Outgoing[M]]:
         """Apply an update made by the server itself (an API call, a restore).
@@ -284,8 +318,10 @@ class Room(Generic[M]):
         if not update:  # not even the two counts an empty update has
             raise ProtocolError("invalid Yjs update: empty")
         # Every length, bound and reference checked before yrs sees a byte of it: some
-        # malformed updates crash yrs in ways no exception can catch.
-        check_update(update)
+        # malformed updates crash yrs in ways no exception can catch, and so did updates
+        # yrs kept pending for want of their dependencies.
+        clocks = self._clocks
+        spans = check_update_for(update, clocks)
         # Some clients (pycrdt's Provider) send back every update they receive. Keep such
         # echoes, whose structs are all known already, out of the log and off the wire:
         # they would show as empty versions in history (see collab.ydoc.known).
@@ -299,10 +335,17 @@ class Room(Generic[M]):
                 return []
         except ValueError as exc:
             raise ProtocolError("invalid Yjs update") from exc
+        except RuntimeError as exc:
+            # yrs refuses some updates only while integrating them (a parent id naming an
+            # item that is not a shared type), possibly after integrating some structs.
+            self._refused_midway(exc)
         except BaseException as exc:
             if is_panic(exc):
                 raise RoomPoisoned("document reset, reconnect") from exc
             raise
+        for client, _, end in spans:
+            if end > clocks.get(client, 0):
+                clocks[client] = end
         if self._state_cache:
             self._state_cache.clear()
         self.seq += 1
@@ -325,7 +368,7 @@ class Room(Generic[M]):
         # often nothing, or a state full of structs we already have. Keep only what is new
         # so the log does not grow by a whole document on every reconnect. (The delete set
         # is kept whole: deletions cannot be filtered without walking the structs.)
-        check_update(update)
+        check_update_for(update, self._clocks)  # a SyncStep2 must be complete: no resync
         try:
             with _GUARD:
                 update = get_update(update, self.doc.get_state())
@@ -333,7 +376,20 @@ class Room(Generic[M]):
             raise ProtocolError("invalid Yjs update") from exc
         return self._apply(member, update, encode_update(update))
 
+    def _refused_midway(self, exc: RuntimeError) -> None:
+        """An apply failed with ``exc`` inside yrs: if nothing was integrated, the update is
+        merely invalid (1007); if some of it was, the document now holds part of an update
+        that is neither stored nor relayed, and must be thrown away like a panicked one."""
+        before = dict(self._clocks)
+        self._sync_clocks()
+        if self._clocks != before:
+            raise RoomPoisoned("document reset, reconnect") from exc
+        raise ProtocolError("invalid Yjs update") from exc
+
     def _checkpoint(self) -> Checkpoint:
+        # Every checkpoint also re-reads the clocks from the document, so a drift between
+        # them (none is known) could not outlive checkpoint_updates updates.
+        self._sync_clocks()
         with _GUARD:
             state = self.doc.get_update()
         self.checkpoint_seq = self.seq

@@ -47,10 +47,23 @@ panics) is left to the room's guards; see ``docs/validation.md``.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
-from collab.errors import ProtocolError
+from collab.errors import MissingStructs, ProtocolError
 
-__all__ = ["MAX_CLIENT", "MAX_CLOCK", "MAX_DEPTH", "check_state_vector", "check_update"]
+__all__ = [
+    "MAX_CLIENT",
+    "MAX_CLOCK",
+    "MAX_DEPTH",
+    "Span",
+    "check_state_vector",
+    "check_update",
+    "check_update_for",
+    "decode_state_vector",
+]
+
+Span = tuple[int, int, int]
+"""``(client, first clock, end clock)``: the clocks one client's structs in an update cover."""
 
 MAX_CLIENT = 2**53 - 1  # lib0 varints are JavaScript safe integers
 MAX_CLOCK = 2**31 - 1  # the highest end (clock + length) of any struct or delete range
@@ -299,24 +312,62 @@ def check_update(update: bytes, state: bytes | None = None) -> None:
         except IndexError:
             raise ProtocolError("truncated update") from None
         return
+    check_update_for(update, decode_state_vector(state))
+
+
+def check_update_for(update: bytes, clocks: Mapping[int, int]) -> list[Span]:
+    """``check_update`` against a document's clocks, as a room keeps them.
+
+    Decoding the whole state vector for every keystroke would cost time in proportion to
+    every client that ever edited the document (a new browser session is a new client), so
+    a room keeps ``{client: next clock}`` itself and advances it with the spans this
+    returns, once the update is applied.
+
+    Args:
+        update: the payload of a SyncStep2 or Update message.
+        clocks: the document's state vector as ``{client: next clock}``.
+
+    Returns:
+        The clocks each client's structs in ``update`` cover. Every accepted struct
+        integrates (none stays pending), so after the apply each client's next clock is at
+        least the span's end.
+
+    Raises:
+        MissingStructs: the update depends on structs the document lacks (a
+            ``ProtocolError``; a client that sends one holds them, and a resync gets them).
+        ProtocolError: the bytes are not a v1 update, or break a bound.
+    """
     refs: list[tuple[int, int]] = []
-    spans: list[tuple[int, int, int]] = []
+    spans: list[Span] = []
     try:
         _check_update(update, refs, spans)
     except IndexError:
         raise ProtocolError("truncated update") from None
-    have = _decode_state(state)
     mine: dict[int, tuple[int, int]] = {}
     for client, first, end in spans:
-        if first > have.get(client, 0):
-            raise ProtocolError("update depends on missing structs")
+        if first > clocks.get(client, 0):
+            raise MissingStructs("update depends on missing structs")
         mine[client] = (first, end)
     for client, clock in refs:
-        if clock < have.get(client, 0):
+        if clock < 0:  # after a Skip: the document itself must reach past the gap
+            if -clock > clocks.get(client, 0):
+                raise MissingStructs("update depends on missing structs")
+            continue
+        if clock < clocks.get(client, 0):
             continue
         span = mine.get(client)
         if span is None or not span[0] <= clock < span[1]:
-            raise ProtocolError("update depends on missing structs")
+            raise MissingStructs("update depends on missing structs")
+    return spans
+
+
+def decode_state_vector(state: bytes) -> dict[int, int]:
+    """A state vector yrs wrote, as ``{client: next clock}``.
+
+    Raises:
+        ValueError: not a state vector (it comes from yrs: a bug).
+    """
+    return _decode_state(state)
 
 
 def _decode_state(state: bytes) -> dict[int, int]:
@@ -385,6 +436,11 @@ def _check_update(
                     pos += 1
                 else:
                     length, pos = _uint(data, pos)
+                if info == _SKIP and refs is not None and length > 0:
+                    # What follows a Skip integrates only if the document has the skipped
+                    # clocks: check it as a reference to the last of them, made from
+                    # outside this update's own span.
+                    refs.append((client, -(clock + length)))
             else:
                 ref = info & 0x1F
                 if info & 0xC0:

@@ -216,8 +216,10 @@ def test_echoed_update_is_neither_relayed_nor_stored() -> None:
     assert room.seq == 1
 
 
-def test_update_waiting_for_dependencies_is_kept() -> None:
-    """An update whose structs depend on missing ones is stored and relayed, not dropped."""
+def test_update_waiting_for_dependencies_asks_its_sender_to_resync() -> None:
+    """An update whose structs depend on missing ones is neither applied, stored nor
+    relayed (yrs would keep it pending, where fuzzing crashed it): its sender gets our
+    SyncStep1, and the SyncStep2 it answers with brings everything."""
     room = new_room()
     source: Doc[Any] = Doc()
     text = source.get(ROOT, type=Text)
@@ -227,9 +229,11 @@ def test_update_waiting_for_dependencies_is_kept() -> None:
     text += "b"
     later = encode_update(updates[1])
     effects = room.receive("m", decode(later), later)
-    assert any(isinstance(e, Append) for e in effects)
-    first = encode_update(updates[0])
-    room.receive("m", decode(first), first)
+    assert effects == [Reply(encode_sync_step1(room.doc.get_state()))]
+    assert room.seq == 0 and room.resyncs == 1
+    answer = encode_sync_step2(source.get_update(room.doc.get_state()))
+    effects = room.receive("m", decode(answer), answer)
+    assert [type(e) for e in effects] == [Append, Broadcast]
     assert str(room.doc.get(ROOT, type=Text)) == "ab"
 
 
@@ -256,14 +260,14 @@ def _edits() -> list[tuple[str, bytes]]:
     plan: list[tuple[str, bytes]] = [("alice", u) for u in a1]
     plan += [
         ("bob", a1[2]),  # an echo
-        ("bob", b_pending),  # waits for a6
-        ("bob", b_pending),  # still waiting: not an echo, applied again
+        ("bob", b_pending),  # depends on a6: not applied, bob is asked to resync
+        ("bob", b_pending),  # still missing a6: asked again
         ("carol", b"\x01\x01\xff\xff"),  # structs claimed, garbage: the echo check raises
         ("carol", b"\x00\x05\xff"),  # no structs, garbage: the apply itself raises
         ("alice", a6),  # b_pending is integrated now
         ("alice", a_delete),
         ("alice", a_delete),  # a delete set is never taken for an echo
-        ("bob", b_pending),  # now an echo
+        ("bob", b_pending),  # a6 is here now: applied
     ]
     return [(member, encode_update(update)) for member, update in plan]
 
@@ -283,8 +287,8 @@ def _run(room: Room[str], plan: list[tuple[str, bytes]]) -> list[object]:
 
 def test_one_transaction_path_matches_the_public_api(monkeypatch: pytest.MonkeyPatch) -> None:
     """collab.ydoc's raw path and pycrdt's public API give the same effects and documents:
-    fresh updates, echoes, updates waiting for dependencies, delete-only updates and
-    invalid updates (ProtocolError, nothing applied, the document still usable)."""
+    fresh updates, echoes, updates missing their dependencies (a resync request), delete-only
+    updates and invalid updates (ProtocolError, nothing applied, the document still usable)."""
     from collab import ydoc
 
     assert ydoc._RAW, "pycrdt changed: collab.ydoc fell back to the public API"
@@ -299,9 +303,11 @@ def test_one_transaction_path_matches_the_public_api(monkeypatch: pytest.MonkeyP
     assert fast.doc.get_state() == public.doc.get_state()
     assert str(fast.doc.get(ROOT, type=Text)) == "llo!?"
     # Spot checks that the plan exercised what it says.
-    relayed = [o for o in fast_outcomes if isinstance(o, list) and o]
-    assert len(relayed) == 5 + 2 + 1 + 2  # a1, b_pending twice, a6, a_delete twice
-    assert sum(1 for o in fast_outcomes if o == []) == 2  # the two echoes
+    relayed = [o for o in fast_outcomes if isinstance(o, list) and o and type(o[0]) is Append]
+    assert len(relayed) == 5 + 1 + 2 + 1  # a1, a6, a_delete twice, b_pending at last
+    resyncs = [o for o in fast_outcomes if isinstance(o, list) and o and type(o[0]) is Reply]
+    assert len(resyncs) == 2 and fast.resyncs == 2  # b_pending before a6, twice
+    assert sum(1 for o in fast_outcomes if o == []) == 1  # the echo
     assert sum(1 for o in fast_outcomes if isinstance(o, tuple)) == 2  # the two invalid
 
 
