@@ -95,7 +95,8 @@ class Fuzzer:
     def _own_edit(self) -> bytes:
         rng = self.rng
         if rng.random() < 0.7 or not len(self.text):
-            self.text.insert(rng.randrange(len(self.text) + 1), rng.choice("abc😀\n"))
+            # ASCII: pycrdt indexes text by UTF-8 offsets, and a cut inside a character panics.
+            self.text.insert(rng.randrange(len(self.text) + 1), rng.choice("abcxyz\n"))
         elif rng.random() < 0.5:
             index = rng.randrange(len(self.text))
             del self.text[index : index + 1]
