@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from collab.errors import ProtocolError
 from collab.protocol import (
@@ -123,3 +126,67 @@ def test_update_payload_agrees_with_decode(data: bytes) -> None:
         assert data[:2] == b"\x00\x02"
     else:
         assert not isinstance(expected, SyncUpdate) or data[:2] != b"\x00\x02"
+
+
+# -- properties (hypothesis) -------------------------------------------------------------
+
+_FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@_FUZZ
+@given(st.binary(max_size=300))
+def test_any_bytes_decode_or_raise_protocol_error(data: bytes) -> None:
+    """decode turns any bytes into a message or a ProtocolError, never another exception,
+    and update_payload agrees with it."""
+    try:
+        message = decode(data)
+    except ProtocolError:
+        message = None
+    try:
+        payload = update_payload(data)
+    except ProtocolError:
+        assert message is None
+        return
+    if payload is not None:
+        assert message == SyncUpdate(payload)
+
+
+@_FUZZ
+@given(st.integers(min_value=0, max_value=2**53 - 1))
+def test_varints_round_trip_over_the_whole_range(value: int) -> None:
+    """Every varint lib0 can hold round-trips, and takes the fewest bytes."""
+    encoded = write_var_uint(value)
+    assert read_var_uint(encoded, 0) == (value, len(encoded))
+    assert len(encoded) == max(1, -(-value.bit_length() // 7))
+
+
+_STATES = st.one_of(
+    st.none(),
+    st.dictionaries(
+        st.text(max_size=8),
+        st.recursive(
+            st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=20),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+            ),
+            max_leaves=8,
+        ),
+        max_size=4,
+    ),
+)
+
+
+@_FUZZ
+@given(
+    st.lists(st.tuples(st.integers(0, 2**53 - 1), st.integers(0, 2**53 - 1), _STATES), max_size=5),
+    st.binary(max_size=200),
+)
+def test_messages_round_trip(entries: list[tuple[int, int, Any]], payload: bytes) -> None:
+    """Every awareness update and sync message encoded here decodes back to itself."""
+    awareness = [AwarenessEntry(c, k, s) for c, k, s in entries]
+    decoded = decode(encode_awareness(awareness))
+    assert isinstance(decoded, AwarenessUpdate) and list(decoded.entries) == awareness
+    assert decode(encode_update(payload)) == SyncUpdate(payload)
+    assert decode(encode_sync_step1(payload)) == SyncStep1(payload)
+    assert decode(encode_sync_step2(payload)) == SyncStep2(payload)
