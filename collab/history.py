@@ -23,6 +23,7 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
+from collab.tree import unreadable_roots
 from collab.update import measure
 from collab.ydoc import is_panic
 
@@ -233,14 +234,20 @@ def root_kinds(doc: Doc[Any]) -> dict[str, str]:
     belong to which root name), so each root is read as each type in turn, from the
     cheapest test: map entries; text characters, embeds or XML nodes; array elements. A
     root whose content was all deleted leaves no trace of its type: it is ``"empty"``.
+    A map or array root holding text where yrs expects values is ``"unreadable"``: reading
+    it would loop forever inside yrs (``collab.tree``), so nothing reads it.
 
     Returns:
-        root name -> ``"text"``, ``"map"``, ``"array"``, ``"xml"`` or ``"empty"``.
+        root name -> ``"text"``, ``"map"``, ``"array"``, ``"xml"``, ``"empty"`` or
+        ``"unreadable"``.
     """
     kinds: dict[str, str] = {}
+    unreadable: set[str] | None = None  # walked only for documents with maps or arrays
     for name in sorted(doc.keys()):
         if len(doc.get(name, type=Map)) > 0:
-            kinds[name] = "map"
+            if unreadable is None:
+                unreadable = unreadable_roots(doc.get_update())
+            kinds[name] = "unreadable" if name in unreadable else "map"
             continue
         chunks = doc.get(name, type=Text).diff()
         if any(isinstance(content, _XML) for content, _ in chunks):
@@ -248,7 +255,9 @@ def root_kinds(doc: Doc[Any]) -> dict[str, str]:
         elif any(not isinstance(content, Text | Map | Array) for content, _ in chunks):
             kinds[name] = "text"
         elif len(doc.get(name, type=Array)) > 0:
-            kinds[name] = "array"
+            if unreadable is None:
+                unreadable = unreadable_roots(doc.get_update())
+            kinds[name] = "unreadable" if name in unreadable else "array"
         else:
             # collab's own tools use the Y.Text "content": an empty one is still text.
             kinds[name] = "text" if name == TEXT_ROOT else "empty"
@@ -256,7 +265,8 @@ def root_kinds(doc: Doc[Any]) -> dict[str, str]:
 
 
 def root_value(doc: Doc[Any], name: str, kind: str) -> Any:
-    """The JSON value of one root: text and XML as strings, maps and arrays as JSON."""
+    """The JSON value of one root: text and XML as strings, maps and arrays as JSON, and
+    ``None`` for an empty or unreadable root."""
     if kind == "text":
         return str(doc.get(name, type=Text))
     if kind == "xml":

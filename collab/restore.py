@@ -43,6 +43,8 @@ def restore_update(current: Doc[Any], target: Doc[Any]) -> bytes:
         with current.transaction():
             for name in sorted(set(kinds) | set(current_kinds)):
                 kind = kinds.get(name, "empty")
+                if "unreadable" in (kind, current_kinds.get(name)):
+                    continue  # neither side can be read without hanging yrs: leave it
                 if kind == "empty":
                     _clear(current, name, current_kinds.get(name, "empty"))
                 elif kind == "text":
