@@ -23,9 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp._websocket.writer import WebSocketWriter
-from aiohttp.base_protocol import BaseProtocol
-from aiohttp.http_websocket import WSMsgType
 from pycrdt import Doc, Map, Text
 
 from collab.protocol import (
@@ -39,6 +36,7 @@ from collab.protocol import (
 )
 from tests import process
 from tests.conftest import TIMEOUT_FACTOR, editor, eventually
+from tests.frames import frames
 from tests.fuzz_yjs import corpus, mutate
 
 MESSAGES = int(os.environ.get("COLLAB_FUZZ_MESSAGES", "100000"))
@@ -47,33 +45,6 @@ WORKERS = 6
 PER_CONNECTION = 8
 # Rate limits off: the fuzzer is one client sending as fast as it can, on purpose.
 ENV = {"COLLAB_MAX_UPDATES_PER_SECOND": "0", "COLLAB_MAX_AWARENESS_PER_SECOND": "0"}
-
-
-class _Capture:
-    """Collects what aiohttp's client-side frame writer writes (masked frames)."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def is_closing(self) -> bool:
-        return False
-
-
-async def _frames(messages: list[bytes]) -> bytes:
-    """Masked client frames for ``messages``, then a close frame, built by aiohttp."""
-    capture = _Capture()
-    writer = WebSocketWriter(
-        BaseProtocol(asyncio.get_running_loop()),
-        capture,  # type: ignore[arg-type]
-        use_mask=True,
-    )
-    for message in messages:
-        await writer.send_frame(message, WSMsgType.BINARY)
-    await writer.close(1000, b"")
-    return bytes(capture.data)
 
 
 class Fuzzer:
@@ -157,7 +128,7 @@ class Fuzzer:
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                 "Sec-WebSocket-Version: 13\r\n\r\n"
             )
-            writer.write(request.encode() + await _frames(messages))
+            writer.write(request.encode() + await frames(messages, masked=True, close=True))
             # Read until the server closes: by then it has handled every message it meant to.
             async with asyncio.timeout(15 * TIMEOUT_FACTOR):
                 while await reader.read(65536):

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from collab.config import Config, database_url
 from collab.errors import CloseCode
 from collab.models import UpdateRow
-from collab.protocol import encode_sync_step1, encode_update
+from collab.protocol import encode_sync_step1, encode_update, write_var_uint
 from collab.server import HUB
 from collab.ydoc import apply_unless_known
 from tests.conftest import ROOT, Server, editor, eventually, raw_client, start_server
@@ -208,26 +208,17 @@ async def test_deeply_nested_awareness_gets_1007(
     """Awareness JSON nested deeper than the JSON parser goes (a RecursionError) is
     malformed (1007), not a server error."""
     state = b'{"a":' * 10_000 + b"1" + b"}" * 10_000
-    inner = b"\x01\x01\x01" + bytes(_varint(len(state))) + state
+    inner = b"\x01\x01\x01" + write_var_uint(len(state)) + state
     async with raw_client(session, server.url("deep")) as client:
         await client.handshake()
-        await client.ws.send_bytes(b"\x01" + bytes(_varint(len(inner))) + inner)
+        await client.ws.send_bytes(b"\x01" + write_var_uint(len(inner)) + inner)
         assert await client.closed_with() == CloseCode.INVALID_PAYLOAD
-
-
-def _varint(n: int) -> bytearray:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    out.append(n)
-    return out
 
 
 def _awareness(client_id: int, clock: int, size: int = 0) -> bytes:
     state = b'{"user":{"name":"m"},"pad":"' + b"x" * size + b'"}'
-    inner = bytes(_varint(1) + _varint(client_id) + _varint(clock) + _varint(len(state))) + state
-    return b"\x01" + bytes(_varint(len(inner))) + inner
+    inner = b"".join(map(write_var_uint, (1, client_id, clock, len(state)))) + state
+    return b"\x01" + write_var_uint(len(inner)) + inner
 
 
 async def test_awareness_flood_is_closed_with_1013(

@@ -100,6 +100,21 @@ async def _type(writer: Editor, reader: Editor, text: str) -> None:
     await eventually(lambda: str(reader) == str(writer), what="the edit relayed")
 
 
+def _hold_write_lock(
+    db: Path, locked: threading.Event, release: threading.Event, seconds: float
+) -> None:
+    """Hold SQLite's write lock on ``db`` from another connection (set ``locked`` once held)
+    until ``release`` is set or ``seconds`` have passed."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        release.wait(seconds)
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
 async def _outage_checks(server: Server, session: aiohttp.ClientSession, room: str) -> None:
     """While the store cannot commit: readiness, reads, creations and joins fail fast."""
     store = server.app[HUB].store
@@ -181,18 +196,10 @@ async def test_locked_sqlite_file_serves_from_memory_and_catches_up(tmp_path: Pa
             await _type(alice, bob, "before ")
             await store.flush()
             locked = threading.Event()
-
-            def hold_lock() -> None:
-                conn = sqlite3.connect(db, isolation_level=None)
-                try:
-                    conn.execute("BEGIN EXCLUSIVE")
-                    locked.set()
-                    threading.Event().wait(10)  # the lock is held for 10 s, whatever happens
-                    conn.execute("ROLLBACK")
-                finally:
-                    conn.close()
-
-            holder = asyncio.create_task(asyncio.to_thread(hold_lock))
+            # The lock is held for 10 s, whatever happens.
+            holder = asyncio.create_task(
+                asyncio.to_thread(_hold_write_lock, db, locked, threading.Event(), 10)
+            )
             try:
                 assert await asyncio.to_thread(locked.wait, 10)
                 for n in range(40):
@@ -399,18 +406,9 @@ async def test_writers_are_turned_away_while_the_store_cannot_commit(tmp_path: P
                 await store.flush()
                 release = threading.Event()
                 locked = threading.Event()
-
-                def hold_lock() -> None:
-                    conn = sqlite3.connect(db, isolation_level=None)
-                    try:
-                        conn.execute("BEGIN EXCLUSIVE")
-                        locked.set()
-                        release.wait(20)
-                        conn.execute("ROLLBACK")
-                    finally:
-                        conn.close()
-
-                holder = asyncio.create_task(asyncio.to_thread(hold_lock))
+                holder = asyncio.create_task(
+                    asyncio.to_thread(_hold_write_lock, db, locked, release, 20)
+                )
                 try:
                     assert await asyncio.to_thread(locked.wait, 10)
                     for n in range(200):

@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestServer
 from pycrdt import Doc, Text
 
 from collab.config import Config
+from collab.protocol import write_var_uint
 from collab.server import HUB
 from collab.webhook import Webhooks, sign, verify
 from tests.conftest import TIMEOUT_FACTOR, editor, eventually, raw_client, start_server
@@ -333,20 +334,11 @@ async def _document_too_large(ws: aiohttp.ClientWebSocketResponse) -> None:
     source: Doc[Any] = Doc()
     source.get("content", type=Text).insert(0, "x" * 3000)
     update = source.get_update()
-    await ws.send_bytes(b"\x00\x02" + bytes(_varint(len(update))) + update)
+    await ws.send_bytes(b"\x00\x02" + write_var_uint(len(update)) + update)
 
 
 async def _normal(ws: aiohttp.ClientWebSocketResponse) -> None:
     await ws.close()
-
-
-def _varint(n: int) -> bytearray:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    out.append(n)
-    return out
 
 
 @pytest.mark.parametrize(
