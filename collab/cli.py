@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import ipaddress
 import json
 import logging
@@ -36,7 +37,12 @@ _OPEN_FILES_WITHOUT_HARD_LIMIT = 65536
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="collab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="collab",
+        description="A real-time collaborative editing server for Yjs that keeps every edit.",
+        epilog="Settings come from flags, then COLLAB_* variables, then the --config file. "
+        "`collab COMMAND --help` lists a command's flags.",
+    )
     parser.add_argument("--version", action="version", version=f"collab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -124,12 +130,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
         print(f"collab: {exc}", file=sys.stderr)
         return 2
+    if args.func not in _MAY_CREATE and not _database_exists(config):
+        print(
+            f"collab: no database at {_sqlite_path(config)} (`collab db upgrade --db ...` or "
+            "`collab serve` creates one)",
+            file=sys.stderr,
+        )
+        return 2
     repeats = _setup_logging(config.log_level, config.log_format)
     try:
         result: int = args.func(config, args)
     finally:
         repeats.flush(everything=True)  # the counts of repeats not yet summarised
     return result
+
+
+def _sqlite_path(config: Config) -> str | None:
+    """The absolute path of the SQLite file ``config`` names (``None`` for another engine or
+    an in-memory database)."""
+    from sqlalchemy import make_url
+
+    url = make_url(database_url(config.db))
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return os.path.abspath(url.database)
+
+
+def _database_exists(config: Config) -> bool:
+    """False only for an SQLite file that is not there (a mistyped ``--db``): the commands
+    that read a database must not create an empty one. Other engines are asked by the
+    command itself."""
+    path = _sqlite_path(config)
+    return path is None or os.path.exists(path)
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -175,7 +207,9 @@ def _setup_logging(level: str, fmt: str = "text") -> RepeatFilter:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("collab").setLevel(level.upper())
-    logging.getLogger("alembic.runtime.migration").setLevel(level.upper())
+    # Alembic names every migration context it opens, for every command: detail for
+    # --log-level debug, not for every run.
+    logging.getLogger("alembic").setLevel("DEBUG" if level.lower() == "debug" else "WARNING")
     return repeats
 
 
@@ -347,17 +381,50 @@ def _serve(config: Config, _args: argparse.Namespace) -> int:
         loop = None
     else:
         loop = uvloop.new_event_loop()
-    scheme = "wss" if ssl_context else "ws"
-    log.info(
-        "collab %s serving %s://%s:%d/ws/{room}", __version__, scheme, config.host, config.port
-    )
+    secure = "s" if ssl_context else ""
+    where = f"{config.host}:{config.port}"
+
+    def serving(_: str) -> None:
+        # aiohttp calls this once the socket is bound: only then is it true.
+        log.info(
+            "collab %s serving the editor at http%s://%s/ and WebSockets at ws%s://%s/ws/{room}"
+            "; database %s",
+            __version__,
+            secure,
+            where,
+            secure,
+            where,
+            _sqlite_path(config) or _redacted(database_url(config.db)),
+        )
+
+    try:
+        _run(web, create_app(config), config, ssl_context, loop, serving)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(f"collab: port {config.port} is in use (on {config.host})", file=sys.stderr)
+            return 2
+        if exc.errno == errno.EADDRNOTAVAIL:
+            print(f"collab: cannot listen on {config.host}: no such address", file=sys.stderr)
+            return 2
+        raise
+    log.info("collab stopped")
+    return 0
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _run(web: Any, app: Any, config: Config, ssl_context: Any, loop: Any, serving: Any) -> None:
     web.run_app(
-        create_app(config),
+        app,
         host=config.host,
         port=config.port,
         ssl_context=ssl_context,
         access_log=None,
-        print=None,
+        print=serving,
         shutdown_timeout=5.0,
         loop=loop,
         backlog=config.listen_backlog,
@@ -366,8 +433,6 @@ def _serve(config: Config, _args: argparse.Namespace) -> int:
         # both the deadline for a request's headers (slowloris) and the idle keep-alive.
         keepalive_timeout=config.handshake_timeout,
     )
-    log.info("collab stopped")
-    return 0
 
 
 def _raise_open_files() -> int | None:
@@ -679,3 +744,9 @@ def _load(config: Config, args: argparse.Namespace) -> int:
         return 1
     print(f"loaded {summary}")
     return 0
+
+
+# The commands that may create a database (load fills a new one from a dump); every other
+# one refuses a missing SQLite file rather than create and migrate an empty one where a
+# path was mistyped.
+_MAY_CREATE = {_serve, _upgrade, _token_create, _load}

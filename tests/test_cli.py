@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -112,3 +114,40 @@ def test_token_create_refuses_an_empty_user(capsys: pytest.CaptureFixture[str], 
     out, err = capsys.readouterr()
     assert "--user must not be empty" in err
     assert out == ""
+
+
+async def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """`collab serve` on a port already in use says so in one line and exits 2, without
+    claiming to serve."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "collab", "serve", "--port", str(port),
+            "--db", str(tmp_path / "c.db"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(done.communicate(), 60 * TIMEOUT_FACTOR)
+    lines = [line for line in out.decode().splitlines() if "alembic" not in line]
+    assert done.returncode == 2
+    assert f"collab: port {port} is in use (on 127.0.0.1)" in lines
+    assert not any("serving" in line or "Traceback" in line for line in lines), lines
+
+
+async def test_startup_line_gives_the_editor_the_websocket_and_the_database(
+    tmp_path: Path,
+) -> None:
+    """Once the port is bound, the log names the editor's address, the WebSocket endpoint
+    and the database's absolute path."""
+    server = await process.start(tmp_path / "collab.db", tmp_path / "log")
+    try:
+        text = await asyncio.to_thread((tmp_path / "log").read_text)
+        port = server.port
+        assert (
+            f"serving the editor at http://127.0.0.1:{port}/ and WebSockets at "
+            f"ws://127.0.0.1:{port}/ws/{{room}}; database {tmp_path / 'collab.db'}"
+        ) in text
+    finally:
+        server.signal(signal.SIGTERM)
+        assert await server.wait() == 0

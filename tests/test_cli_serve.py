@@ -76,3 +76,55 @@ def test_in_memory_database_is_refused(capsys: pytest.CaptureFixture[str]) -> No
     """Every connection would open its own empty database: say so instead of serving."""
     assert main(["serve", "--db", ":memory:", "--port", "1"]) == 2
     assert "in-memory SQLite" in capsys.readouterr().err
+
+
+READERS = [
+    ["show", "doc"],
+    ["history", "doc"],
+    ["export", "doc", "--format", "text"],
+    ["dump", "--out", "-"],
+    ["backup", "copy.db"],
+    ["compact"],
+    ["purge"],
+    ["token", "revoke", "some-jti"],
+]
+
+
+@pytest.mark.parametrize("command", READERS, ids=[" ".join(c[:2]) for c in READERS])
+def test_a_command_never_creates_a_missing_database(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    """Every command but serve, db upgrade and load refuses a mistyped --db (exit 2, one
+    line naming the absolute path) instead of creating and migrating an empty database."""
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--db", "mistyped.db"]) == 2
+    err = capsys.readouterr().err
+    assert f"no database at {tmp_path / 'mistyped.db'}" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "mistyped.db").exists()
+
+
+def test_commands_are_quiet_about_migrations_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No Alembic lines on stderr unless --log-level debug asks for them."""
+    db = str(tmp_path / "new.db")
+    assert main(["db", "upgrade", "--db", db]) == 0
+    assert main(["history", "nope", "--db", db]) == 1
+    assert "alembic" not in capsys.readouterr().err
+    _setup_logging("debug")
+    logging.getLogger("alembic.runtime.migration").debug("shown")
+    logging.getLogger("alembic.runtime.migration").info("shown at debug")
+    assert "shown at debug" in capsys.readouterr().err
+    _setup_logging("info")
+
+
+def test_help_says_what_collab_is(capsys: pytest.CaptureFixture[str]) -> None:
+    """`collab --help` starts with a whole sentence, not a cut-off docstring line."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "collaborative editing server for Yjs that keeps every edit." in out
+    assert "``" not in out
