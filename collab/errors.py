@@ -32,7 +32,8 @@ class CloseCode(IntEnum):
     """WebSocket close codes used by collab (RFC 6455 section 7.4 plus the 4xxx range)."""
 
     NORMAL = 1000
-    GOING_AWAY = 1001  # server shutdown
+    GOING_AWAY = 1001  # not sent by collab: a browser closing its tab sends it
+    SERVICE_RESTART = 1012  # server shutdown or restart: reconnect, here or to another node
     UNSUPPORTED_DATA = 1003  # text frame
     INVALID_PAYLOAD = 1007  # malformed Yjs message, update or awareness
     MESSAGE_TOO_BIG = 1009

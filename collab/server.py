@@ -52,6 +52,8 @@ HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", Metrics)
 VERIFIER: web.AppKey[Verifier | None] = web.AppKey("verifier")
 _CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")
+_DRAINING: web.AppKey[asyncio.Event] = web.AppKey("draining")  # set when shutdown starts
+_DRAIN_COMMIT = 5.0  # seconds shutdown waits for the store before closing sockets
 _SAMPLE_MASK = 15  # relay latency is observed for every 16th message of a connection
 # Recorded for a connection dropped by the keepalive sweep, as aiohttp's heartbeat did.
 # RFC 6455 reserves it for "closed without a close frame": it is never sent.
@@ -64,6 +66,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=config.max_message_size)
     app[CONFIG] = config
     app[_CONNECTIONS] = set()
+    app[_DRAINING] = asyncio.Event()
     app[VERIFIER] = _verifier(config)
     app.cleanup_ctx.append(_hub_ctx)
     app.on_shutdown.append(_close_connections)
@@ -265,11 +268,22 @@ def _sweep(connections: set[Connection]) -> int:
 
 
 async def _close_connections(app: web.Application) -> None:
-    # Graceful shutdown: 1001 tells clients to reconnect (to this server once it is back,
-    # or to another node); their handlers then leave their rooms normally.
+    """Graceful shutdown (aiohttp has stopped accepting): say not ready at once, so a load
+    balancer drains this node; commit what is queued; then close every socket with 1012
+    (service restart), which clients answer by reconnecting, here once it is back or to
+    another node, where everything they had sent is in the database already. Their
+    handlers then leave their rooms normally; what arrives meanwhile is committed when the
+    hub closes."""
+    app[_DRAINING].set()
+    store = app[HUB].store
+    try:
+        async with asyncio.timeout(_DRAIN_COMMIT):
+            await store.flush()
+    except TimeoutError:
+        log.warning("shutting down with %d bytes not yet committed", store.backlog_bytes)
     connections: set[Connection] = app[_CONNECTIONS]
     for conn in list(connections):
-        conn.close(CloseCode.GOING_AWAY, "server shutting down")
+        conn.close(CloseCode.SERVICE_RESTART, "server restarting")
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -285,8 +299,10 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    """Ready: the store commits, the database answers within ``db_timeout``, and its
-    schema is the newest this code knows."""
+    """Ready: not shutting down, the store commits, the database answers within
+    ``db_timeout``, and its schema is the newest this code knows."""
+    if request.app[_DRAINING].is_set():
+        return web.json_response({"status": "shutting down"}, status=503)
     store = request.app[HUB].store
     if store.stalled:
         since = store.stalled_since

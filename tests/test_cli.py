@@ -29,10 +29,11 @@ def _count(db: Path) -> int:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-async def test_signal_closes_1001_flushes_and_exits_0(
+async def test_signal_commits_then_closes_1012_and_exits_0(
     tmp_path: Path, session: aiohttp.ClientSession, signum: signal.Signals
 ) -> None:
-    """On SIGTERM/SIGINT the server closes sockets with 1001, commits everything, exits 0."""
+    """On SIGTERM/SIGINT the server commits everything, closes its sockets with 1012 (service
+    restart: reconnect, here or elsewhere) and exits 0."""
     db = tmp_path / "collab.db"
     # A long commit window: only the shutdown flush can have stored these updates.
     server = await process.start(db, tmp_path / "log", "--commit-interval", "30")
@@ -54,8 +55,10 @@ async def test_signal_closes_1001_flushes_and_exits_0(
             await watcher.recv_bytes()
         start = time.monotonic()
         server.signal(signum)
-        assert await writer.closed_with(10) == CloseCode.GOING_AWAY
-        assert await watcher.closed_with(10) == CloseCode.GOING_AWAY
+        assert await writer.closed_with(10) == CloseCode.SERVICE_RESTART
+        assert await watcher.closed_with(10) == CloseCode.SERVICE_RESTART
+        # Closed only once committed: the rows are in the database already.
+        assert await asyncio.to_thread(_count, db) == 20
     assert await server.wait() == 0
     assert time.monotonic() - start < 5 * TIMEOUT_FACTOR
     assert await asyncio.to_thread(_count, db) == 20

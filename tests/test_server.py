@@ -9,6 +9,8 @@ import aiohttp
 import pytest
 from pycrdt import Doc, Text
 
+from collab.config import Config
+from collab.errors import CloseCode
 from collab.protocol import (
     AwarenessEntry,
     SyncStep1,
@@ -18,7 +20,7 @@ from collab.protocol import (
     encode_update,
 )
 from collab.server import HUB
-from tests.conftest import ROOT, Server, editor, eventually, raw_client
+from tests.conftest import ROOT, Server, editor, eventually, raw_client, start_server
 
 
 async def test_two_editors_converge(server: Server, session: aiohttp.ClientSession) -> None:
@@ -158,3 +160,22 @@ async def test_large_update_is_stored_and_relayed(
     assert loaded.last_seq == 1
     async with editor(session, url) as late:
         assert len(str(late)) == size
+
+
+async def test_shutdown_says_not_ready_commits_then_closes_1012(
+    config: Config, session: aiohttp.ClientSession
+) -> None:
+    """When shutdown starts, /readyz turns 503 at once (a load balancer drains the node),
+    queued updates are committed, and only then is every socket closed with 1012."""
+    async with start_server(config.replace(commit_interval=30.0)) as server:
+        url = server.url("going")
+        async with editor(session, url) as alice, raw_client(session, url) as bob:
+            await bob.handshake()
+            alice.text += "committed before the close"
+            await eventually(lambda: server.app[HUB].store.backlog_bytes > 0)
+            await server.app.shutdown()  # aiohttp's own shutdown signal: on_shutdown runs
+            assert await bob.closed_with() == CloseCode.SERVICE_RESTART
+            assert server.app[HUB].store.backlog_bytes == 0
+            async with session.get(server.http + "/readyz") as response:
+                assert response.status == 503
+                assert (await response.json())["status"] == "shutting down"
