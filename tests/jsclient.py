@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ class JsClient:
         assert self.process.stdout is not None
         async for line in self.process.stdout:
             event = json.loads(line)
+            event["_at"] = time.monotonic()  # when it arrived here, for timing tests
             self.events.append(event)
             future = self._replies.pop(event.get("id", -1), None)
             if future is not None and not future.done():
