@@ -24,7 +24,7 @@ import re
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 from pycrdt import Doc, get_update
 
@@ -376,7 +376,7 @@ class Room(Generic[M]):
             raise ProtocolError("invalid Yjs update") from exc
         return self._apply(member, update, encode_update(update))
 
-    def _refused_midway(self, exc: RuntimeError) -> None:
+    def _refused_midway(self, exc: RuntimeError) -> NoReturn:
         """An apply failed with ``exc`` inside yrs: if nothing was integrated, the update is
         merely invalid (1007); if some of it was, the document now holds part of an update
         that is neither stored nor relayed, and must be thrown away like a panicked one."""
