@@ -64,9 +64,7 @@ def site(directory: Path, upstreams: list[int], https: int, http: int) -> Path:
     text = (CONTRIB / "nginx" / "collab.conf").read_text()
     text = text.replace("/etc/ssl/certs/collab.pem", str(cert))
     text = text.replace("/etc/ssl/private/collab.key", str(key))
-    servers = "\n    ".join(
-        f"server 127.0.0.1:{port} max_fails=0;" for port in upstreams
-    )
+    servers = "\n    ".join(f"server 127.0.0.1:{port} max_fails=0;" for port in upstreams)
     text = text.replace("server 127.0.0.1:1234 max_fails=0;", servers)
     text = re.sub(r"listen 443 ssl", f"listen 127.0.0.1:{https} ssl", text)
     text = text.replace("listen 80;", f"listen 127.0.0.1:{http};")
