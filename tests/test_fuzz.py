@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from pycrdt import Doc, Map, Text
 
 from collab.protocol import (
@@ -180,6 +181,8 @@ async def _quarantined(session: aiohttp.ClientSession, port: int) -> str:
     )
 
 
+# About 4,500 messages a second here; more messages (COLLAB_FUZZ_MESSAGES) need more time.
+@pytest.mark.timeout(120 + MESSAGES // 1000)
 async def test_live_fuzz_never_crashes_poisons_or_loses(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
