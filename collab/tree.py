@@ -62,6 +62,9 @@ def unreadable_roots(state: bytes) -> set[str]:
     if not suspects:
         return set()  # the common case: a cheap walk, nothing to resolve
     index = {client: [item.clock for item in runs] for client, runs in items.items()}
+    # No chain of origins is longer than the document: a bound against cycles in bytes
+    # yrs wrote from hostile updates.
+    longest = sum(map(len, items.values()))
 
     def find(ref: Id | None) -> _Item | None:
         if ref is None:
@@ -75,19 +78,31 @@ def unreadable_roots(state: bytes) -> set[str]:
         item = runs[at]
         return item if ref[1] < item.clock + item.length else None
 
+    known: dict[int, tuple[str | None, _Item | None]] = {}  # by id() of an item walked
+
     def container(item: _Item) -> tuple[str | None, _Item | None]:
         # The root or type item ``item`` belongs to: follow origins (iteratively: a typed
-        # paragraph is a chain of thousands of origins) until an explicit parent.
-        seen = 0
+        # paragraph is a chain of thousands of origins) until an explicit parent. Every
+        # item walked through shares the answer, so each chain is walked once.
+        walked: list[_Item] = []
+        found: tuple[str | None, _Item | None] = (None, None)
         current: _Item | None = item
-        while current is not None and seen <= len(suspects) + sum(map(len, items.values())):
+        while current is not None and len(walked) <= longest:
+            cached = known.get(id(current))
+            if cached is not None:
+                found = cached
+                break
+            walked.append(current)
             if current.root is not None:
-                return current.root, None
+                found = (current.root, None)
+                break
             if current.parent is not None:
-                return None, find(current.parent)
+                found = (None, find(current.parent))
+                break
             current = find(current.origin) or find(current.right)
-            seen += 1
-        return None, None
+        for step in walked:
+            known[id(step)] = found
+        return found
 
     unreadable: set[str] = set()
     for _, item in suspects:
