@@ -23,8 +23,10 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
+from collab.errors import ProtocolError
 from collab.tree import unreadable_roots
 from collab.update import measure
+from collab.validator import check_update
 from collab.ydoc import is_panic
 
 __all__ = [
@@ -87,7 +89,8 @@ def replay(
     """Rebuild a document from a checkpoint and the updates stored after it.
 
     A stored row that cannot be applied is quarantined, never a reason the document will
-    not open: one that yrs refuses (``ValueError``, nothing applied) is skipped; one that
+    not open: one that fails the validator's encoding check, or that yrs refuses
+    (``ValueError``, nothing applied), is skipped; one that
     makes yrs panic, or that leaves the document panicking on the next read, is left out
     and the document rebuilt without it. The row stays in the database; the caller
     reports it (``skipped``).
@@ -104,7 +107,7 @@ def replay(
     out = skipped if skipped is not None else []
     base = checkpoint
     doc: Doc[Any] = Doc()
-    if checkpoint is not None and not _apply_guarded(doc, checkpoint):
+    if checkpoint is not None and not _apply_guarded(doc, checkpoint, check=False):
         out.append(-1)
         base = None
         doc = Doc()
@@ -127,7 +130,16 @@ def replay(
     return doc
 
 
-def _apply_guarded(doc: Doc[Any], update: bytes) -> bool:
+def _apply_guarded(doc: Doc[Any], update: bytes, check: bool = True) -> bool:
+    # Update rows stored before validation existed (or loaded from a dump) reach yrs only
+    # once they pass the same encoding check as a client's update: some crash yrs
+    # outright. A checkpoint is yrs's own encoding of a document: not checked (it would be
+    # the whole document again on every load).
+    if check:
+        try:
+            check_update(update)
+        except ProtocolError:
+            return False
     try:
         doc.apply_update(update)
     except ValueError:  # refused before it touched the document

@@ -328,3 +328,14 @@ def test_merge_equals_the_updates_in_order() -> None:
     doc = replay(None, sample.updates[:200])
     doc.apply_update(merged)
     assert str(doc.get("content", type=Text)) == sample.texts[1200]
+
+
+def test_replay_skips_stored_rows_the_validator_refuses() -> None:
+    """A stored row that yrs would take but the validator refuses (here an overlong varint,
+    which no encoder writes) is skipped at replay like a client's, and reported."""
+    doc: Doc[Any] = Doc()
+    doc.get("content", type=Text).insert(0, "kept")
+    skipped: list[int] = []
+    replayed = replay(None, [doc.get_update(), b"\x80\x00\x00"], skipped)
+    assert skipped == [1]
+    assert str(replayed.get("content", type=Text)) == "kept"
