@@ -4,19 +4,16 @@ certificate, and the tool itself (a skip without it, a failure with
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-__all__ = ["CONTRIB", "certificate", "site", "tool"]
+from tests.certificate import self_signed
+
+__all__ = ["CONTRIB", "site", "tool"]
 
 CONTRIB = Path(__file__).resolve().parents[1] / "contrib"
 
@@ -31,36 +28,10 @@ def tool(name: str, *paths: str) -> str:
     return found
 
 
-def certificate(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def site(directory: Path, upstreams: list[int], https: int, http: int) -> Path:
     """The contrib site, with its certificate, ports and upstream servers pointed at this
     test's (``daemon off``: run it as a child process); returns the main config file."""
-    cert, key = certificate(directory)
+    cert, key = self_signed(directory)
     text = (CONTRIB / "nginx" / "collab.conf").read_text()
     text = text.replace("/etc/ssl/certs/collab.pem", str(cert))
     text = text.replace("/etc/ssl/private/collab.key", str(key))

@@ -72,8 +72,8 @@ def test_what_real_editors_write_is_readable() -> None:
     assert content_of(doc)["meta"]["tags"] == ["😀", "🎉 party", 1]
 
 
-def test_a_document_without_astral_text_costs_one_walk() -> None:
-    """With no text outside the BMP there is nothing to resolve."""
+def test_a_document_without_astral_text_has_no_unreadable_root() -> None:
+    """Text inside an array is harmless without characters outside the BMP."""
     doc: Doc[Any] = Doc()
     doc.get("list", type=Array).extend([1, 2, Text("plain")])
     assert unreadable_roots(doc.get_update()) == set()
