@@ -41,6 +41,7 @@ from collab.history import (
     root_kinds,
     root_value,
     spaced,
+    well_formed,
 )
 from collab.restore import restore_update
 from collab.store import (
@@ -569,7 +570,8 @@ def _sample(
             doc = _doc(source)
         assert doc is not None
         for row in rows:
-            doc.apply_update(row.data)
+            if well_formed(row.data):  # as replay: a malformed row is left out
+                doc.apply_update(row.data)
         if stops and stops[-1][0] == seq:
             continue
         kind = root_kinds(doc).get(root)

@@ -22,6 +22,8 @@ from typing import Any
 
 from pycrdt import Doc, Text
 
+from collab.history import well_formed
+
 __all__ = ["Attribution", "Span", "Step"]
 
 _EQUAL, _INSERT, _DELETE = "equal", "insert", "delete"
@@ -104,7 +106,8 @@ class Attribution:
             for start in range(0, len(step.updates), _PER_TRANSACTION):
                 with self.doc.transaction():
                     for update in step.updates[start : start + _PER_TRANSACTION]:
-                        self.doc.apply_update(update)
+                        if well_formed(update):  # as replay: a malformed row is left out
+                            self.doc.apply_update(update)
                 for delta in self._deltas:
                     self._apply_delta(delta, step)
                 self._deltas.clear()

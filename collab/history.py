@@ -43,6 +43,7 @@ __all__ = [
     "parse_time",
     "replay",
     "root_kinds",
+    "well_formed",
     "root_value",
 ]
 
@@ -130,16 +131,22 @@ def replay(
     return doc
 
 
+def well_formed(update: bytes) -> bool:
+    """Whether a stored update row passes the validator's encoding check: rows stored
+    before validation existed (or loaded from a dump) reach yrs only if so, wherever they
+    are replayed, since some malformed ones crash yrs outright."""
+    try:
+        check_update(update)
+    except ProtocolError:
+        return False
+    return True
+
+
 def _apply_guarded(doc: Doc[Any], update: bytes, check: bool = True) -> bool:
-    # Update rows stored before validation existed (or loaded from a dump) reach yrs only
-    # once they pass the same encoding check as a client's update: some crash yrs
-    # outright. A checkpoint is yrs's own encoding of a document: not checked (it would be
-    # the whole document again on every load).
-    if check:
-        try:
-            check_update(update)
-        except ProtocolError:
-            return False
+    # A checkpoint is yrs's own encoding of a document: not checked (it would be the whole
+    # document again on every load).
+    if check and not well_formed(update):
+        return False
     try:
         doc.apply_update(update)
     except ValueError:  # refused before it touched the document
