@@ -29,9 +29,11 @@ from collections import deque
 from collections.abc import Callable
 
 import redis.asyncio as redis
+from redis import __version__ as REDIS_VERSION
+from redis.driver_info import DriverInfo
 from redis.exceptions import RedisError
 
-from collab.tasks import reraise_cancellation
+from collab.tasks import reraise_cancellation, stop_tasks
 
 __all__ = ["Cluster"]
 
@@ -43,6 +45,7 @@ _NODE_TTL = 10  # seconds a node counts as alive without refreshing its key
 _HEARTBEAT = 3.0
 _QUEUE_LIMIT = 100_000
 _BACKOFF_MAX = 5.0
+_STOP_TIMEOUT = 2.0  # seconds each step of stop() may take with Redis gone
 
 OnMessage = Callable[[str, str, bytes], None]  # room, node id, message
 
@@ -80,6 +83,7 @@ class Cluster:
         self._outbox: deque[tuple[bytes, bytes]] = deque()
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._unsubscribing: set[asyncio.Task[None]] = set()
         self._peers: set[str] = set()  # other nodes seen in messages
         self.connected = False
         self.published = 0
@@ -88,19 +92,30 @@ class Cluster:
 
     async def start(self) -> None:
         """Connect (or keep trying in the background) and start relaying."""
-        self._client = redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
+        self._client = redis.Redis.from_url(
+            self.url,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            # Given, so that no new connection reads the package metadata from disk (a
+            # blocking stat in the event loop, which redis-py does by default).
+            driver_info=DriverInfo(lib_version=REDIS_VERSION),
+        )
         for coro in (self._subscribe_loop(), self._publish_loop(), self._heartbeat_loop()):
             self._tasks.append(asyncio.create_task(coro))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks([*self._tasks, *self._unsubscribing])
         self._tasks.clear()
         if self._client is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._client.delete(_NODE_KEY + self.node_id)
-            await self._client.aclose()
+            # Bounded: Redis may be down, and redis-py retries a failed command itself.
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(_STOP_TIMEOUT):
+                    await self._client.delete(_NODE_KEY + self.node_id)
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(_STOP_TIMEOUT):
+                    if self._pubsub is not None:
+                        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await self._client.aclose()
 
     async def subscribe(self, room: str) -> None:
         """Start receiving ``room``'s messages (before loading it, so none are missed)."""
@@ -113,8 +128,9 @@ class Cluster:
         self._rooms.discard(room)
         pubsub = self._pubsub
         if pubsub is not None and self.connected:
-            task = asyncio.create_task(self._quiet(pubsub.unsubscribe(_PREFIX + room)))
-            task.add_done_callback(lambda _: None)
+            task = asyncio.create_task(self._unsubscribe(pubsub, _PREFIX + room))
+            self._unsubscribing.add(task)  # a reference, so the task is not collected
+            task.add_done_callback(self._unsubscribing.discard)
 
     def publish(self, room: str, message: bytes) -> None:
         """Queue ``message`` for the other nodes; never waits. Dropped while Redis is down."""
@@ -128,9 +144,9 @@ class Cluster:
         self._wakeup.set()
 
     @staticmethod
-    async def _quiet(coro: object) -> None:
+    async def _unsubscribe(pubsub: redis.client.PubSub, channel: str) -> None:
         with contextlib.suppress(RedisError, OSError):
-            await coro  # type: ignore[misc]
+            await pubsub.unsubscribe(channel)
 
     async def _subscribe_loop(self) -> None:
         assert self._client is not None
@@ -178,6 +194,7 @@ class Cluster:
 
     async def _publish_loop(self) -> None:
         while True:
+            reraise_cancellation()  # redis-py can swallow one inside execute()
             await self._wakeup.wait()
             self._wakeup.clear()
             client = self._client
@@ -209,4 +226,5 @@ class Cluster:
             except (RedisError, OSError) as exc:
                 reraise_cancellation()
                 log.debug("heartbeat failed: %s", exc)
+            reraise_cancellation()
             await asyncio.sleep(_HEARTBEAT)

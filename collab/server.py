@@ -41,7 +41,7 @@ from collab.limits import TokenBucket
 from collab.metrics import CONTENT_TYPE, Metrics
 from collab.room import validate_room_name
 from collab.store import DocumentStore, Store, TokenStore, now_ms
-from collab.tasks import reraise_cancellation
+from collab.tasks import reraise_cancellation, stop_tasks
 
 __all__ = ["CONFIG", "HUB", "METRICS", "VERIFIER", "close_revoked", "create_app", "identify"]
 
@@ -164,10 +164,7 @@ async def _hub_ctx(app: web.Application):  # type: ignore[no-untyped-def]
     if config.heartbeat > 0:
         loops.append(asyncio.create_task(_keepalive(app), name="collab-keepalive"))
     yield
-    for task in loops:
-        task.cancel()
-    if loops:
-        await asyncio.wait(loops)
+    await stop_tasks(loops)
     if cluster is not None:
         await cluster.stop()
         hub.cluster = None

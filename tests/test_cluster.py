@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from pycrdt import Doc, Text
 
 from collab.protocol import AwarenessEntry, decode, encode_awareness, encode_update
 from tests import process
-from tests.conftest import ROOT, editor, eventually, raw_client
+from tests.conftest import ROOT, TIMEOUT_FACTOR, editor, eventually, raw_client
 from tests.jsclient import JsClient, require_node
 from tests.services import RedisProcess, postgres_database, require_redis
 
@@ -56,7 +57,8 @@ async def nodes(
                     except TimeoutError:
                         node.signal(signal.SIGKILL)  # fail, but leave no stray node behind
                         await node.wait()
-                        raise
+                        tail = node.log.read_text(errors="replace")[-4000:]
+                        raise AssertionError(f"{node.log} did not stop on SIGTERM:\n{tail}")
 
 
 def room() -> str:
@@ -251,3 +253,22 @@ async def test_late_loading_node_gets_storage_and_in_flight(
                 ann.text += str(i % 10)
             async with editor(session, two.url(name)) as late:
                 await eventually(lambda: str(late) == str(ann), timeout=10)
+
+
+async def test_stop_ends_however_redis_comes_and_goes(tmp_path: Path) -> None:
+    """``Cluster.stop`` ends promptly whatever Redis was doing, even when it lands inside
+    a publish: redis-py can swallow that cancellation, which left a node hanging at
+    SIGTERM. Run in a process of its own, on asyncio's own loop, where it showed."""
+    await require_redis()
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).parent / "cluster_stop.py"),
+        "12",
+        "1",
+        str(tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(child.communicate(), 120 * TIMEOUT_FACTOR)
+    lines = [x for x in output.decode().splitlines() if "redis unavailable" not in x]
+    assert child.returncode == 0, "\n".join(lines[-30:])
