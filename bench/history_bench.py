@@ -31,9 +31,9 @@ from typing import Any
 
 from pycrdt import Doc, Text
 
-from collab.archive import Archive
-from collab.compaction import Policy
 from collab.config import Config, database_url
+from collab.history.compaction import Policy
+from collab.history.service import Archive
 from collab.store import Store
 
 TRACE = Path(__file__).resolve().parents[1] / "tests" / "data" / "automerge-paper.json.gz"

@@ -1,3 +1,3 @@
-from collab.cli import main
+from collab.tools.cli import main
 
 raise SystemExit(main())

@@ -37,6 +37,9 @@ class CloseCode(IntEnum):
     UNSUPPORTED_DATA = 1003  # text frame
     INVALID_PAYLOAD = 1007  # malformed Yjs message, update or awareness
     MESSAGE_TOO_BIG = 1009
+    # Recorded, never sent (RFC 6455 reserves it for "closed without a close frame"): a
+    # peer lost mid-send, or dropped by the keepalive sweep.
+    ABNORMAL_CLOSURE = 1006
     INTERNAL_ERROR = 1011
     TRY_AGAIN_LATER = 1013  # slow consumer, or the store is too far behind
     BAD_REQUEST = 4400  # invalid room name: permanent, the client must not retry

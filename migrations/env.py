@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from collab.config import database_url
-from collab.models import Base
+from collab.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

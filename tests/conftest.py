@@ -24,8 +24,8 @@ from blockbuster import BlockBuster, blockbuster_ctx
 from pycrdt import Doc, Provider, Text
 
 from collab.config import Config
-from collab.protocol import decode, encode_sync_step1, encode_sync_step2
-from collab.server import create_app
+from collab.http.app import create_app
+from collab.sync.protocol import decode, encode_sync_step1, encode_sync_step2
 
 TIMEOUT_FACTOR = float(os.environ.get("COLLAB_TEST_TIMEOUT_FACTOR", "1"))
 ROOT = "content"  # the Y.Text every part of collab edits

@@ -27,7 +27,7 @@ if nofile:
     resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 if loop == "asyncio":
     sys.modules["uvloop"] = None  # makes "import uvloop" fail, as where it is not installed
-from collab.cli import main
+from collab.tools.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from collab.cli import _parser
 from collab.config import Config
+from collab.tools.cli import _parser
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 

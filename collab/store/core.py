@@ -60,7 +60,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from collab.errors import StoreUnavailable
-from collab.models import (
+from collab.store.models import (
     CheckpointRow,
     Document,
     UpdateRow,

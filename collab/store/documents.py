@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from collab.models import (
+from collab.store.core import Store, now_ms
+from collab.store.models import (
     CheckpointRow,
     CompactionRow,
     Document,
@@ -15,7 +16,6 @@ from collab.models import (
     RevokedToken,
     UpdateRow,
 )
-from collab.store.core import Store, now_ms
 
 __all__ = ["DocumentState", "DocumentStore", "TokenStore"]
 

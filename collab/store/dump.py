@@ -10,13 +10,13 @@ from typing import Any
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from collab.models import (
+from collab.store.core import Store
+from collab.store.models import (
     Base,
     CheckpointRow,
     Document,
     UpdateRow,
 )
-from collab.store.core import Store
 
 __all__ = ["DocumentExists", "DumpBatch", "DumpStore"]
 

@@ -10,15 +10,15 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from collab.history import Row
-from collab.models import (
+from collab.history.replay import Row
+from collab.store.core import Store, newest_checkpoint, now_ms
+from collab.store.models import (
     CheckpointRow,
     CompactionRow,
     Document,
     NamedVersionRow,
     UpdateRow,
 )
-from collab.store.core import Store, newest_checkpoint, now_ms
 
 __all__ = ["DocumentHead", "HistoryStore", "MergedRun", "NamedVersion", "Storage", "VersionSource"]
 

@@ -1,0 +1,196 @@
+"""Server-side edits of a document's text, as the REST API makes them.
+
+PURE: takes the current document (as a Yjs update) and returns one Yjs update that makes
+the change; never awaits, never runs SQL, never touches a socket. The hub applies the
+update like any client's (relayed live, stored under the caller's name).
+
+- ``replace_update`` turns the text root into a given text with a minimal character
+  diff (``restore.restore_update``), so the parts that did not change keep their identity
+  and concurrent edits there still merge.
+- ``patch_update`` applies ``insert`` and ``delete`` operations one after the other, each
+  index counted against the text as the previous operations left it.
+
+Indexes and lengths count Unicode code points (Python's ``len``; an embed counts one),
+not the UTF-8 bytes pycrdt counts nor the UTF-16 units of JavaScript.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pycrdt import Doc, Text
+
+from collab.history.replay import BadRequest, Conflict, replay, root_kinds
+from collab.history.restore import restore_update
+
+__all__ = [
+    "Delete",
+    "Insert",
+    "Operation",
+    "parse_operations",
+    "patch_update",
+    "replace_update",
+    "text_update",
+]
+
+MAX_OPERATIONS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Insert:
+    """Insert ``text`` before code point ``index``."""
+
+    index: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete ``length`` code points from ``index``."""
+
+    index: int
+    length: int
+
+
+Operation = Insert | Delete
+
+
+def parse_operations(data: Any) -> list[Operation]:
+    """Read a PATCH body: a JSON list of operations (or ``{"ops": [...]}``).
+
+    Raises:
+        BadRequest: not a list of well-formed operations.
+    """
+    if isinstance(data, dict) and "ops" in data:
+        data = data["ops"]
+    if not isinstance(data, list) or not data:
+        raise BadRequest(
+            'give a list of operations: [{"op": "insert", "index": 0, "text": "..."}, '
+            '{"op": "delete", "index": 0, "length": 1}]'
+        )
+    if len(data) > MAX_OPERATIONS:
+        raise BadRequest(f"too many operations: at most {MAX_OPERATIONS}")
+    return [_operation(k, raw) for k, raw in enumerate(data)]
+
+
+def _operation(k: int, raw: Any) -> Operation:
+    if not isinstance(raw, dict):
+        raise BadRequest(f"operation {k}: expected an object")
+    index = raw.get("index")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise BadRequest(f"operation {k}: index must be a whole number >= 0")
+    op = raw.get("op")
+    if op == "insert":
+        text = raw.get("text")
+        if not isinstance(text, str):
+            raise BadRequest(f"operation {k}: insert needs a text string")
+        return Insert(index, text)
+    if op == "delete":
+        length = raw.get("length")
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise BadRequest(f"operation {k}: delete needs a length >= 0")
+        return Delete(index, length)
+    raise BadRequest(f"operation {k}: op must be insert or delete")
+
+
+def text_update(text: str, root: str) -> bytes:
+    """A new document whose text root ``root`` holds ``text``, as one update."""
+    doc: Doc[Any] = Doc()
+    doc.get(root, type=Text).insert(0, text)
+    return doc.get_update()
+
+
+def replace_update(state: bytes, root: str, text: str) -> bytes:
+    """The change that makes text root ``root`` of the document ``state`` hold ``text``
+    (empty: nothing to change).
+
+    Raises:
+        Conflict: ``root`` is not a text (a map, an array, XML).
+    """
+    current = replay(state, [])
+    _check_text(current, root)
+    target = replay(state, [])
+    content = target.get(root, type=Text)
+    content.clear()
+    content.insert(0, text)
+    return restore_update(current, target)
+
+
+def patch_update(state: bytes, root: str, operations: Sequence[Operation]) -> bytes:
+    """The change that applies ``operations`` to text root ``root`` of ``state``.
+
+    Raises:
+        Conflict: ``root`` is not a text, or an operation reaches past the end of the text
+            as it is by then (the document changed since the caller read it).
+    """
+    doc = replay(state, [])
+    _check_text(doc, root)
+    content = doc.get(root, type=Text)
+    chunks = content.diff()
+    # Without embeds (the usual case) a mirror string gives offsets at C speed; with them,
+    # offsets are recounted from the text itself.
+    mirror: str | None = None
+    if all(isinstance(chunk, str) for chunk, _ in chunks):
+        mirror = "".join(chunk for chunk, _ in chunks)
+    updates: list[bytes] = []
+    subscription = doc.observe(lambda event: updates.append(event.update))
+    try:
+        with doc.transaction():
+            for k, operation in enumerate(operations):
+                size = len(mirror) if mirror is not None else len(_units(content)) - 1
+                if isinstance(operation, Insert):
+                    if operation.index > size:
+                        raise Conflict(
+                            f"operation {k}: index {operation.index} is past the end of the "
+                            f"text ({size} characters)"
+                        )
+                    if operation.text:
+                        content.insert(_offset(content, mirror, operation.index), operation.text)
+                        if mirror is not None:
+                            i = operation.index
+                            mirror = mirror[:i] + operation.text + mirror[i:]
+                else:
+                    end = operation.index + operation.length
+                    if end > size:
+                        raise Conflict(
+                            f"operation {k}: deleting {operation.index}..{end} reaches past "
+                            f"the end of the text ({size} characters)"
+                        )
+                    if operation.length:
+                        start = _offset(content, mirror, operation.index)
+                        del content[start : _offset(content, mirror, end)]
+                        if mirror is not None:
+                            mirror = mirror[: operation.index] + mirror[end:]
+    finally:
+        doc.unobserve(subscription)
+    return updates[0] if updates else b""
+
+
+def _check_text(doc: Doc[Any], root: str) -> None:
+    kind = root_kinds(doc).get(root, "empty")
+    if kind not in ("text", "empty"):
+        raise Conflict(f"root {root!r} is a {kind}, not a text")
+
+
+def _offset(text: Text, mirror: str | None, index: int) -> int:
+    if mirror is not None:
+        return len(mirror[:index].encode())
+    return _units(text)[index]
+
+
+def _units(text: Text) -> list[int]:
+    """pycrdt's offset (UTF-8 bytes, an embed counts one) of every code point index, plus
+    one past the end."""
+    offsets = [0]
+    at = 0
+    for content, _ in text.diff():
+        if isinstance(content, str):
+            for ch in content:
+                at += len(ch.encode())
+                offsets.append(at)
+        else:
+            at += 1
+            offsets.append(at)
+    return offsets

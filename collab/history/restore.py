@@ -1,0 +1,230 @@
+"""Making a past version the current content again, as one new change.
+
+PURE: takes the current document and the target version and returns one Yjs update that,
+applied to the current document, makes every root hold the target's content. History is
+never rewritten: the restore is an ordinary edit (it shows in the timeline under its
+author, is relayed to everyone in the room, and restoring the version just before it
+undoes it).
+
+The change is small where it can be: a Y.Text gets a character diff (the C
+diff-match-patch, in code points) turned into deletions and insertions, so the parts that
+did not change keep their identity and concurrent edits there still merge; map keys are
+set or deleted one by one; arrays and XML fragments keep their common first and last
+elements. Formatting is restored on re-inserted text; formatting changes on text that
+stayed are not undone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fast_diff_match_patch as dmp
+from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
+
+from collab.history.replay import root_kinds
+
+__all__ = ["restore_update"]
+
+_EMBED = "\ufffc"
+_DIFF_SECONDS = 2.0  # diff-match-patch gives a valid, less minimal diff past this
+
+
+def restore_update(current: Doc[Any], target: Doc[Any]) -> bytes:
+    """Compute the change that turns ``current`` into ``target``'s content.
+
+    ``current`` is changed in place (pass a copy). An empty result means there is nothing
+    to change.
+    """
+    kinds = root_kinds(target)
+    current_kinds = root_kinds(current)
+    updates: list[bytes] = []
+    subscription = current.observe(lambda event: updates.append(event.update))
+    try:
+        with current.transaction():
+            for name in sorted(set(kinds) | set(current_kinds)):
+                kind = kinds.get(name, "empty")
+                if "unreadable" in (kind, current_kinds.get(name)):
+                    continue  # neither side can be read without hanging yrs: leave it
+                if kind == "empty":
+                    _clear(current, name, current_kinds.get(name, "empty"))
+                elif kind == "text":
+                    _restore_text(current.get(name, type=Text), target.get(name, type=Text))
+                elif kind == "map":
+                    _restore_map(current.get(name, type=Map), target.get(name, type=Map))
+                elif kind == "array":
+                    _restore_array(current.get(name, type=Array), target.get(name, type=Array))
+                else:
+                    _restore_xml(
+                        current.get(name, type=XmlFragment), target.get(name, type=XmlFragment)
+                    )
+    finally:
+        current.unobserve(subscription)
+    return updates[0] if updates else b""
+
+
+def _clear(doc: Doc[Any], name: str, kind: str) -> None:
+    if kind == "text":
+        doc.get(name, type=Text).clear()
+    elif kind == "map":
+        doc.get(name, type=Map).clear()
+    elif kind == "array":
+        doc.get(name, type=Array).clear()
+    elif kind == "xml":
+        children = doc.get(name, type=XmlFragment).children
+        del children[0 : len(children)]
+
+
+def _pieces(text: Text) -> tuple[str, list[tuple[Any, dict[str, Any] | None]]]:
+    """The text as one string (embeds as U+FFFC) and as its formatted chunks, one chunk
+    per embed."""
+    chunks = text.diff()
+    parts = [c if isinstance(c, str) else _EMBED for c, _ in chunks]
+    return "".join(parts), chunks
+
+
+def _restore_text(current: Text, target: Text) -> None:
+    old, old_chunks = _pieces(current)
+    new, new_chunks = _pieces(target)
+    if old == new:
+        return
+    embeds_old = _embed_positions(old_chunks)
+    # Inserted text would inherit the formatting on its left; name every attribute in use,
+    # with None for "not set", so each piece gets exactly the target's formatting.
+    keys = {key for _, attrs in old_chunks + new_chunks for key in (attrs or {})}
+    pos = 0  # in pycrdt units: UTF-8 bytes, an embed counts one
+    i = j = 0  # code points consumed in old and new
+    for op, part in dmp.diff(old, new, timelimit=_DIFF_SECONDS, counts_only=False):
+        n = len(part)
+        if op == "=":
+            pos += _units(part, i, embeds_old)
+            i += n
+            j += n
+        elif op == "-":
+            units = _units(part, i, embeds_old)
+            del current[pos : pos + units]
+            i += n
+        else:
+            pos = _insert(current, pos, new_chunks, j, j + n, keys)
+            j += n
+
+
+def _embed_positions(chunks: list[tuple[Any, dict[str, Any] | None]]) -> set[int]:
+    positions, at = set(), 0
+    for content, _ in chunks:
+        if isinstance(content, str):
+            at += len(content)
+        else:
+            positions.add(at)
+            at += 1
+    return positions
+
+
+def _units(part: str, start: int, embeds: set[int]) -> int:
+    if _EMBED not in part:
+        return len(part) if part.isascii() else len(part.encode())
+    units = 0
+    for k, ch in enumerate(part):
+        units += 1 if (ch == _EMBED and start + k in embeds) else len(ch.encode())
+    return units
+
+
+def _insert(
+    text: Text,
+    pos: int,
+    chunks: list[tuple[Any, dict[str, Any] | None]],
+    start: int,
+    end: int,
+    keys: set[str],
+) -> int:
+    """Insert code points ``start..end`` of the target, chunk by chunk with formatting."""
+    at = 0
+    for content, formatting in chunks:
+        size = len(content) if isinstance(content, str) else 1
+        lo, hi = max(start, at), min(end, at + size)
+        if lo < hi:
+            attrs = {key: (formatting or {}).get(key) for key in keys} or None
+            if isinstance(content, str):
+                piece = content[lo - at : hi - at]
+                text.insert(pos, piece, attrs or None)
+                pos += len(piece.encode())
+            else:
+                text.insert_embed(pos, content, attrs or None)
+                pos += 1
+        at += size
+        if at >= end:
+            break
+    return pos
+
+
+def _plain(value: Any) -> Any:
+    """A comparable form of a value (shared types as JSON-like data)."""
+    if isinstance(value, Text | XmlText | XmlElement | XmlFragment):
+        return (type(value).__name__, str(value))
+    if isinstance(value, Map):
+        return {key: _plain(value[key]) for key in value.keys()}
+    if isinstance(value, Array):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _prelim(value: Any) -> Any:
+    """A new, not yet integrated copy of a target value (shared types rebuilt)."""
+    if isinstance(value, Text):
+        return Text(str(value))
+    if isinstance(value, Map):
+        return Map({key: _prelim(value[key]) for key in value.keys()})
+    if isinstance(value, Array):
+        return Array([_prelim(item) for item in value])
+    if isinstance(value, XmlText):
+        return XmlText(str(value))
+    if isinstance(value, XmlElement):
+        return XmlElement(
+            value.tag,
+            list(value.attributes.__iter__()),
+            [_prelim(child) for child in value.children],
+        )
+    return value
+
+
+def _restore_map(current: Map[Any], target: Map[Any]) -> None:
+    wanted = {key: target[key] for key in target.keys()}
+    for key in list(current.keys()):
+        if key not in wanted:
+            del current[key]
+    for key, value in wanted.items():
+        if key not in current or _plain(current[key]) != _plain(value):
+            current[key] = _prelim(value)
+
+
+def _common_ends(old: list[Any], new: list[Any]) -> tuple[int, int]:
+    prefix = 0
+    while prefix < min(len(old), len(new)) and old[prefix] == new[prefix]:
+        prefix += 1
+    suffix = 0
+    while (
+        suffix < min(len(old), len(new)) - prefix
+        and old[len(old) - 1 - suffix] == new[len(new) - 1 - suffix]
+    ):
+        suffix += 1
+    return prefix, suffix
+
+
+def _restore_array(current: Array[Any], target: Array[Any]) -> None:
+    old = [_plain(item) for item in current]
+    new_items = list(target)
+    prefix, suffix = _common_ends(old, [_plain(item) for item in new_items])
+    if len(old) - prefix - suffix:
+        del current[prefix : len(old) - suffix]
+    for k, item in enumerate(new_items[prefix : len(new_items) - suffix]):
+        current.insert(prefix + k, _prelim(item))
+
+
+def _restore_xml(current: XmlFragment, target: XmlFragment) -> None:
+    old = [str(child) for child in current.children]
+    new_children = list(target.children)
+    prefix, suffix = _common_ends(old, [str(child) for child in new_children])
+    if len(old) - prefix - suffix:
+        del current.children[prefix : len(old) - suffix]
+    for k, child in enumerate(new_children[prefix : len(new_children) - suffix]):
+        copy = _prelim(child)
+        current.children.insert(prefix + k, copy)

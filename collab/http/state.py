@@ -1,0 +1,87 @@
+"""The application's shared state: its keys, and who is asking.
+
+A leaf of the HTTP layer: route modules and the app factory import it, it imports no route
+module, so nothing needs the factory (``collab.http.app``) to answer a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from collab.auth import OPEN, Identity, Verifier
+from collab.config import Config
+from collab.errors import CloseCode, Unauthorized
+from collab.relay.connection import Connection
+from collab.relay.hub import Hub
+from collab.relay.metrics import Metrics
+
+__all__ = [
+    "CONFIG",
+    "CONNECTIONS",
+    "DRAINING",
+    "HUB",
+    "METRICS",
+    "VERIFIER",
+    "close_revoked",
+    "identify",
+    "verifier_for",
+]
+
+log = logging.getLogger(__name__)
+
+CONFIG = web.AppKey("config", Config)
+HUB = web.AppKey("hub", Hub)
+METRICS = web.AppKey("metrics", Metrics)
+VERIFIER: web.AppKey[Verifier | None] = web.AppKey("verifier")
+CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")  # every live socket
+DRAINING: web.AppKey[asyncio.Event] = web.AppKey("draining")  # set when shutdown starts
+
+
+def verifier_for(config: Config) -> Verifier | None:
+    if not config.auth_enabled:
+        return None
+    public_key = None
+    if config.auth_public_key:
+        public_key = Path(config.auth_public_key).read_text()
+    return Verifier(config.auth_secret or None, public_key)
+
+
+def identify(request: web.Request) -> Identity:
+    """The identity behind an HTTP or WebSocket request (``?token=`` or a Bearer header).
+
+    Raises:
+        Unauthorized: auth is on and the token is missing, invalid, expired or revoked.
+    """
+    verifier = request.app[VERIFIER]
+    if verifier is None:
+        return OPEN
+    token = request.query.get("token")
+    header = request.headers.get("Authorization", "")
+    if not token and header.lower().startswith("bearer "):
+        token = header[7:].strip()
+    identity = verifier.verify(token)
+    if identity.token_id is not None and identity.token_id in request.app[HUB].revoked:
+        raise Unauthorized("token revoked")
+    return identity
+
+
+def close_revoked(app: web.Application) -> int:
+    """Close every live socket whose token is revoked (``hub.revoked``) with 4401.
+
+    Returns:
+        How many were closed.
+    """
+    revoked = app[HUB].revoked
+    connections: set[Connection] = app[CONNECTIONS]
+    closed = 0
+    for conn in list(connections):
+        if conn.token_id is not None and conn.token_id in revoked and not conn.closing:
+            conn.close(CloseCode.UNAUTHORIZED, "token revoked")
+            closed += 1
+    if closed:
+        log.info("closed %d connections whose token was revoked", closed)
+    return closed

@@ -1,0 +1,1 @@
+"""The Yjs sync layer."""

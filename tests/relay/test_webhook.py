@@ -1,0 +1,379 @@
+"""Webhooks against a real local HTTP receiver: signatures, debounce, retries, a hanging
+receiver that must not slow the relay, connect and disconnect events."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from pycrdt import Doc, Text
+
+from collab.config import Config
+from collab.http.state import HUB
+from collab.relay.webhook import Webhooks, sign, verify
+from collab.sync.protocol import write_var_uint
+from tests.conftest import TIMEOUT_FACTOR, editor, eventually, raw_client, start_server
+
+SECRET = "webhook test secret"
+
+
+@dataclass
+class Received:
+    """One request as the receiver saw it."""
+
+    at: float
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.body)
+        return data
+
+
+@dataclass
+class Receiver:
+    """A webhook endpoint: records every request, answers with ``statuses`` in turn (then
+    200), or holds each request until ``release`` is set when ``hang`` is on."""
+
+    url: str = ""
+    requests: list[Received] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    hang: bool = False
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    hanging: int = 0
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        return [r.payload for r in self.requests if r.headers["X-Collab-Event"] == kind]
+
+
+@asynccontextmanager
+async def receiver() -> AsyncIterator[Receiver]:
+    """Run a real HTTP receiver on 127.0.0.1."""
+    state = Receiver()
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        state.requests.append(Received(time.monotonic(), dict(request.headers), body))
+        if state.hang:
+            state.hanging += 1
+            await state.release.wait()
+        status = state.statuses.pop(0) if state.statuses else 200
+        return web.Response(status=status)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    state.url = f"http://127.0.0.1:{server.port}/hook"
+    try:
+        yield state
+    finally:
+        state.release.set()  # let held requests finish, so the receiver closes at once
+        await server.close()
+
+
+def _hooked(config: Config, url: str, **settings: Any) -> Config:
+    values: dict[str, Any] = {
+        "webhook_url": url,
+        "webhook_secret": SECRET,
+        "webhook_debounce": 0.05,
+        "webhook_timeout": 2.0,
+        "webhook_backoff": 0.1,
+    }
+    values.update(settings)
+    return config.replace(**values)
+
+
+def _verified_by_hand(request: Received) -> bool:
+    # The recipe README gives receivers, written out with the standard library only.
+    timestamp = request.headers["X-Collab-Timestamp"]
+    expected = hmac.new(
+        SECRET.encode(), timestamp.encode() + b"." + request.body, hashlib.sha256
+    ).hexdigest()
+    fresh = abs(time.time() - int(timestamp)) <= 300
+    return fresh and hmac.compare_digest(
+        "sha256=" + expected, request.headers["X-Collab-Signature"]
+    )
+
+
+def test_sign_and_verify() -> None:
+    """A signature verifies for its body and timestamp only, and only while fresh."""
+    body = b'{"event":"document.changed"}'
+    signature = sign(SECRET, "1700000000", body)
+    assert signature.startswith("sha256=")
+    assert verify(SECRET, "1700000000", body, signature, now=1700000100)
+    assert not verify(SECRET, "1700000000", body + b" ", signature, now=1700000100)
+    assert not verify("other", "1700000000", body, signature, now=1700000100)
+    assert not verify(SECRET, "1700000001", body, signature, now=1700000100)  # replayed
+    assert not verify(SECRET, "1700000000", body, signature, now=1700000000 + 301)
+    assert not verify(SECRET, "yesterday", body, signature, now=1700000100)
+
+
+async def test_change_event_is_signed_and_describes_the_change(
+    config: Config, session: aiohttp.ClientSession
+) -> None:
+    """A change sends one signed document.changed event with its seq range and authors."""
+    async with receiver() as hook, start_server(_hooked(config, hook.url)) as server:
+        async with editor(session, server.url("team/notes", "user=alice")) as alice:
+            alice.text += "hello"
+            await eventually(lambda: bool(hook.events("document.changed")), what="change event")
+        request = next(
+            r for r in hook.requests if r.headers["X-Collab-Event"] == "document.changed"
+        )
+        assert request.headers["Content-Type"] == "application/json"
+        assert request.headers["X-Collab-Delivery"] == request.payload["id"]
+        assert _verified_by_hand(request)
+        assert verify(
+            SECRET,
+            request.headers["X-Collab-Timestamp"],
+            request.body,
+            request.headers["X-Collab-Signature"],
+            now=time.time(),
+        )
+        payload = request.payload
+        assert payload["event"] == "document.changed"
+        assert (payload["room"], payload["first_seq"], payload["last_seq"]) == ("team/notes", 1, 1)
+        assert (payload["updates"], payload["authors"]) == (1, ["alice"])
+        assert abs(payload["timestamp_ms"] / 1000 - time.time()) < 60
+
+
+async def test_debounce_coalesces_a_burst(config: Config, session: aiohttp.ClientSession) -> None:
+    """A burst of 60 edits by two people becomes a few events covering seqs 1..60 exactly."""
+    settings = _hooked(config, "", webhook_debounce=0.3)
+    async with receiver() as hook, start_server(settings.replace(webhook_url=hook.url)) as server:
+        url = server.url("burst")
+        async with (
+            editor(session, url + "?user=alice") as alice,
+            editor(session, url + "?user=bob") as bob,
+        ):
+            for i in range(30):
+                alice.text += "a"
+                bob.text += "b"
+                if i % 10 == 0:
+                    await asyncio.sleep(0)  # let the frames go out as people type
+            hub = server.app[HUB]
+            await eventually(lambda: hub.rooms["burst"].seq == 60, what="60 updates applied")
+            await eventually(
+                lambda: sum(e["updates"] for e in hook.events("document.changed")) == 60,
+                what="every update announced",
+            )
+        changes = hook.events("document.changed")
+        assert 1 <= len(changes) <= 3, changes
+        # Consecutive windows tile the log: a receiver can tell it missed nothing.
+        assert changes[0]["first_seq"] == 1 and changes[-1]["last_seq"] == 60
+        for before, after in zip(changes, changes[1:], strict=False):
+            assert after["first_seq"] == before["last_seq"] + 1
+        assert set().union(*(e["authors"] for e in changes)) == {"alice", "bob"}
+
+
+async def test_retries_with_backoff_after_two_500s(
+    config: Config, session: aiohttp.ClientSession
+) -> None:
+    """Two 500s are retried after 0.1 s and then 0.2 s; the third attempt is delivered."""
+    async with receiver() as hook, start_server(_hooked(config, hook.url)) as server:
+        hook.statuses = [500, 500]
+        async with editor(session, server.url("flaky")) as alice:
+            alice.text += "x"
+            await eventually(lambda: len(hook.requests) >= 4, what="3 attempts and a connect")
+        hooks = server.app[HUB].webhooks
+        await eventually(lambda: hooks.sent >= 2, what="connect and change delivered")
+        first, second, third = hook.requests[:3]
+        assert first.headers["X-Collab-Event"] == "connection.opened"
+        assert len({r.headers["X-Collab-Delivery"] for r in (first, second, third)}) == 1
+        assert second.at - first.at >= 0.1 * 0.9
+        assert third.at - second.at >= 0.2 * 0.9
+        assert all(_verified_by_hand(r) for r in hook.requests)
+        assert (hooks.retries, hooks.failed, hooks.dropped) == (2, 0, 0)
+        async with session.get(server.http + "/metrics") as response:
+            metrics = await response.text()
+        assert "collab_webhooks_retried_total 2.0" in metrics
+        assert "collab_webhooks_failed_total 0.0" in metrics
+
+
+async def test_gives_up_after_attempts_and_never_retries_a_refusal(
+    config: Config, session: aiohttp.ClientSession
+) -> None:
+    """A 503 forever is tried `webhook_attempts` times then dropped; a 403 is tried once."""
+    settings = _hooked(config, "", webhook_attempts=3, webhook_debounce=60)
+    async with receiver() as hook, start_server(settings.replace(webhook_url=hook.url)) as server:
+        hooks = server.app[HUB].webhooks
+        hook.statuses = [503, 503, 503, 403]
+        async with raw_client(session, server.url("down")) as client:
+            await client.handshake()
+            await eventually(lambda: hooks.failed == 1, what="connect event given up")
+        await eventually(lambda: hooks.failed == 2, what="disconnect event refused")
+        assert [r.headers["X-Collab-Event"] for r in hook.requests] == [
+            "connection.opened",
+            "connection.opened",
+            "connection.opened",
+            "connection.closed",
+        ]
+        assert (hooks.sent, hooks.retries) == (0, 2)
+
+
+async def test_hanging_receiver_never_delays_the_relay(
+    config: Config, session: aiohttp.ClientSession
+) -> None:
+    """While the endpoint holds every request, edits still flow between two editors at
+    once, and the bounded queue drops its oldest events and counts them."""
+    settings = _hooked(config, "", webhook_debounce=0, webhook_queue=5, webhook_timeout=30)
+    async with receiver() as hook, start_server(settings.replace(webhook_url=hook.url)) as server:
+        hook.hang = True
+        hooks = server.app[HUB].webhooks
+        url = server.url("busy")
+        async with editor(session, url) as alice, editor(session, url) as bob:
+            await eventually(lambda: hook.hanging == 1, what="the receiver holds a request")
+            started = time.monotonic()
+            for i in range(100):
+                alice.text += "x"
+                await eventually(lambda: len(str(bob)) == i + 1, timeout=1.0)
+            elapsed = time.monotonic() - started
+            # 100 round trips through the relay; a relay waiting on the webhook (held for
+            # up to 30 s per request) could not have done even one.
+            assert elapsed < 5 * TIMEOUT_FACTOR, elapsed
+            assert hook.hanging == 1  # one request in flight, the rest queued
+            assert hooks.dropped >= 90
+            assert hooks.queued == 5
+            hook.release.set()
+            await eventually(lambda: hooks.queued == 0, what="queue drained")
+        assert hooks.failed == 0
+
+
+async def test_connect_and_disconnect_events(
+    config: Config, session: aiohttp.ClientSession
+) -> None:
+    """Joining and leaving send connection.opened and connection.closed (with the close
+    code); a connection refused before joining sends nothing."""
+    async with receiver() as hook, start_server(_hooked(config, hook.url)) as server:
+        async with editor(session, server.url("meet", "user=ann")):
+            await eventually(lambda: bool(hook.events("connection.opened")), what="opened")
+        await eventually(lambda: bool(hook.events("connection.closed")), what="closed")
+        async with raw_client(session, server.url("bad%00name")) as refused:
+            assert await refused.closed_with() == 4400
+        opened, closed = hook.events("connection.opened"), hook.events("connection.closed")
+        assert len(opened) == len(closed) == 1
+        assert (opened[0]["room"], opened[0]["user"]) == ("meet", "ann")
+        assert closed[0]["connection_id"] == opened[0]["connection_id"]
+        assert (closed[0]["room"], closed[0]["user"], closed[0]["close_code"]) == (
+            "meet",
+            "ann",
+            1000,
+        )
+        assert all(_verified_by_hand(r) for r in hook.requests)
+
+
+async def test_shutdown_sends_the_pending_change(
+    config: Config, session: aiohttp.ClientSession
+) -> None:
+    """Changes still inside a debounce window are announced when the server stops."""
+    settings = _hooked(config, "", webhook_debounce=3600)
+    async with receiver() as hook:
+        async with start_server(settings.replace(webhook_url=hook.url)) as server:
+            async with editor(session, server.url("late")) as alice:
+                alice.text += "bye"
+                hub = server.app[HUB]
+                await eventually(lambda: hub.rooms["late"].seq == 1)
+            assert not hook.events("document.changed")
+        [change] = hook.events("document.changed")
+        assert (change["room"], change["first_seq"], change["last_seq"]) == ("late", 1, 1)
+
+
+async def test_without_url_nothing_is_sent() -> None:
+    """With no endpoint configured the events cost nothing and no task starts."""
+    hooks = Webhooks.from_config(Config())
+    await hooks.start()
+    hooks.document_changed("a", 1, None)
+    hooks.connected("a", None, "c1")
+    assert (hooks.queued, hooks.sent, hooks.dropped) == (0, 0, 0)
+    await hooks.close()
+
+
+@pytest.mark.parametrize("urls", ["http://127.0.0.1:1/a, http://127.0.0.1:2/b"])
+def test_comma_separated_urls(urls: str) -> None:
+    """``webhook_url`` takes several endpoints; each gets its own queue."""
+    hooks = Webhooks.from_config(Config(webhook_url=urls))
+    assert [e.url for e in hooks._endpoints] == ["http://127.0.0.1:1/a", "http://127.0.0.1:2/b"]
+
+
+def _awareness_message(clock: int) -> bytes:
+    state = b'{"user":{"name":"m"}}'
+    inner = bytes((1, 7, clock, len(state))) + state
+    return bytes((1, len(inner))) + inner
+
+
+async def _text(ws: aiohttp.ClientWebSocketResponse) -> None:
+    await ws.send_str("hello")
+
+
+async def _malformed(ws: aiohttp.ClientWebSocketResponse) -> None:
+    await ws.send_bytes(b"\x00\x02\x03\xff\xff\xff")
+
+
+async def _too_big(ws: aiohttp.ClientWebSocketResponse) -> None:
+    await ws.send_bytes(b"\x00\x02" + b"\x00" * 8192)
+
+
+async def _awareness_flood(ws: aiohttp.ClientWebSocketResponse) -> None:
+    for clock in range(1, 40):
+        await ws.send_bytes(_awareness_message(clock))
+
+
+async def _document_too_large(ws: aiohttp.ClientWebSocketResponse) -> None:
+    source: Doc[Any] = Doc()
+    source.get("content", type=Text).insert(0, "x" * 3000)
+    update = source.get_update()
+    await ws.send_bytes(b"\x00\x02" + write_var_uint(len(update)) + update)
+
+
+async def _normal(ws: aiohttp.ClientWebSocketResponse) -> None:
+    await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("act", "code"),
+    [
+        (_normal, 1000),
+        (_text, 1003),
+        (_malformed, 1007),
+        (_too_big, 1009),
+        (_awareness_flood, 1013),
+        (_document_too_large, 4413),
+    ],
+    ids=["normal", "text", "malformed", "too-big", "awareness-flood", "document-too-large"],
+)
+async def test_recorded_close_code_is_the_one_the_client_got(
+    config: Config, session: aiohttp.ClientSession, act: Any, code: int
+) -> None:
+    """Whatever ends a connection, the close code the client receives is the one /metrics
+    and the connection.closed webhook record."""
+    settings = _hooked(
+        config, "", max_message_size=4096, awareness_burst=10, max_document_size=2048
+    )
+    async with receiver() as hook, start_server(settings.replace(webhook_url=hook.url)) as server:
+        async with raw_client(session, server.url("codes")) as client:
+            await client.handshake()
+            await act(client.ws)
+            if code != 1000:
+                assert await client.closed_with() == code
+            else:
+                assert client.ws.close_code == 1000
+        await eventually(lambda: bool(hook.events("connection.closed")), what="closed")
+        assert [e["close_code"] for e in hook.events("connection.closed")] == [code]
+        async with session.get(server.http + "/metrics") as response:
+            metrics = await response.text()
+        recorded = [
+            line for line in metrics.splitlines() if line.startswith("collab_closes_total{")
+        ]
+        assert recorded == [f'collab_closes_total{{code="{code}"}} 1.0'], recorded

@@ -1,0 +1,130 @@
+"""The command line around serving: tokens, open-mode safety, config precedence, logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from collab.auth import Access, Verifier
+from collab.tools.cli import _setup_logging, main
+
+
+def test_token_create_prints_a_working_token_last(capsys: pytest.CaptureFixture[str]) -> None:
+    """`collab token create` prints a token (last word) that the server accepts."""
+    secret = "cli-secret-0123456789abcdef0123456789"
+    argv = ["token", "create", "--auth-secret", secret, "--user", "u7", "--name", "Bo"]
+    assert main([*argv, "--docs", "team/*", "--read-only", "--expires", "2h"]) == 0
+    token = capsys.readouterr().out.split()[-1]
+    identity = Verifier(secret).verify(token)
+    assert identity.user_id == "u7" and identity.access("team/x") is Access.READ
+    assert identity.expires is not None
+
+
+def test_token_create_needs_a_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a secret, token creation fails with a clear message."""
+    monkeypatch.delenv("COLLAB_AUTH_SECRET", raising=False)
+    assert main(["token", "create", "--user", "u", "--docs", "*"]) == 2
+    assert "auth-secret" in capsys.readouterr().err
+
+
+def test_open_server_on_public_address_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """Serving 0.0.0.0 without auth or --allow-open exits 2 and explains why."""
+    assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2
+    assert "--allow-open" in capsys.readouterr().err
+
+
+def test_config_file_then_env_then_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Flags win over COLLAB_* variables, which win over the TOML file."""
+    from collab.tools.cli import _config, _parser
+
+    file = tmp_path / "collab.toml"
+    file.write_text('[collab]\nport = 1111\nroom_grace = 3.5\nhost = "10.1.1.1"\n')
+    monkeypatch.setenv("COLLAB_PORT", "2222")
+    args = _parser().parse_args(["serve", "--config", str(file), "--host", "127.0.0.2"])
+    config = _config(args)
+    assert (config.port, config.room_grace, config.host) == (2222, 3.5, "127.0.0.2")
+
+
+def test_unknown_key_in_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo in the config file is an error, not silently ignored."""
+    file = tmp_path / "collab.toml"
+    file.write_text("prot = 1\n")
+    assert main(["db", "upgrade", "--config", str(file)]) == 2
+    assert "prot" in capsys.readouterr().err
+
+
+def test_json_log_format(capsys: pytest.CaptureFixture[str]) -> None:
+    """With --log-format json each log line is one JSON object."""
+    _setup_logging("info", "json")
+    try:
+        logging.getLogger("collab.test").info("connect room=%r", "r1")
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        entry = json.loads(line)
+        assert entry["message"] == "connect room='r1'" and entry["level"] == "info"
+    finally:
+        logging.getLogger().handlers.clear()
+
+
+def test_in_memory_database_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every connection would open its own empty database: say so instead of serving."""
+    assert main(["serve", "--db", ":memory:", "--port", "1"]) == 2
+    assert "in-memory SQLite" in capsys.readouterr().err
+
+
+READERS = [
+    ["show", "doc"],
+    ["history", "doc"],
+    ["export", "doc", "--format", "text"],
+    ["dump", "--out", "-"],
+    ["backup", "copy.db"],
+    ["compact"],
+    ["purge"],
+    ["token", "revoke", "some-jti"],
+]
+
+
+@pytest.mark.parametrize("command", READERS, ids=[" ".join(c[:2]) for c in READERS])
+def test_a_command_never_creates_a_missing_database(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    """Every command but serve, db upgrade and load refuses a mistyped --db (exit 2, one
+    line naming the absolute path) instead of creating and migrating an empty database."""
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--db", "mistyped.db"]) == 2
+    err = capsys.readouterr().err
+    assert f"no database at {tmp_path / 'mistyped.db'}" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "mistyped.db").exists()
+
+
+def test_commands_are_quiet_about_migrations_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No Alembic lines on stderr unless --log-level debug asks for them."""
+    db = str(tmp_path / "new.db")
+    assert main(["db", "upgrade", "--db", db]) == 0
+    assert main(["history", "nope", "--db", db]) == 1
+    assert "alembic" not in capsys.readouterr().err
+    _setup_logging("debug")
+    logging.getLogger("alembic.runtime.migration").debug("shown")
+    logging.getLogger("alembic.runtime.migration").info("shown at debug")
+    assert "shown at debug" in capsys.readouterr().err
+    _setup_logging("info")
+
+
+def test_help_says_what_collab_is(capsys: pytest.CaptureFixture[str]) -> None:
+    """`collab --help` starts with a whole sentence, not a cut-off docstring line."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "collaborative editing server for Yjs that keeps every edit." in out
+    assert "``" not in out
