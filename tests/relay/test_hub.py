@@ -4,16 +4,27 @@ checkpoints, slow consumers, an overloaded store, dead connections."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import pytest
 from pycrdt import Doc, Text
 
-from collab.config import Config
-from collab.errors import CloseCode
+from collab.config import Config, database_url
+from collab.errors import CloseCode, ProtocolError, RateLimited
 from collab.http.state import HUB
+from collab.relay.connection import Connection, binary_frame
+from collab.relay.hub import Hub
+from collab.relay.limits import TokenBucket
+from collab.store import Store
 from collab.sync.protocol import AwarenessEntry, decode, encode_awareness, encode_update
+from collab.sync.room import Room
 from tests.conftest import ROOT, editor, eventually, raw_client, start_server
 
 
@@ -207,26 +218,31 @@ class _Socket:
         return True
 
 
-async def test_update_messages_take_the_same_rules_with_or_without_decode(
-    config: Config,
-) -> None:
-    """``Hub.receive`` reads a plainly framed Update without ``decode`` (its hot path) and
-    treats it exactly as the same update framed otherwise: relayed byte for byte to the
-    others, stored with its author, counted; dropped from a read-only member; rate
-    limited; refused whole when malformed."""
-    # Imported here, not at the top: this test was appended to a file others edit too.
-    import dataclasses
-    import time
+@dataclass
+class _Framing:
+    """A Hub on a real store with three direct-path members of room "framing" (alice,
+    bob, and reader, who is read-only) and four one-character updates (``abcd``)."""
 
-    import pytest
+    hub: Hub
+    room: Room[Connection]
+    wires: dict[str, _Wire]
+    conns: dict[str, Connection]
+    updates: list[bytes]
 
-    from collab.config import database_url
-    from collab.errors import ProtocolError, RateLimited
-    from collab.relay.connection import Connection, binary_frame
-    from collab.relay.hub import Hub
-    from collab.relay.limits import TokenBucket
-    from collab.store import Store
+    @property
+    def plain(self) -> bytes:
+        """The first update, framed plainly: ``Hub.receive`` reads it without ``decode``."""
+        return encode_update(self.updates[0])
 
+    @property
+    def padded(self) -> bytes:
+        """The second update with its message type as a two-byte varint: only ``decode``
+        reads it."""
+        return b"\x80" + encode_update(self.updates[1])
+
+
+@asynccontextmanager
+async def _framing(config: Config) -> AsyncIterator[_Framing]:
     store = Store(database_url(config.db), commit_interval=config.commit_interval)
     await store.open()
     hub = Hub(store, config)
@@ -247,35 +263,73 @@ async def test_update_messages_take_the_same_rules_with_or_without_decode(
         source.observe(lambda e: updates.append(e.update))
         for ch in "abcd":
             text += ch
-        plain = encode_update(updates[0])
-        assert plain[:2] == b"\x00\x02"
-        # The same message with its type as a two-byte varint: only decode() reads it.
-        padded = b"\x80" + encode_update(updates[1])
-        assert decode(padded) == decode(encode_update(updates[1]))
-        before = dataclasses.replace(hub.stats)
-        hub.receive(room, conns["alice"], plain)
-        hub.receive(room, conns["alice"], padded)
-        hub.receive(room, conns["reader"], encode_update(updates[2]))  # read-only: dropped
-        with pytest.raises(ProtocolError):
-            hub.receive(room, conns["alice"], encode_update(updates[2]) + b"\x00")
-        assert wires["alice"].frames == []
-        relayed = [binary_frame(plain), binary_frame(padded)]
-        assert wires["bob"].frames == relayed and wires["reader"].frames == relayed
-        stats = hub.stats
-        assert stats.messages_in - before.messages_in == 4
-        assert stats.updates_in - before.updates_in == 2
-        assert stats.deliveries - before.deliveries == 4
-        assert stats.bytes_out - before.bytes_out == 2 * (len(plain) + len(padded))
-        assert room.seq == 2 and str(room.doc.get(ROOT, type=Text)) == "ab"
-        conns["bob"].bucket = TokenBucket(1.0, 1.0, time.monotonic())
-        hub.receive(room, conns["bob"], encode_update(updates[2]))
-        with pytest.raises(RateLimited):
-            hub.receive(room, conns["bob"], encode_update(updates[3]))
-        assert room.seq == 3
-        await store.flush()
+        bench = _Framing(hub, room, wires, conns, updates)
+        assert bench.plain[:2] == b"\x00\x02"
+        assert decode(bench.padded) == decode(encode_update(updates[1]))
+        yield bench
+    finally:
+        await hub.close()
+
+
+async def test_updates_are_relayed_byte_for_byte_with_or_without_decode(config: Config) -> None:
+    """A plainly framed update (read without ``decode``) and the same kind of update framed
+    otherwise both reach every other member unchanged, and never the sender."""
+    async with _framing(config) as f:
+        f.hub.receive(f.room, f.conns["alice"], f.plain)
+        f.hub.receive(f.room, f.conns["alice"], f.padded)
+        relayed = [binary_frame(f.plain), binary_frame(f.padded)]
+        assert f.wires["bob"].frames == relayed and f.wires["reader"].frames == relayed
+        assert f.wires["alice"].frames == []
+        assert f.room.seq == 2 and str(f.room.doc.get(ROOT, type=Text)) == "ab"
+
+
+async def test_updates_are_stored_with_their_author_on_either_path(config: Config) -> None:
+    """Both framings are stored in order, each with the author of the member who sent it."""
+    async with _framing(config) as f:
+        f.hub.receive(f.room, f.conns["alice"], f.plain)
+        f.hub.receive(f.room, f.conns["bob"], f.padded)
+        await f.hub.store.flush()
         rows = await asyncio.to_thread(
             _rows, config.db, "SELECT seq, author, data FROM updates ORDER BY seq"
         )
-        assert rows == [(1, "alice", updates[0]), (2, "alice", updates[1]), (3, "bob", updates[2])]
-    finally:
-        await hub.close()
+        assert rows == [(1, "alice", f.updates[0]), (2, "bob", f.updates[1])]
+
+
+async def test_updates_are_counted_the_same_on_either_path(config: Config) -> None:
+    """Messages, updates, deliveries and bytes out count both framings alike."""
+    async with _framing(config) as f:
+        before = dataclasses.replace(f.hub.stats)
+        f.hub.receive(f.room, f.conns["alice"], f.plain)
+        f.hub.receive(f.room, f.conns["alice"], f.padded)
+        stats = f.hub.stats
+        assert stats.messages_in - before.messages_in == 2
+        assert stats.updates_in - before.updates_in == 2
+        assert stats.deliveries - before.deliveries == 4
+        assert stats.bytes_out - before.bytes_out == 2 * (len(f.plain) + len(f.padded))
+
+
+async def test_an_update_from_a_read_only_member_is_dropped(config: Config) -> None:
+    """A read-only member's update is neither applied, relayed nor refused with an error."""
+    async with _framing(config) as f:
+        f.hub.receive(f.room, f.conns["reader"], f.plain)
+        assert f.room.seq == 0
+        assert all(wire.frames == [] for wire in f.wires.values())
+
+
+async def test_a_member_over_its_update_rate_is_refused(config: Config) -> None:
+    """With its bucket empty, a member's next update raises RateLimited and is not applied."""
+    async with _framing(config) as f:
+        f.conns["bob"].bucket = TokenBucket(1.0, 1.0, time.monotonic())
+        f.hub.receive(f.room, f.conns["bob"], f.plain)
+        with pytest.raises(RateLimited):
+            f.hub.receive(f.room, f.conns["bob"], f.padded)
+        assert f.room.seq == 1
+
+
+async def test_a_malformed_update_is_refused_whole(config: Config) -> None:
+    """An update with trailing bytes raises ProtocolError: nothing applied, nothing relayed."""
+    async with _framing(config) as f:
+        with pytest.raises(ProtocolError):
+            f.hub.receive(f.room, f.conns["alice"], f.plain + b"\x00")
+        assert f.room.seq == 0
+        assert all(wire.frames == [] for wire in f.wires.values())
