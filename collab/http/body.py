@@ -191,11 +191,13 @@ class RevokeToken(Body):
 
 
 async def read(request: web.Request, limit: int) -> bytes:
-    """The request's body, at most ``limit`` bytes.
+    """The request's body, at most ``limit`` bytes (and never more than the app's
+    ``client_max_size``, ``max_message_size``, so every route says the same).
 
     Raises:
         MessageTooBig: the body is larger (413).
     """
+    limit = min(limit, request.client_max_size)
     if request.content_length is not None and request.content_length > limit:
         raise MessageTooBig(f"request body larger than {limit} bytes")
     body = await request.read()
