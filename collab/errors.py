@@ -1,22 +1,30 @@
-"""Close codes and the exception tree that carries them.
+"""Close codes, HTTP statuses and the one exception tree that carries them.
 
-Every error a connection can end with maps to exactly one WebSocket close code, so the
-handler in ``server.py`` needs a single ``except CollabError`` to close with the right one.
-Codes 4400-4499 are reserved for *permanent* refusals: the y-websocket client stops
-reconnecting on them and retries on everything else, so never use them for transient trouble.
+Every error a connection or a request can end with carries exactly one WebSocket close
+code and one HTTP status, so the socket handler (``collab.http.websocket``) needs a single
+``except CollabError`` to close with the right code, and the HTTP layer a single middleware
+(``collab.http.errors``) to answer with the right status. Codes 4400-4499 are reserved for
+*permanent* refusals: the y-websocket client stops reconnecting on them and retries on
+everything else, so never use them for transient trouble.
+
+PURE: imports nothing but the standard library.
 """
 
 from enum import IntEnum
 
 __all__ = [
+    "BadRequest",
     "BadRoomName",
     "CloseCode",
     "CollabError",
+    "Conflict",
     "DocumentDeleted",
     "DocumentTooLarge",
     "Forbidden",
+    "HistoryError",
     "MessageTooBig",
     "MissingStructs",
+    "NotFound",
     "Overloaded",
     "ProtocolError",
     "RateLimited",
@@ -50,20 +58,28 @@ class CloseCode(IntEnum):
 
 
 class CollabError(Exception):
-    """Base of every error that ends a connection with a known close code."""
+    """Base of every error that ends a connection or a request with a known outcome.
+
+    ``message`` is the whole explanation (an HTTP error's ``{"error": ...}``); ``reason`` is
+    its close-frame form. ``retry_after`` (seconds), when set, is sent as ``Retry-After``.
+    """
 
     close_code: CloseCode = CloseCode.INTERNAL_ERROR
+    http_status: int = 500
+    retry_after: int | None = None
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
         # Close reasons travel in a control frame: at most 123 bytes of UTF-8.
-        self.reason = reason.encode("ascii", "replace")[:123].decode("ascii")
+        self.reason = message.encode("ascii", "replace")[:123].decode("ascii")
 
 
 class ProtocolError(CollabError):
     """A binary message that is not valid y-websocket / Yjs data."""
 
     close_code = CloseCode.INVALID_PAYLOAD
+    http_status = 400
 
 
 class MissingStructs(ProtocolError):
@@ -76,18 +92,22 @@ class UnsupportedData(CollabError):
     """A text frame: the y-websocket protocol is binary only."""
 
     close_code = CloseCode.UNSUPPORTED_DATA
+    http_status = 400
 
 
 class SlowConsumer(CollabError):
     """The connection's outbound queue overflowed: it cannot keep up with its room."""
 
     close_code = CloseCode.TRY_AGAIN_LATER
+    http_status = 503
 
 
 class Overloaded(CollabError):
     """The store is too far behind to accept more updates; the client retries later."""
 
     close_code = CloseCode.TRY_AGAIN_LATER
+    http_status = 503
+    retry_after = 1
 
 
 class RoomPoisoned(CollabError):
@@ -106,36 +126,45 @@ class StoreUnavailable(CollabError):
     or create what was asked right now. Transient (the client retries, HTTP says 503)."""
 
     close_code = CloseCode.TRY_AGAIN_LATER
+    http_status = 503
+    retry_after = 1
 
 
 class RateLimited(CollabError):
     """The connection sends updates faster than ``max_updates_per_second`` allows."""
 
     close_code = CloseCode.TRY_AGAIN_LATER
+    http_status = 429
+    retry_after = 1
 
 
 class MessageTooBig(CollabError):
-    """A message over a size limit (aiohttp enforces ``max_message_size`` itself)."""
+    """A message or request body over a size limit (aiohttp enforces ``max_message_size``
+    itself; each HTTP route may set a lower limit for its body)."""
 
     close_code = CloseCode.MESSAGE_TOO_BIG
+    http_status = 413
 
 
 class BadRoomName(CollabError):
     """The room name in the URL is empty, too long or contains control characters."""
 
     close_code = CloseCode.BAD_REQUEST
+    http_status = 400
 
 
 class Unauthorized(CollabError):
     """No valid token: missing, malformed, badly signed, expired or revoked."""
 
     close_code = CloseCode.UNAUTHORIZED
+    http_status = 401
 
 
 class Forbidden(CollabError):
     """A valid identity without access to this room (or from a disallowed Origin)."""
 
     close_code = CloseCode.FORBIDDEN
+    http_status = 403
 
 
 class DocumentDeleted(CollabError):
@@ -143,6 +172,7 @@ class DocumentDeleted(CollabError):
     is undeleted. Permanent for the client (retrying cannot help), hence a 4xxx code."""
 
     close_code = CloseCode.DOCUMENT_DELETED
+    http_status = 404
 
 
 class DocumentTooLarge(CollabError):
@@ -150,3 +180,31 @@ class DocumentTooLarge(CollabError):
     same edit cannot succeed, hence a 4xxx code."""
 
     close_code = CloseCode.DOCUMENT_TOO_LARGE
+    http_status = 413
+
+
+class HistoryError(CollabError):
+    """A request that cannot be answered as asked: a bad parameter or body, something
+    that does not exist, or a clash with what is stored. Raised by the history code and
+    the HTTP routes; never closes a socket (its close code is only the tree's default)."""
+
+    close_code = CloseCode.BAD_REQUEST
+    http_status = 400
+
+
+class BadRequest(HistoryError):
+    """A malformed parameter or body: a time, a format, a root that is not text, JSON."""
+
+    http_status = 400
+
+
+class NotFound(HistoryError):
+    """No such document, version, root or named version (or route)."""
+
+    http_status = 404
+
+
+class Conflict(HistoryError):
+    """The request clashes with what is stored (a named version that exists)."""
+
+    http_status = 409

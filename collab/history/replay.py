@@ -23,7 +23,7 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
-from collab.errors import ProtocolError
+from collab.errors import BadRequest, Conflict, HistoryError, NotFound, ProtocolError
 from collab.sync.tree import unreadable_roots
 from collab.sync.update import measure
 from collab.sync.validator import check_update
@@ -54,34 +54,6 @@ MAX_GROUP = 500
 """A timeline entry never spans more updates than this, however fast someone types: it
 bounds the work of one timeline page (every update on a page is measured, ~5 µs each
 with its fetch). 500 keystrokes are a couple of minutes of steady typing."""
-
-
-class HistoryError(Exception):
-    """A history request that cannot be answered; ``status`` is its HTTP status."""
-
-    status = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class NotFound(HistoryError):
-    """No such document, version or named version."""
-
-    status = 404
-
-
-class BadRequest(HistoryError):
-    """A malformed parameter: a time, a format, a root that is not text."""
-
-    status = 400
-
-
-class Conflict(HistoryError):
-    """The request clashes with what is stored (a named version that exists)."""
-
-    status = 409
 
 
 def replay(

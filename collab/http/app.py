@@ -6,7 +6,9 @@ reads the revoked tokens and closes the live sockets that use one (4401), and cl
 rooms whose document another server deleted (4404); every ``heartbeat / 2`` seconds one
 keepalive sweep (``collab.relay.keepalive``) pings the quiet sockets and drops the dead
 ones. Shutdown says not ready, commits, closes every socket with 1012, then closes the
-hub. This is the only module that imports the route modules.
+hub. This is the only module that imports the route modules: it registers their
+``/api`` route tables (and serves the OpenAPI document built from them) and puts the one
+error middleware (``errors.py``) in front of every route.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import uuid
 
 from aiohttp import web
 
+from collab import __version__
 from collab.config import Config, database_url
 from collab.errors import CloseCode
-from collab.http import browser, documents, health, history, websocket
+from collab.http import browser, documents, health, history, tokens, websocket
+from collab.http.errors import error_middleware, json_response
+from collab.http.openapi import Route, spec
 from collab.http.state import (
     CONFIG,
     CONNECTIONS,
@@ -36,7 +41,7 @@ from collab.relay.metrics import Metrics
 from collab.relay.tasks import reraise_cancellation, stop_tasks
 from collab.store import DocumentStore, Store, TokenStore, now_ms
 
-__all__ = ["create_app"]
+__all__ = ["API", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,7 @@ _DRAIN_COMMIT = 5.0  # seconds shutdown waits for the store before closing socke
 def create_app(config: Config) -> web.Application:
     """Build the collab application for ``config``; the store opens on startup."""
     # HTTP bodies (document content) may be as large as a WebSocket message.
-    app = web.Application(client_max_size=config.max_message_size)
+    app = web.Application(client_max_size=config.max_message_size, middlewares=[error_middleware])
     app[CONFIG] = config
     app[CONNECTIONS] = set()
     app[DRAINING] = asyncio.Event()
@@ -55,10 +60,28 @@ def create_app(config: Config) -> web.Application:
     app.on_shutdown.append(_close_connections)
     websocket.setup(app)  # /ws/{room}
     health.setup(app)  # /healthz, /readyz, /metrics
-    browser.setup(app)  # the browser editor: pages, assets, /api/docs
-    history.setup(app)  # the history API: /api/docs/{room}/...
-    documents.setup(app)  # documents, content, token revocation, /api/openapi.json
+    browser.setup(app)  # the browser editor: pages, assets
+    for route in API:  # no two match one path, so their order does not matter
+        if route.method == "GET":
+            app.router.add_get(route.path, route.handler)
+        else:
+            app.router.add_route(route.method, route.path, route.handler)
     return app
+
+
+async def _openapi(request: web.Request) -> web.StreamResponse:
+    return json_response(_SPEC)
+
+
+API: tuple[Route, ...] = (
+    *documents.ROUTES,  # /api/docs, /api/docs/{room}, .../undelete, .../content
+    *history.ROUTES,  # /api/docs/{room}/history, versions, diff, blame, restore, ...
+    *tokens.ROUTES,  # /api/me, /api/tokens/revoke
+    Route("GET", "/api/openapi.json", _openapi, "This document", "meta", (200, "OpenAPI 3.1"), ()),
+)
+"""Every ``/api`` route, as registered and as described in ``/api/openapi.json``."""
+
+_SPEC = spec(API, __version__)
 
 
 async def _hub_ctx(app: web.Application):  # type: ignore[no-untyped-def]

@@ -1,12 +1,9 @@
-"""The browser editor's HTTP side: its pages, its static assets and the document list.
+"""The browser editor's HTTP side: its pages and its static assets.
 
 Owns ``/`` (the document list), ``/d/{room}`` and ``/d/{room}/history`` (one page; the
-client routes, because a room name may itself contain ``/``), ``/static/...`` (the
-bundle built from ``client/`` into ``collab/static``), ``GET /api/docs`` and
-``GET /api/me`` (who the caller is and what they may do with a room, so a read-only
-document can look read-only). It never
-touches a WebSocket or runs SQL: the list comes from ``Store.list_documents`` and the
-people online from the hub's loaded rooms.
+client routes, because a room name may itself contain ``/``) and ``/static/...`` (the
+bundle built from ``client/`` into ``collab/static``). The pages read the JSON API
+(``documents.py``, ``tokens.py``); this module never touches a WebSocket or runs SQL.
 
 Assets are read through a small cache keyed by each file's size and modification time,
 so a rebuilt bundle (``npm run dev``) is served without a restart, and gzipped once per
@@ -21,30 +18,23 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
-import json
 import os
 import re
 import stat
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
-from collab.auth import Access
-from collab.errors import CollabError, StoreUnavailable
-from collab.http.state import CONFIG, HUB, VERIFIER, identify
-from collab.store import DocumentInfo
-from collab.sync.room import Room, validate_room_name
+from collab.errors import CollabError
+from collab.http.state import CONFIG
+from collab.sync.room import validate_room_name
 
 __all__ = ["STATIC", "setup"]
 
 STATIC = Path(__file__).parent.parent / "static"
 """Where ``npm run build`` (in ``client/``) writes the bundle; shipped in the package."""
 
-_MAX_LIMIT = 200
-_DEFAULT_LIMIT = 50
 _YEAR = "public, max-age=31536000, immutable"
 _TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -80,8 +70,6 @@ def setup(app: web.Application, static: Path = STATIC) -> None:
     app.router.add_get("/", _page)
     app.router.add_get("/d/{room:.+}", _page)
     app.router.add_get("/static/{path:.+}", _static)
-    app.router.add_get("/api/docs", _list_docs)
-    app.router.add_get("/api/me", _me)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,116 +201,3 @@ async def _static(request: web.Request) -> web.Response:
     else:
         cache_control = "no-cache"
     return _respond(request, asset, cache_control, {"X-Content-Type-Options": "nosniff"})
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-async def _list_docs(request: web.Request) -> web.Response:
-    """``GET /api/docs?q=&limit=&cursor=``: documents, most recently edited first."""
-    query = request.query
-    try:
-        limit = int(query.get("limit", _DEFAULT_LIMIT))
-    except ValueError:
-        return _error(400, "limit must be an integer")
-    if not 1 <= limit <= _MAX_LIMIT:
-        return _error(400, f"limit must be between 1 and {_MAX_LIMIT}")
-    before = None
-    if "cursor" in query:
-        before = _decode_cursor(query["cursor"])
-        if before is None:
-            return _error(400, "invalid cursor")
-    try:
-        identity = identify(request)
-    except CollabError as exc:
-        return _error(401, exc.reason)
-    hub = request.app[HUB]
-    contains = query.get("q", "").strip()
-    docs: list[dict[str, Any]] = []
-    last: tuple[int, int] | None = None  # the key of the last document listed
-    more = False
-    scan = before
-    while not more:
-        # One more row than needed tells whether the scan can go on. Documents this
-        # identity may not see are skipped, so a page may take more than one query.
-        try:
-            page = await hub.store.list_documents(contains=contains, limit=limit + 1, before=scan)
-        except StoreUnavailable as exc:
-            return _error(503, exc.reason)
-        for info in page:
-            scan = (info.updated_ms, info.id)
-            if not identity.access(info.name):
-                continue
-            if len(docs) == limit:
-                more = True
-                break
-            docs.append(_document(info, hub.rooms.get(info.name), identity.access(info.name)))
-            last = scan
-        if len(page) <= limit:
-            break
-    next_cursor = _encode_cursor(last) if more and last is not None else None
-    return web.json_response(
-        {"docs": docs, "next": next_cursor},
-        dumps=lambda obj: json.dumps(obj, ensure_ascii=False),
-    )
-
-
-def _document(info: DocumentInfo, room: Room[Any] | None, access: Access) -> dict[str, Any]:
-    people: dict[tuple[str, str], dict[str, str]] = {}
-    online = 0
-    size = info.size
-    if room is not None:
-        online = len(room.members)
-        size = max(size, room.size)
-        for entry in room.awareness.values():
-            user = (entry.state or {}).get("user")
-            if isinstance(user, dict) and isinstance(user.get("name"), str):
-                name = str(user["name"])[:100]
-                color = user.get("color") if isinstance(user.get("color"), str) else ""
-                people.setdefault((name, str(color)), {"name": name, "color": str(color)[:32]})
-    return {
-        "name": info.name,
-        "created": _iso(info.created_ms),
-        "updated": _iso(info.updated_ms),
-        "size": size,
-        "updates": info.updates,
-        "online": online,
-        "people": list(people.values()),
-        "access": access.name.lower(),
-    }
-
-
-async def _me(request: web.Request) -> web.Response:
-    """``GET /api/me?room=``: the caller's identity, and their access to ``room`` if given."""
-    try:
-        identity = identify(request)
-    except CollabError as exc:
-        return _error(401, exc.reason)
-    body: dict[str, Any] = {
-        "auth": request.app[VERIFIER] is not None,
-        "user": identity.user_id,
-        "name": identity.name,
-    }
-    room = request.query.get("room")
-    if room is not None:
-        body["access"] = identity.access(room).name.lower()
-    return web.json_response(body, dumps=lambda obj: json.dumps(obj, ensure_ascii=False))
-
-
-def _iso(ms: int) -> str:
-    # The history API's format: ISO 8601, UTC, milliseconds, "Z".
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _encode_cursor(before: tuple[int, int]) -> str:
-    return f"{before[0]}.{before[1]}"
-
-
-def _decode_cursor(cursor: str) -> tuple[int, int] | None:
-    at, _, doc_id = cursor.partition(".")
-    try:
-        return int(at), int(doc_id)
-    except ValueError:
-        return None

@@ -1,44 +1,34 @@
 """The history HTTP API: ``/api/docs/{room}/...`` (timeline, versions, diff, blame,
 restore, named versions, playback).
 
-Owns parsing requests and shaping responses; ``archive.py`` does the work. Every error is
-JSON ``{"error": "..."}`` with its status: 400 malformed parameter, 401 no or bad token,
-403 no access, 404 unknown (or deleted) document or version, 409 duplicate name, 503
-storage behind.
-Reads need read access to the document, restore and labelling need write access (the
-same rules as the WebSocket, ``auth.py``).
+Owns parsing requests and shaping responses; ``history.service.Archive`` does the work.
+Handlers raise; ``errors.py`` answers. Reads need read access to the document, restore and
+labelling need write access (the same rules as the WebSocket, ``auth.py``).
 
 A room name may contain ``/``: the routes end in fixed words (``/history``,
-``/versions/{seq}``...), and the name is everything before them.
+``/versions/{seq}``...), and the name is everything before them. No path matches two
+routes: a ``{seq}`` is never one of those words, so ``/api/docs/a/versions/content`` is
+the content of the document ``a/versions``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
 from collab.auth import Access
-from collab.errors import (
-    BadRoomName,
-    CollabError,
-    DocumentDeleted,
-    DocumentTooLarge,
-    Forbidden,
-    Overloaded,
-    StoreUnavailable,
-)
-from collab.history.replay import TEXT_ROOT, BadRequest, HistoryError, format_ms
+from collab.errors import BadRequest
+from collab.history.replay import TEXT_ROOT, format_ms
 from collab.history.service import Archive
-from collab.http.state import CONFIG, HUB, identify
+from collab.http.body import MAX_JSON, NameVersion, RestoreVersion, parse, read
+from collab.http.errors import json_response
+from collab.http.openapi import READ, WRITE, Route
+from collab.http.state import HUB, author, authorize, identify
 from collab.store import DocumentHead
-from collab.sync.room import validate_room_name
 
-__all__ = ["setup"]
+__all__ = ["ROUTES"]
 
 log = logging.getLogger(__name__)
 
@@ -46,77 +36,23 @@ _DEFAULT_LIMIT, _MAX_LIMIT = 20, 200
 _DEFAULT_GAP = 300.0  # seconds between two updates that still belong to one entry
 _MAX_PLAYBACK = 5000
 _MAX_SAMPLES = 200
-_MAX_BODY = 64 * 1024
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def setup(app: web.Application) -> None:
-    """Register the history API's routes on ``app``."""
-    room = "/api/docs/{room:.+}"
-    app.router.add_get(room + "/history", _history)
-    app.router.add_get(room + "/versions/{seq}", _version)
-    app.router.add_get(room + "/versions", _version)
-    app.router.add_get(room + "/diff", _diff)
-    app.router.add_get(room + "/blame", _blame)
-    app.router.add_post(room + "/restore", _restore)
-    app.router.add_get(room + "/named-versions", _named_list)
-    app.router.add_post(room + "/named-versions", _named_add)
-    app.router.add_delete(room + "/named-versions/{id}", _named_delete)
-    app.router.add_get(room + "/playback", _playback)
-    app.router.add_get(room + "/samples", _samples)
-    app.router.add_get(room + "/info", _info)
-
-
-# -- plumbing ---------------------------------------------------------------------------
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(
-        data, status=status, dumps=lambda obj: json.dumps(obj, ensure_ascii=False)
-    )
-
-
-def _error(status: int, message: str) -> web.Response:
-    return _json({"error": message}, status)
+_WORDS = "content|history|versions|diff|blame|named-versions|playback|samples|info"
+_DOC = "/api/docs/{room:.+}"
+_SEQ = "{seq:(?!(?:" + _WORDS + ")$)[^/]+}"
 
 
 async def _open(request: web.Request, need: Access) -> tuple[Archive, DocumentHead]:
     """Check the room name and access, and find the document.
 
     Raises:
-        CollabError, HistoryError: turned into JSON errors by ``_answer``.
+        CollabError: a bad name, no access, no such document (``errors.py`` answers).
     """
     name = request.match_info["room"]
-    validate_room_name(name, request.app[CONFIG].max_room_name)
-    identity = identify(request)
-    access = identity.access(name)
-    if access is Access.NONE or access < need:
-        raise Forbidden("no access to this document" if access is Access.NONE else "read-only")
+    authorize(request, name, need)
     hub = request.app[HUB]
     archive = Archive(hub.store, hub.rooms.__contains__)
     return archive, await archive.head(name)
-
-
-def _answer(handler: Handler) -> Handler:
-    """Turn the errors a handler raises into JSON error responses."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except HistoryError as exc:
-            return _error(exc.status, exc.message)
-        except (Overloaded, StoreUnavailable, DocumentTooLarge) as exc:
-            return _error(413 if isinstance(exc, DocumentTooLarge) else 503, exc.reason)
-        except DocumentDeleted as exc:  # deleted while a restore was on its way
-            return _error(404, exc.reason)
-        except CollabError as exc:
-            status = 403 if isinstance(exc, Forbidden) else 401
-            if isinstance(exc, BadRoomName):
-                status = 400
-            return _error(status, exc.reason)
-
-    return wrapped
 
 
 def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -143,33 +79,9 @@ def _flag(request: web.Request, name: str, default: bool) -> bool:
     raise BadRequest(f"bad {name} {raw!r}: expected 1 or 0")
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    if (request.content_length or 0) > _MAX_BODY:
-        raise BadRequest("request body too large")
-    try:
-        data = json.loads(await request.text() or "{}")
-    except ValueError:
-        raise BadRequest("the body is not JSON") from None
-    if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object")
-    return data
-
-
-def _opt_str(data: dict[str, Any], name: str) -> str | None:
-    value = data.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise BadRequest(f"bad {name}: expected a string or number")
-    return str(value)
-
-
 # -- handlers ---------------------------------------------------------------------------
 
 
-@_answer
 async def _history(request: web.Request) -> web.StreamResponse:
     archive, head = await _open(request, Access.READ)
     limit = _int(request, "limit", _DEFAULT_LIMIT, 1, _MAX_LIMIT)
@@ -190,16 +102,15 @@ async def _history(request: web.Request) -> web.StreamResponse:
     page = await archive.timeline(
         head, before=before, limit=limit, gap_ms=int(gap * 1000), raw=raw
     )
-    return _json({"name": head.name, "seq": head.last_seq, **page})
+    return json_response({"name": head.name, "seq": head.last_seq, **page})
 
 
-@_answer
 async def _version(request: web.Request) -> web.StreamResponse:
     archive, head = await _open(request, Access.READ)
     seq = await archive.resolve(head, request.match_info.get("seq"), request.query.get("at"))
     fmt = request.query.get("format", "json")
     if fmt == "json":
-        return _json(await archive.version_json(head, seq))
+        return json_response(await archive.version_json(head, seq))
     if fmt == "yjs":
         version = await archive.version(head, seq)
         return web.Response(
@@ -217,7 +128,6 @@ async def _version(request: web.Request) -> web.StreamResponse:
     raise BadRequest(f"bad format {fmt!r}: expected json, yjs or text")
 
 
-@_answer
 async def _diff(request: web.Request) -> web.StreamResponse:
     archive, head = await _open(request, Access.READ)
     query = request.query
@@ -225,56 +135,49 @@ async def _diff(request: web.Request) -> web.StreamResponse:
         raise BadRequest("give the older version as from=SEQ or from_at=TIME")
     old = await archive.resolve(head, query.get("from"), query.get("from_at"))
     new = await archive.resolve(head, query.get("to"), query.get("to_at"))
-    return _json(await archive.diff(head, old, new, query.get("root", TEXT_ROOT)))
+    return json_response(await archive.diff(head, old, new, query.get("root", TEXT_ROOT)))
 
 
-@_answer
 async def _blame(request: web.Request) -> web.StreamResponse:
     archive, head = await _open(request, Access.READ)
     seq = await archive.resolve(head, request.query.get("seq"), request.query.get("at"))
-    return _json(await archive.blame(head, seq, request.query.get("root", TEXT_ROOT)))
+    return json_response(await archive.blame(head, seq, request.query.get("root", TEXT_ROOT)))
 
 
-@_answer
 async def _restore(request: web.Request) -> web.StreamResponse:
     archive, head = await _open(request, Access.WRITE)
-    data = await _body(request)
-    seq, at = _opt_str(data, "seq"), _opt_str(data, "at")
-    if seq is None and at is None:
+    identity = identify(request)
+    data = parse(RestoreVersion, await read(request, MAX_JSON))
+    if data.seq is None and data.at is None:
         raise BadRequest('give the version to restore: {"seq": N} or {"at": TIME}')
-    target = await archive.resolve(head, seq, at)
+    target = await archive.resolve(head, data.seq, data.at)
     hub = request.app[HUB]
     room = hub.rooms.get(head.name)
     current = room.doc.get_update() if room is not None else None
     restored, update = await archive.restore(head, target, current)
-    author = identify(request).author_of(_opt_str(data, "user"), request.query.get("user"))
+    by = author(request, identity, data.user)
     before = hub.rooms[head.name].seq if head.name in hub.rooms else head.last_seq
     new_seq = before
     if update:
-        new_seq = await hub.apply(head.name, update, author, f"api-{uuid.uuid4().hex[:12]}")
-    log.info("restore room=%r to seq=%d by %r: seq %d", head.name, restored, author, new_seq)
-    return _json({"restored": restored, "seq": new_seq, "changed": new_seq != before})
+        new_seq = await hub.apply(head.name, update, by, f"api-{uuid.uuid4().hex[:12]}")
+    log.info("restore room=%r to seq=%d by %r: seq %d", head.name, restored, by, new_seq)
+    return json_response({"restored": restored, "seq": new_seq, "changed": new_seq != before})
 
 
-@_answer
 async def _named_list(request: web.Request) -> web.StreamResponse:
     archive, head = await _open(request, Access.READ)
-    return _json({"named_versions": await archive.named_versions(head)})
+    return json_response({"named_versions": await archive.named_versions(head)})
 
 
-@_answer
 async def _named_add(request: web.Request) -> web.StreamResponse:
     archive, head = await _open(request, Access.WRITE)
-    data = await _body(request)
-    name = data.get("name")
-    if not isinstance(name, str):
-        raise BadRequest('give the version a name: {"name": "...", "seq": N}')
-    seq = await archive.resolve(head, _opt_str(data, "seq"), _opt_str(data, "at"))
-    author = identify(request).author_of(_opt_str(data, "user"))
-    return _json(await archive.add_named_version(head, seq, name, author), 201)
+    identity = identify(request)
+    data = parse(NameVersion, await read(request, MAX_JSON))
+    seq = await archive.resolve(head, data.seq, data.at)
+    by = author(request, identity, data.user)
+    return json_response(await archive.add_named_version(head, seq, data.name, by), 201)
 
 
-@_answer
 async def _named_delete(request: web.Request) -> web.StreamResponse:
     archive, head = await _open(request, Access.WRITE)
     raw = request.match_info["id"]
@@ -284,27 +187,112 @@ async def _named_delete(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
-@_answer
 async def _playback(request: web.Request) -> web.StreamResponse:
     archive, head = await _open(request, Access.READ)
     old = await archive.resolve(head, request.query.get("from", "0"), None)
     new = await archive.resolve(head, request.query.get("to"), None)
     limit = _int(request, "limit", 1000, 1, _MAX_PLAYBACK)
     base = _flag(request, "base", True)
-    return _json(await archive.playback(head, old, new, limit, base))
+    return json_response(await archive.playback(head, old, new, limit, base))
 
 
-@_answer
 async def _samples(request: web.Request) -> web.StreamResponse:
     archive, head = await _open(request, Access.READ)
     old = await archive.resolve(head, request.query.get("from", "0"), None)
     new = await archive.resolve(head, request.query.get("to"), None)
     count = _int(request, "count", 20, 1, _MAX_SAMPLES)
     root = request.query.get("root", TEXT_ROOT)
-    return _json(await archive.samples(head, old, new, count, root))
+    return json_response(await archive.samples(head, old, new, count, root))
 
 
-@_answer
 async def _info(request: web.Request) -> web.StreamResponse:
     archive, head = await _open(request, Access.READ)
-    return _json(await archive.info(head))
+    return json_response(await archive.info(head))
+
+
+_TAG = "history"
+_VERSION_QUERY = (
+    ("format", "json (default), yjs or text", {"enum": ["json", "yjs", "text"]}),
+    ("root", "for format=text: the root to read (default content)"),
+)
+ROUTES = (
+    Route(
+        "GET", _DOC + "/history", _history, "The timeline, newest first", _TAG,
+        (200, "a page of the timeline"), READ,
+        (
+            ("limit", "entries, 1-200 (default 20)", {"type": "integer"}),
+            ("cursor", "the previous page's next"),
+            ("gap", "seconds that end an entry (default 300)", {"type": "number"}),
+            ("raw", "1: one entry per stored update"),
+        ),
+    ),
+    Route(
+        "GET", _DOC + "/versions", _version,
+        "The version at a time (?at=), else the newest", _TAG, (200, "the version"), READ,
+        (("at", "ISO-8601 time or epoch milliseconds"), *_VERSION_QUERY),
+    ),
+    Route(
+        "GET", _DOC + "/versions/" + _SEQ, _version,
+        "Version seq: the document right after update seq", _TAG, (200, "the version"),
+        READ, _VERSION_QUERY,
+    ),
+    Route(
+        "GET", _DOC + "/diff", _diff,
+        "What changed in a text root between two versions, and who changed it", _TAG,
+        (200, "spans"), READ,
+        (
+            ("from", "the older version's seq"),
+            ("from_at", "... or its time"),
+            ("to", "the newer version's seq (default the newest)"),
+            ("to_at", "... or its time"),
+            ("root", "text root (default content)"),
+        ),
+    ),
+    Route(
+        "GET", _DOC + "/blame", _blame, "Who wrote each span of a text root in a version",
+        _TAG, (200, "spans"), READ,
+        (("seq", "version"), ("at", "time"), ("root", "text root (default content)")),
+    ),
+    Route(
+        "POST", _DOC + "/restore", _restore,
+        "Make a past version's content current, as one new change relayed live", _TAG,
+        (200, "restored"), WRITE, body=RestoreVersion,
+    ),
+    Route(
+        "GET", _DOC + "/named-versions", _named_list, "Named versions, newest version first",
+        _TAG, (200, "named versions"),
+    ),
+    Route(
+        "POST", _DOC + "/named-versions", _named_add, "Name a version", _TAG,
+        (201, "the new named version"), WRITE, body=NameVersion,
+    ),
+    Route(
+        "DELETE", _DOC + "/named-versions/{id}", _named_delete, "Remove a named version",
+        _TAG, (204, "removed"),
+    ),
+    Route(
+        "GET", _DOC + "/playback", _playback,
+        "A base version and the updates after it, for a history slider", _TAG,
+        (200, "playback"), READ,
+        (
+            ("from", "base version (default 0)"),
+            ("to", "last version (default the newest)"),
+            ("limit", "updates, 1-5000 (default 1000)", {"type": "integer"}),
+            ("base", "0: leave the base out"),
+        ),
+    ),
+    Route(
+        "GET", _DOC + "/samples", _samples, "Versions spread evenly between two versions",
+        _TAG, (200, "samples"), READ,
+        (
+            ("from", "first version"),
+            ("to", "last version"),
+            ("count", "1-200 (default 20)", {"type": "integer"}),
+            ("root", "root whose value is returned (default content)"),
+        ),
+    ),
+    Route(
+        "GET", _DOC + "/info", _info,
+        "The document's newest version and what its history costs", _TAG, (200, "info"),
+    ),
+)  # fmt: skip

@@ -1,4 +1,4 @@
-"""The application's shared state: its keys, and who is asking.
+"""The application's shared state: its keys, who is asking, and what they may do.
 
 A leaf of the HTTP layer: route modules and the app factory import it, it imports no route
 module, so nothing needs the factory (``collab.http.app``) to answer a request.
@@ -12,12 +12,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from collab.auth import OPEN, Identity, Verifier
+from collab.auth import OPEN, Access, Identity, Verifier
 from collab.config import Config
-from collab.errors import CloseCode, Unauthorized
+from collab.errors import CloseCode, Forbidden, Unauthorized
 from collab.relay.connection import Connection
 from collab.relay.hub import Hub
 from collab.relay.metrics import Metrics
+from collab.sync.room import validate_room_name
 
 __all__ = [
     "CONFIG",
@@ -26,6 +27,8 @@ __all__ = [
     "HUB",
     "METRICS",
     "VERIFIER",
+    "author",
+    "authorize",
     "close_revoked",
     "identify",
     "verifier_for",
@@ -67,6 +70,28 @@ def identify(request: web.Request) -> Identity:
     if identity.token_id is not None and identity.token_id in request.app[HUB].revoked:
         raise Unauthorized("token revoked")
     return identity
+
+
+def authorize(request: web.Request, name: str, need: Access) -> Identity:
+    """Check the room name ``name`` and that the caller has ``need`` access to it.
+
+    Raises:
+        BadRoomName: not a valid room name (400).
+        Unauthorized: no or bad token (401).
+        Forbidden: no access, or read-only when writing (403).
+    """
+    validate_room_name(name, request.app[CONFIG].max_room_name)
+    identity = identify(request)
+    access = identity.access(name)
+    if access is Access.NONE or access < need:
+        raise Forbidden("no access to this document" if access is Access.NONE else "read-only")
+    return identity
+
+
+def author(request: web.Request, identity: Identity, claimed: str | None) -> str | None:
+    """Who authors an HTTP edit, by the one rule (``Identity.author_of``): the token's
+    author when auth is on; else the body's ``user``, then the query's ``?user=``."""
+    return identity.author_of(claimed, request.query.get("user"))
 
 
 def close_revoked(app: web.Application) -> int:
