@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pycrdt import Doc
 
+from collab.clock import now_ms
 from collab.history import compaction
 from collab.history.attribution import Attribution, Span, Step
 from collab.history.replay import (
@@ -51,14 +51,13 @@ from collab.store import (
     NamedVersion,
     Store,
     VersionSource,
-    now_ms,
 )
+from collab.sync.name import has_control_characters
 
 __all__ = ["Archive", "Version"]
 
 _FETCH = 5000  # timeline rows fetched per query, at most
 _MAX_NAME = 255
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_BATCH_ROWS = 5000  # rows one compaction transaction rewrites at most
 
 
@@ -265,7 +264,7 @@ class Archive:
             Conflict: the document already has a version with that name.
         """
         name = name.strip()
-        if not name or len(name) > _MAX_NAME or _CONTROL.search(name):
+        if not name or len(name) > _MAX_NAME or has_control_characters(name):
             raise BadRequest(
                 f"a version name is 1 to {_MAX_NAME} characters, no control characters"
             )
@@ -474,13 +473,6 @@ def _root_text(source: VersionSource, root: str) -> str:
             return ""
         raise NotFound(f"version {source.seq} has no root named {root!r}")
     return json_text(root_value(doc, root, kinds[root]))
-
-
-def _fold(timeline: Timeline, rows: Sequence[Row]) -> bool:
-    for row in rows:
-        if not timeline.add(row):
-            return False
-    return True
 
 
 def _steps_by_author(rows: Sequence[Row]) -> list[Step]:

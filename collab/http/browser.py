@@ -26,13 +26,13 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from collab.auth import Access
+from collab.clock import format_ms as _iso
 from collab.errors import CollabError, StoreUnavailable
 from collab.http.state import CONFIG, HUB, VERIFIER, identify
 from collab.store import DocumentInfo
@@ -308,12 +308,6 @@ async def _me(request: web.Request) -> web.Response:
     if room is not None:
         body["access"] = identity.access(room).name.lower()
     return web.json_response(body, dumps=lambda obj: json.dumps(obj, ensure_ascii=False))
-
-
-def _iso(ms: int) -> str:
-    # The history API's format: ISO 8601, UTC, milliseconds, "Z".
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _encode_cursor(before: tuple[int, int]) -> str:
