@@ -3,8 +3,8 @@
 PURE: no I/O and no asyncio. ``Room.join`` / ``receive`` / ``leave`` take a member (any
 hashable object the caller uses to identify a connection) and return a list of
 ``Outgoing`` effects: replies to that member, broadcasts, updates to append to the store
-and checkpoints to write. ``server.py`` carries them out. Keeping the decisions here is
-what lets ``tests/test_room.py`` check the whole protocol without a socket.
+and checkpoints to write. ``collab.relay.hub`` carries them out. Keeping the decisions here is
+what lets ``tests/sync/test_room.py`` check the whole protocol without a socket.
 
 Relay rule: an update is applied to the room's document first, and only stored and
 relayed if that succeeded, so a malformed update never reaches anyone. Among the effects
