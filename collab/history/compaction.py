@@ -1,7 +1,7 @@
 """Compaction: merging old runs of updates into coarser steps, and thinning checkpoints.
 
 PURE: decides from row metadata which runs to merge and which checkpoints to drop, and
-merges a run's bytes; ``archive.py`` fetches and ``collab.store`` rewrites. This is the one
+merges a run's bytes; ``service`` fetches and ``collab.store`` rewrites. This is the one
 place the log is ever rewritten, so the rules are strict:
 
 - A merged run is consecutive updates by one author whose first and last are less than

@@ -23,6 +23,7 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
+from collab.clock import format_ms
 from collab.errors import BadRequest, Conflict, HistoryError, NotFound, ProtocolError
 from collab.sync.tree import unreadable_roots
 from collab.sync.update import measure
@@ -205,12 +206,6 @@ def parse_time(value: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return math.floor(moment.timestamp() * 1000)
-
-
-def format_ms(ms: int) -> str:
-    """Epoch milliseconds as ISO-8601 UTC with milliseconds, as the API returns times."""
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # -- a version's content -----------------------------------------------------------------
@@ -429,15 +424,3 @@ def spaced(first: int, last: int, count: int) -> list[int]:
         return [last]
     step = (last - first) / (count - 1)
     return sorted({first + round(i * step) for i in range(count)})
-
-
-def last_at_or_before(seqs: Sequence[int], seq: int) -> int:
-    """The largest of sorted ``seqs`` not above ``seq``, or 0."""
-    lo, hi = 0, len(seqs)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if seqs[mid] <= seq:
-            lo = mid + 1
-        else:
-            hi = mid
-    return seqs[lo - 1] if lo else 0

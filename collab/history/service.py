@@ -1,49 +1,50 @@
 """History as the API and the command line see it: fetch rows, let the pure modules decide.
 
-``Archive`` asks ``collab.store`` (``HistoryStore``) for rows, hands them to ``history.py``,
-``attribution.py``, ``restore.py`` and ``compaction.py``, and returns JSON-ready data. It
-runs no SQL and speaks no HTTP. All pycrdt work of one request happens in one worker
-thread, after everything it needs was fetched: replaying a large document takes
+``Archive`` asks ``collab.store`` (``HistoryStore``) for rows, hands them to the pure
+modules (``replay``, ``rebuild``, ``compaction``), and returns JSON-ready data. It runs no
+SQL and speaks no HTTP; it is the one module of ``collab.history`` that does I/O. All
+pycrdt work of one request happens in one worker thread (a ``rebuild`` function), after
+everything it needs was fetched: replaying a large document takes
 milliseconds that the event loop should spend relaying, and a pycrdt document stays in the
 thread that made it.
 
-Errors are ``history.HistoryError`` subclasses carrying an HTTP status: unknown document
-or version (404), malformed parameter (400), duplicate name (409).
+Errors are ``collab.history.replay.HistoryError`` subclasses carrying an HTTP status:
+unknown document or version (404), malformed parameter (400), duplicate name (409).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Doc
-
+from collab.clock import now_ms
 from collab.history import compaction
-from collab.history.attribution import Attribution, Span, Step
+from collab.history.attribution import Step
+from collab.history.rebuild import (
+    Steps,
+    attribute,
+    content_json,
+    restore_change,
+    root_text,
+    sample,
+    span_json,
+    spans_json,
+    state_of,
+)
 from collab.history.replay import (
-    TEXT_ROOT,
     BadRequest,
     Conflict,
     NotFound,
     Row,
     Timeline,
-    content_of,
     format_ms,
     identity,
-    json_text,
     parse_time,
-    replay,
-    root_kinds,
-    root_value,
     spaced,
-    well_formed,
 )
-from collab.history.restore import restore_update
 from collab.store import (
     DocumentHead,
     HistoryStore,
@@ -51,14 +52,13 @@ from collab.store import (
     NamedVersion,
     Store,
     VersionSource,
-    now_ms,
 )
+from collab.sync.name import has_control_characters
 
 __all__ = ["Archive", "Version"]
 
 _FETCH = 5000  # timeline rows fetched per query, at most
 _MAX_NAME = 255
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_BATCH_ROWS = 5000  # rows one compaction transaction rewrites at most
 
 
@@ -134,13 +134,13 @@ class Archive:
         """The document as it was after update ``seq`` (or the version before a merged run
         that contains ``seq``)."""
         source = await self._source(head, seq)
-        state = await asyncio.to_thread(_state, source)
+        state = await asyncio.to_thread(state_of, source)
         return Version(source.seq, source.created_ms, state)
 
     async def version_json(self, head: DocumentHead, seq: int) -> dict[str, Any]:
         """``{"seq", "time", "content": {root: value}}``."""
         source = await self._source(head, seq)
-        content = await asyncio.to_thread(_content, source)
+        content = await asyncio.to_thread(content_json, source)
         return {"seq": source.seq, "time": format_ms(source.created_ms), "content": content}
 
     async def version_text(self, head: DocumentHead, seq: int, root: str) -> str:
@@ -150,7 +150,7 @@ class Archive:
             NotFound: the version has no such root.
         """
         source = await self._source(head, seq)
-        return await asyncio.to_thread(_root_text, source, root)
+        return await asyncio.to_thread(root_text, source, root)
 
     # -- timeline --
 
@@ -195,12 +195,12 @@ class Archive:
         base = await self._source(head, old)
         target = await self._source(head, new)
         steps_source = await self._steps(head, base.seq, target)
-        spans = await asyncio.to_thread(_attribute, base, target, steps_source, root)
+        spans = await asyncio.to_thread(attribute, base, target, steps_source, root)
         return {
             "root": root,
             "from": {"seq": base.seq, "time": format_ms(base.created_ms)},
             "to": {"seq": target.seq, "time": format_ms(target.created_ms)},
-            **_spans_json(spans),
+            **spans_json(spans),
         }
 
     async def blame(self, head: DocumentHead, seq: int, root: str) -> dict[str, Any]:
@@ -208,27 +208,27 @@ class Archive:
         empty = VersionSource(0, head.created_ms, None, 0, [])
         target = await self._source(head, seq)
         steps_source = await self._steps(head, 0, target)
-        spans = await asyncio.to_thread(_attribute, empty, target, steps_source, root)
+        spans = await asyncio.to_thread(attribute, empty, target, steps_source, root)
         return {
             "root": root,
             "seq": target.seq,
             "time": format_ms(target.created_ms),
-            "spans": [_span_json(span) for span in spans],
+            "spans": [span_json(span) for span in spans],
         }
 
-    async def _steps(self, head: DocumentHead, after: int, target: VersionSource) -> _Steps:
+    async def _steps(self, head: DocumentHead, after: int, target: VersionSource) -> Steps:
         """What attribution needs between two versions: when one author made every update
         in between, nothing but the two versions; else every row."""
         if target.seq <= after:
-            return _Steps(None, [])
+            return Steps(None, [])
         authors = await self.db.authors(head.id, after=after, upto=target.seq)
         first = await self.db.rows(head.id, after=after, upto=target.seq, limit=1)
         if len(authors) <= 1:
             who = identity(*next(iter(authors))) if authors else first[0].who
-            return _Steps(
+            return Steps(
                 Step(who, after + 1, target.seq, first[0].created_ms, target.created_ms, []), []
             )
-        return _Steps(None, await self.db.rows(head.id, after=after, upto=target.seq))
+        return Steps(None, await self.db.rows(head.id, after=after, upto=target.seq))
 
     # -- restore --
 
@@ -247,7 +247,7 @@ class Archive:
         """
         target = await self._source(head, seq)
         latest = None if current is not None else await self._source(head, head.last_seq)
-        update = await asyncio.to_thread(_restore, target, latest, current)
+        update = await asyncio.to_thread(restore_change, target, latest, current)
         return target.seq, update
 
     # -- named versions --
@@ -265,7 +265,7 @@ class Archive:
             Conflict: the document already has a version with that name.
         """
         name = name.strip()
-        if not name or len(name) > _MAX_NAME or _CONTROL.search(name):
+        if not name or len(name) > _MAX_NAME or has_control_characters(name):
             raise BadRequest(
                 f"a version name is 1 to {_MAX_NAME} characters, no control characters"
             )
@@ -294,7 +294,7 @@ class Archive:
         rows = rows[:limit]
         result: dict[str, Any] = {"from": start.seq, "time": format_ms(start.created_ms)}
         if base:
-            state = await asyncio.to_thread(_state, start)
+            state = await asyncio.to_thread(state_of, start)
             result["base"] = base64.b64encode(state).decode()
         result["updates"] = [
             {
@@ -329,7 +329,7 @@ class Archive:
                 rows = await self.db.rows(head.id, after=at, upto=seq)
                 at = rows[-1].seq if rows else at
                 plan.append((None, rows, at))
-        stops = await asyncio.to_thread(_sample, plan, root)
+        stops = await asyncio.to_thread(sample, plan, root)
         times = {row.seq: row.created_ms for _, rows, _ in plan for row in rows}
         times.update({s.seq: s.created_ms for s, _, _ in plan if s is not None})
         return {
@@ -346,7 +346,7 @@ class Archive:
         """The document's versions and what its history costs in bytes."""
         storage = await self.db.storage(head.id)
         latest = await self._source(head, head.last_seq)
-        size = await asyncio.to_thread(lambda: len(_state(latest)))
+        size = await asyncio.to_thread(lambda: len(state_of(latest)))
         named = await self.db.named_versions(head.id)
         return {
             "name": head.name,
@@ -440,143 +440,6 @@ class Archive:
             "checkpoints_dropped": len(plan.drop_checkpoints),
             "upto_seq": horizon,
         }
-
-
-# -- work done in a worker thread (pycrdt documents never leave it) -------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Steps:
-    """Either one step whose change is "from the base to the target" (one author), or
-    the rows to split into steps by author."""
-
-    single: Step | None
-    rows: list[Row]
-
-
-def _doc(source: VersionSource) -> Doc[Any]:
-    return replay(source.checkpoint, source.updates)
-
-
-def _state(source: VersionSource) -> bytes:
-    return _doc(source).get_update()
-
-
-def _content(source: VersionSource) -> dict[str, Any]:
-    return content_of(_doc(source))
-
-
-def _root_text(source: VersionSource, root: str) -> str:
-    doc = _doc(source)
-    kinds = root_kinds(doc)
-    if root not in kinds:
-        if root == TEXT_ROOT:
-            return ""
-        raise NotFound(f"version {source.seq} has no root named {root!r}")
-    return json_text(root_value(doc, root, kinds[root]))
-
-
-def _fold(timeline: Timeline, rows: Sequence[Row]) -> bool:
-    for row in rows:
-        if not timeline.add(row):
-            return False
-    return True
-
-
-def _steps_by_author(rows: Sequence[Row]) -> list[Step]:
-    steps: list[Step] = []
-    start = 0
-    for k in range(1, len(rows) + 1):
-        if k == len(rows) or rows[k].who != rows[start].who:
-            run = rows[start:k]
-            steps.append(
-                Step(
-                    run[0].who,
-                    run[0].first_seq,
-                    run[-1].seq,
-                    run[0].created_ms,
-                    run[-1].created_ms,
-                    [row.data for row in run],
-                )
-            )
-            start = k
-    return steps
-
-
-def _attribute(base: VersionSource, target: VersionSource, steps: _Steps, root: str) -> list[Span]:
-    doc = _doc(base)
-    if steps.single is not None:
-        final = _doc(target)
-        _check_text_root(final, doc, root, target.seq)
-        change = final.get_update(doc.get_state())
-        step_list = [dataclasses.replace(steps.single, updates=[change])]
-    else:
-        step_list = _steps_by_author(steps.rows)
-    attribution = Attribution(doc, root)
-    try:
-        attribution.apply(step_list)
-    finally:
-        attribution.close()
-    if steps.single is None:
-        _check_text_root(doc, doc, root, target.seq)
-    return attribution.spans()
-
-
-def _check_text_root(target: Doc[Any], base: Doc[Any], root: str, seq: int) -> None:
-    kind = root_kinds(target).get(root) or root_kinds(base).get(root)
-    if kind is None and root != TEXT_ROOT:
-        raise NotFound(f"version {seq} has no root named {root!r}")
-    if kind not in (None, "text", "empty"):
-        raise BadRequest(f"diff and blame read text roots; {root!r} is {kind}")
-
-
-def _span_json(span: Span) -> dict[str, Any]:
-    out: dict[str, Any] = {"op": span.op, "text": span.text}
-    if span.step is not None:
-        out.update(
-            author=span.step.who,
-            first_seq=span.step.first_seq,
-            last_seq=span.step.last_seq,
-            start=format_ms(span.step.start_ms),
-            end=format_ms(span.step.end_ms),
-        )
-    return out
-
-
-def _spans_json(spans: Sequence[Span]) -> dict[str, Any]:
-    inserted = sum(len(s.text) for s in spans if s.op == "insert")
-    deleted = sum(len(s.text) for s in spans if s.op == "delete")
-    authors = sorted({s.step.who for s in spans if s.step is not None})
-    return {
-        "inserted": inserted,
-        "deleted": deleted,
-        "authors": authors,
-        "spans": [_span_json(span) for span in spans],
-    }
-
-
-def _restore(target: VersionSource, latest: VersionSource | None, current: bytes | None) -> bytes:
-    now = _doc(latest) if latest is not None else replay(current, [])
-    return restore_update(now, _doc(target))
-
-
-def _sample(
-    plan: Sequence[tuple[VersionSource | None, list[Row], int]], root: str
-) -> list[tuple[int, Any]]:
-    stops: list[tuple[int, Any]] = []
-    doc: Doc[Any] | None = None
-    for source, rows, seq in plan:
-        if source is not None:
-            doc = _doc(source)
-        assert doc is not None
-        for row in rows:
-            if well_formed(row.data):  # as replay: a malformed row is left out
-                doc.apply_update(row.data)
-        if stops and stops[-1][0] == seq:
-            continue
-        kind = root_kinds(doc).get(root)
-        stops.append((seq, None if kind is None else root_value(doc, root, kind)))
-    return stops
 
 
 def _batches(runs: Sequence[compaction.Run]) -> list[list[compaction.Run]]:

@@ -28,9 +28,10 @@ from urllib.parse import quote
 from aiohttp import web
 
 from collab.auth import Access
+from collab.clock import format_ms
 from collab.errors import BadRequest, Conflict, DocumentTooLarge, NotFound
 from collab.history.edit import patch_update, replace_update, text_update
-from collab.history.replay import TEXT_ROOT, format_ms
+from collab.history.replay import TEXT_ROOT
 from collab.history.service import Archive
 from collab.http.body import (
     MAX_JSON,

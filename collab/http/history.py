@@ -19,8 +19,9 @@ import uuid
 from aiohttp import web
 
 from collab.auth import Access
+from collab.clock import format_ms
 from collab.errors import BadRequest
-from collab.history.replay import TEXT_ROOT, format_ms
+from collab.history.replay import TEXT_ROOT
 from collab.history.service import Archive
 from collab.http.body import MAX_JSON, NameVersion, RestoreVersion, parse, read
 from collab.http.errors import json_response

@@ -5,7 +5,10 @@ other modules are read and maintenance queries grouped by the feature that needs
 ``history`` (versions, timeline, compaction), ``dump`` (moving documents between
 databases) and ``documents`` (soft deletes, purge, revoked tokens). Each takes a Store
 and uses its engine; none of them writes behind the writer's back except the explicit
-maintenance commands they document.
+maintenance commands they document. The layer imports sqlalchemy, alembic and of collab
+only ``collab.errors``, ``collab.config`` and ``collab.clock``: never ``collab.sync``,
+``collab.history``, ``collab.relay`` or ``collab.http``. (This file re-exports the public
+names; importing it opens nothing.)
 """
 
 from collab.store.core import (

@@ -59,6 +59,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from collab.clock import now_ms
 from collab.errors import StoreUnavailable
 from collab.store.models import (
     CheckpointRow,
@@ -102,11 +103,6 @@ def check_url(url: str) -> None:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and (parsed.database or ":memory:") == ":memory:":
         raise ValueError("an in-memory SQLite database cannot be shared; give a file path")
-
-
-def now_ms() -> int:
-    """Wall-clock time in milliseconds since the Unix epoch, as stored."""
-    return time.time_ns() // 1_000_000
 
 
 class StoreClosed(RuntimeError):

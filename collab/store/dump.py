@@ -21,7 +21,7 @@ from collab.store.models import (
 __all__ = ["DocumentExists", "DumpBatch", "DumpStore"]
 
 
-# -- Dump and load (collab/dump.py) -------------------------------------------------------
+# -- Dump and load (collab.tools.dump) ---------------------------------------------------
 #
 # Moving documents with their whole history between databases. A dump reads every
 # document in one snapshot, so it is consistent even while a server writes; a load writes

@@ -1,4 +1,4 @@
-"""History reads: the rows and checkpoints that history.py and archive.py replay."""
+"""History reads: the rows and checkpoints that ``collab.history`` replays."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ __all__ = ["DocumentHead", "HistoryStore", "MergedRun", "NamedVersion", "Storage
 
 # -- History reads ------------------------------------------------------------------------
 #
-# Everything below serves history (collab/archive.py): read-only queries, plus the two
+# Everything below serves history (collab.history.service): read-only queries, plus the two
 # small writes history owns (named versions, and compaction, the one rewrite of the log).
 # None of it goes near the group-commit writer above. Reads that need more than one query
 # run in one snapshot: SQLite's Python driver does not begin a transaction for a SELECT,
@@ -356,7 +356,7 @@ class HistoryStore:
             )
         return bool(result.rowcount)
 
-    # -- compaction: the one rewrite of the log (see collab/compaction.py) --
+    # -- compaction: the one rewrite of the log (see collab.history.compaction) --
 
     async def row_infos(
         self, doc_id: int, upto: int

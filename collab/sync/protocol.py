@@ -7,7 +7,7 @@ varint sub-type and a length-prefixed payload, for awareness a length-prefixed a
 update (count, then client id, clock and a JSON string per client).
 
 pycrdt's own ``Decoder`` raises ``IndexError`` on a truncated varint and returns short
-slices silently, which is why this module does not use it.
+slices silently, which is why this module reads with ``collab.sync.varint`` instead.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from enum import IntEnum
 from typing import Any
 
 from collab.errors import ProtocolError
+from collab.sync.varint import read_bytes, read_uint, write_uint
 
 __all__ = [
     "EMPTY_UPDATE",
@@ -43,9 +44,9 @@ __all__ = [
     "write_var_uint",
 ]
 
-# lib0 reads varints into JavaScript numbers: anything past 2**53 cannot round-trip.
-_MAX_VAR_UINT = 2**53 - 1
-_MAX_VAR_UINT_BYTES = 8
+# The names this module had before ``collab.sync.varint`` held the one varint reader.
+read_var_uint = read_uint
+write_var_uint = write_uint
 
 EMPTY_UPDATE = b"\x00\x00"  # a Yjs v1 update with no structs and an empty delete set
 
@@ -120,52 +121,6 @@ class Unknown:
 Message = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessUpdate | QueryAwareness | Unknown
 
 
-def write_var_uint(num: int) -> bytes:
-    """Encode a non-negative integer as a lib0 varint (7 bits a byte, low bits first)."""
-    if num < 0:
-        raise ValueError("varint must be non-negative")
-    out = bytearray()
-    while num > 0x7F:
-        out.append(0x80 | (num & 0x7F))
-        num >>= 7
-    out.append(num)
-    return bytes(out)
-
-
-def read_var_uint(data: bytes, pos: int) -> tuple[int, int]:
-    """Read a lib0 varint at ``pos``.
-
-    Returns:
-        The value and the position just after it.
-
-    Raises:
-        ProtocolError: truncated, longer than 8 bytes, or above 2**53 - 1.
-    """
-    result = 0
-    shift = 0
-    end = len(data)
-    for _ in range(_MAX_VAR_UINT_BYTES):
-        if pos >= end:
-            raise ProtocolError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            if result > _MAX_VAR_UINT:
-                raise ProtocolError("varint out of range")
-            return result, pos
-        shift += 7
-    raise ProtocolError("varint too long")
-
-
-def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
-    length, pos = read_var_uint(data, pos)
-    end = pos + length
-    if end > len(data):
-        raise ProtocolError("truncated payload")
-    return data[pos:end], end
-
-
 def _expect_end(data: bytes, pos: int) -> None:
     if pos != len(data):
         raise ProtocolError("trailing bytes after message")
@@ -184,10 +139,10 @@ def decode(data: bytes) -> Message:
     Raises:
         ProtocolError: on any framing error (close code 1007).
     """
-    kind, pos = read_var_uint(data, 0)
+    kind, pos = read_uint(data, 0)
     if kind == MessageType.SYNC:
-        step, pos = read_var_uint(data, pos)
-        payload, pos = _read_bytes(data, pos)
+        step, pos = read_uint(data, pos)
+        payload, pos = read_bytes(data, pos)
         _expect_end(data, pos)
         if step == SyncStep.UPDATE:
             return SyncUpdate(payload)
@@ -197,7 +152,7 @@ def decode(data: bytes) -> Message:
             return SyncStep2(payload)
         raise ProtocolError(f"unknown sync step {step}")
     if kind == MessageType.AWARENESS:
-        payload, pos = _read_bytes(data, pos)
+        payload, pos = read_bytes(data, pos)
         _expect_end(data, pos)
         return AwarenessUpdate(payload, decode_awareness(payload))
     if kind == MessageType.QUERY_AWARENESS:
@@ -224,7 +179,7 @@ def update_payload(data: bytes) -> bytes | None:
     length = data[2]
     pos = 3
     if length > 0x7F:  # a payload of 128 bytes or more: a longer varint
-        length, pos = read_var_uint(data, 2)
+        length, pos = read_uint(data, 2)
     if pos + length != end:
         return None  # truncated, or trailing bytes: decode says which
     return data[pos:]
@@ -237,15 +192,15 @@ def decode_awareness(payload: bytes) -> tuple[AwarenessEntry, ...]:
         ProtocolError: bad framing, invalid UTF-8 or JSON, or a state that is neither an
             object nor null.
     """
-    count, pos = read_var_uint(payload, 0)
+    count, pos = read_uint(payload, 0)
     # Each entry takes at least 3 bytes; a count beyond that is a lie, not a big update.
     if count * 3 > len(payload) - pos:
         raise ProtocolError("awareness entry count exceeds payload")
     entries = []
     for _ in range(count):
-        client_id, pos = read_var_uint(payload, pos)
-        clock, pos = read_var_uint(payload, pos)
-        raw, pos = _read_bytes(payload, pos)
+        client_id, pos = read_uint(payload, pos)
+        clock, pos = read_uint(payload, pos)
+        raw, pos = read_bytes(payload, pos)
         try:
             state = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -259,7 +214,7 @@ def decode_awareness(payload: bytes) -> tuple[AwarenessEntry, ...]:
 
 
 def _sync(step: SyncStep, payload: bytes) -> bytes:
-    return b"".join((bytes((MessageType.SYNC, step)), write_var_uint(len(payload)), payload))
+    return b"".join((bytes((MessageType.SYNC, step)), write_uint(len(payload)), payload))
 
 
 def encode_sync_step1(state_vector: bytes) -> bytes:
@@ -279,13 +234,13 @@ def encode_update(update: bytes) -> bytes:
 
 def encode_awareness(entries: list[AwarenessEntry] | tuple[AwarenessEntry, ...]) -> bytes:
     """Encode an awareness message with the given entries (``None`` state means removed)."""
-    parts = [write_var_uint(len(entries))]
+    parts = [write_uint(len(entries))]
     for entry in entries:
         state = json.dumps(entry.state, separators=(",", ":")).encode()
-        parts += (write_var_uint(entry.client_id), write_var_uint(entry.clock))
-        parts += (write_var_uint(len(state)), state)
+        parts += (write_uint(entry.client_id), write_uint(entry.clock))
+        parts += (write_uint(len(state)), state)
     payload = b"".join(parts)
-    return b"".join((bytes((MessageType.AWARENESS,)), write_var_uint(len(payload)), payload))
+    return b"".join((bytes((MessageType.AWARENESS,)), write_uint(len(payload)), payload))
 
 
 def encode_query_awareness() -> bytes:

@@ -3,8 +3,8 @@
 PURE: no I/O and no asyncio. ``Room.join`` / ``receive`` / ``leave`` take a member (any
 hashable object the caller uses to identify a connection) and return a list of
 ``Outgoing`` effects: replies to that member, broadcasts, updates to append to the store
-and checkpoints to write. ``server.py`` carries them out. Keeping the decisions here is
-what lets ``tests/test_room.py`` check the whole protocol without a socket.
+and checkpoints to write. ``collab.relay.hub`` carries them out. Keeping the decisions here is
+what lets ``tests/sync/test_room.py`` check the whole protocol without a socket.
 
 Relay rule: an update is applied to the room's document first, and only stored and
 relayed if that succeeded, so a malformed update never reaches anyone. Among the effects
@@ -20,7 +20,6 @@ thrown away (``Hub`` reloads it from the store).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -35,6 +34,7 @@ from collab.errors import (
     ProtocolError,
     RoomPoisoned,
 )
+from collab.sync.name import has_control_characters
 from collab.sync.protocol import (
     EMPTY_UPDATE,
     AwarenessEntry,
@@ -49,11 +49,8 @@ from collab.sync.protocol import (
     encode_sync_step2,
     encode_update,
 )
-from collab.sync.validator import (
-    check_state_vector,
-    check_update_for,
-    decode_state_vector,
-)
+from collab.sync.state_vector import check_state_vector, decode_state_vector
+from collab.sync.validator import check_update_for
 from collab.sync.ydoc import apply_unless_known, is_panic, known
 
 __all__ = [
@@ -68,7 +65,6 @@ __all__ = [
 
 M = TypeVar("M", bound=Hashable)
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _STATE_CACHE_SIZE = 4
 
 
@@ -145,7 +141,7 @@ def validate_room_name(name: str, max_length: int) -> str:
         raise BadRoomName("empty room name")
     if len(name) > max_length:
         raise BadRoomName(f"room name longer than {max_length} characters")
-    if _CONTROL.search(name):
+    if has_control_characters(name):
         raise BadRoomName("room name contains control characters")
     return name
 

@@ -6,10 +6,11 @@ array elements as ``ContentAny``) by looping forever, holding the GIL: the whole
 process stops, and no timeout or exception can help. pycrdt does not say which type an item
 belongs to, and the validator cannot know when an update arrives (an item inherits its parent
 from its origin, which may be any item of the document). So before collab renders a root as
-JSON (``history.root_value`` for maps and arrays), ``unreadable_roots`` walks the document's
-own encoding (``doc.get_update()``) and names the roots that hold such content.
+JSON (``collab.history.replay.root_value`` for maps and arrays), ``unreadable_roots`` walks
+the document's own encoding (``doc.get_update()``) and names the roots that hold such
+content.
 
-The encoding (yjs ``readClientsStructRefs``, as in ``collab/update.py``): per client a run of
+The encoding (yjs ``readClientsStructRefs``, as in ``collab.sync.update``): per client a run of
 structs; an item carries its parent (a root name or a type item's id) only when it has no
 origins, else it has the parent of its origin (or of its right origin).
 """
@@ -19,7 +20,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from collab.sync.update import _Reader
+from collab.errors import ProtocolError
+from collab.sync.varint import Reader
 
 __all__ = ["unreadable_roots"]
 
@@ -55,8 +57,8 @@ def unreadable_roots(state: bytes) -> set[str]:
         ValueError: not a v1 update (it comes from yrs: a bug).
     """
     try:
-        items = _items(_Reader(state))
-    except (IndexError, UnicodeDecodeError) as exc:
+        items = _items(Reader(state))
+    except (IndexError, UnicodeDecodeError, ProtocolError) as exc:
         raise ValueError("not a Yjs v1 update") from exc
     suspects = [(c, item) for c, runs in items.items() for item in runs if item.astral]
     if not suspects:
@@ -116,7 +118,7 @@ def unreadable_roots(state: bytes) -> set[str]:
     return unreadable
 
 
-def _items(r: _Reader) -> dict[int, list[_Item]]:
+def _items(r: Reader) -> dict[int, list[_Item]]:
     data = r.data
     out: dict[int, list[_Item]] = {}
     for _ in range(r.uint()):
@@ -148,7 +150,7 @@ def _items(r: _Reader) -> dict[int, list[_Item]]:
     return out
 
 
-def _content(r: _Reader, ref: int) -> tuple[int, int | None, bool]:
+def _content(r: Reader, ref: int) -> tuple[int, int | None, bool]:
     """Read one item's content: its length in clocks, its type ref, whether astral text."""
     if ref == _STRING:
         text = r.string()

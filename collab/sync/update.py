@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from collab.errors import ProtocolError
+from collab.sync.varint import Reader
+
 __all__ = ["UpdateStats", "measure"]
 
 # Content refs (yjs src/structs/Item.js contentRefs).
@@ -47,72 +50,6 @@ class UpdateStats:
     deleted: int = 0
 
 
-class _Reader:
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def uint(self) -> int:
-        data, pos = self.data, self.pos
-        byte = data[pos]
-        pos += 1
-        if byte < 0x80:  # nearly every varint in an update is one byte
-            self.pos = pos
-            return byte
-        value, shift = byte & 0x7F, 7
-        while True:
-            byte = data[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                self.pos = pos
-                return value
-            shift += 7
-
-    def skip_bytes(self) -> int:
-        length = self.uint()
-        self.pos += length
-        if self.pos > len(self.data):
-            raise IndexError("truncated")
-        return length
-
-    def string(self) -> str:
-        length = self.uint()
-        start = self.pos
-        self.pos = start + length
-        if self.pos > len(self.data):
-            raise IndexError("truncated")
-        return self.data[start : self.pos].decode("utf-8")
-
-    def skip_any(self) -> None:
-        # lib0 encoding.writeAny: a type tag, then the value.
-        tag = self.data[self.pos]
-        self.pos += 1
-        if tag in (127, 126, 121, 120):  # undefined, null, false, true
-            return
-        if tag == 125:  # varint
-            while self.data[self.pos] & 0x80:
-                self.pos += 1
-            self.pos += 1
-        elif tag == 124:
-            self.pos += 4
-        elif tag in (123, 122):
-            self.pos += 8
-        elif tag in (119, 116):  # string, Uint8Array
-            self.skip_bytes()
-        elif tag == 118:  # object
-            for _ in range(self.uint()):
-                self.skip_bytes()
-                self.skip_any()
-        elif tag == 117:  # array
-            for _ in range(self.uint()):
-                self.skip_any()
-        else:
-            raise ValueError(f"unknown Any tag {tag}")
-
-
 def measure(update: bytes) -> UpdateStats:
     """Count what a Yjs v1 update inserts and deletes.
 
@@ -120,12 +57,12 @@ def measure(update: bytes) -> UpdateStats:
         ValueError: the bytes are not a Yjs v1 update.
     """
     try:
-        return _measure(_Reader(update))
-    except (IndexError, UnicodeDecodeError) as exc:
+        return _measure(Reader(update))
+    except (IndexError, UnicodeDecodeError, ProtocolError) as exc:
         raise ValueError("not a Yjs v1 update") from exc
 
 
-def _measure(r: _Reader) -> UpdateStats:
+def _measure(r: Reader) -> UpdateStats:
     # The hot loop reads one-byte varints inline (nearly all of them are), falling back
     # to the reader for longer ones: this halves the cost of a keystroke's update.
     data = r.data

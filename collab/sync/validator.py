@@ -42,14 +42,28 @@ and in-order WebSockets only see after data loss; the client resyncs on reconnec
 What cannot be decided without the document's contents (a parent id naming a non-type item,
 which yrs refuses with ``RuntimeError``; string content under an Array parent, which later
 panics) is left to the room's guards; see ``docs/validation.md``.
+
+This module walks the structs and the delete set. The values inside content (strings,
+JSON, ``Any``) are checked by ``collab.sync.content``, state vectors and the dependency
+rule by ``collab.sync.state_vector``, and every varint is read by ``collab.sync.varint``;
+the public names stay importable from here.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
-from collab.errors import MissingStructs, ProtocolError
+from collab.errors import ProtocolError
+from collab.sync.content import MAX_DEPTH, read_string, skip_any, skip_buffer, skip_json
+from collab.sync.state_vector import (
+    MAX_CLIENT,
+    MAX_CLOCK,
+    Span,
+    check_dependencies,
+    check_state_vector,
+    decode_state_vector,
+)
+from collab.sync.varint import read_minimal_uint as _uint
 
 __all__ = [
     "MAX_CLIENT",
@@ -62,14 +76,6 @@ __all__ = [
     "decode_state_vector",
 ]
 
-Span = tuple[int, int, int]
-"""``(client, first clock, end clock)``: the clocks one client's structs in an update cover."""
-
-MAX_CLIENT = 2**53 - 1  # lib0 varints are JavaScript safe integers
-MAX_CLOCK = 2**31 - 1  # the highest end (clock + length) of any struct or delete range
-MAX_DEPTH = 64  # nesting of Any arrays and maps, and of JSON in embeds and formats
-
-_MAX_VARINT_BYTES = 8
 
 # Struct kinds and content refs (yjs src/structs/Item.js contentRefs, yrs block.rs).
 _GC, _DELETED, _JSON, _BINARY, _STRING, _EMBED, _FORMAT, _TYPE, _ANY, _DOC, _SKIP = range(11)
@@ -77,188 +83,6 @@ _HAS_ORIGIN, _HAS_RIGHT_ORIGIN, _HAS_PARENT_SUB = 0x80, 0x40, 0x20
 # Type refs (yjs typeRefs): Array, Map, Text, XmlElement (named), XmlFragment, XmlText.
 _XML_ELEMENT = 3
 _TYPE_REFS = frozenset({0, 1, 2, 3, 4, 6})
-
-
-def _uint(data: bytes, pos: int) -> tuple[int, int]:
-    """Read a varint of two or more bytes at ``pos`` (the caller handled one byte).
-
-    Unrolled: a loop costs 30% more, and client ids take 5 to 8 bytes in every update.
-    A truncated varint raises ``IndexError``, which the public functions map.
-    """
-    value = data[pos] & 0x7F
-    byte = data[pos + 1]
-    value |= (byte & 0x7F) << 7
-    if byte < 0x80:
-        if not byte:
-            raise ProtocolError("non-minimal varint")
-        return value, pos + 2
-    byte = data[pos + 2]
-    value |= (byte & 0x7F) << 14
-    if byte < 0x80:
-        if not byte:
-            raise ProtocolError("non-minimal varint")
-        return value, pos + 3
-    byte = data[pos + 3]
-    value |= (byte & 0x7F) << 21
-    if byte < 0x80:
-        if not byte:
-            raise ProtocolError("non-minimal varint")
-        return value, pos + 4
-    byte = data[pos + 4]
-    value |= (byte & 0x7F) << 28
-    if byte < 0x80:
-        if not byte:
-            raise ProtocolError("non-minimal varint")
-        return value, pos + 5
-    byte = data[pos + 5]
-    value |= (byte & 0x7F) << 35
-    if byte < 0x80:
-        if not byte:
-            raise ProtocolError("non-minimal varint")
-        return value, pos + 6
-    byte = data[pos + 6]
-    value |= (byte & 0x7F) << 42
-    if byte < 0x80:
-        if not byte:
-            raise ProtocolError("non-minimal varint")
-        return value, pos + 7
-    byte = data[pos + 7]
-    value |= (byte & 0x7F) << 49
-    if byte < 0x80:
-        if value > MAX_CLIENT:
-            raise ProtocolError("varint out of range")
-        if not byte:
-            raise ProtocolError("non-minimal varint")
-        return value, pos + 8
-    raise ProtocolError("varint too long")
-
-
-def _string(data: bytes, pos: int) -> tuple[str, int]:
-    """Read a length-prefixed UTF-8 string; yrs would not check the encoding."""
-    length = data[pos]
-    if length < 0x80:
-        pos += 1
-    else:
-        length, pos = _uint(data, pos)
-    end = pos + length
-    if end > len(data):
-        raise ProtocolError("truncated string")
-    try:
-        return data[pos:end].decode(), end
-    except UnicodeDecodeError:
-        raise ProtocolError("invalid UTF-8") from None
-
-
-def _buffer(data: bytes, pos: int) -> int:
-    """Skip a length-prefixed byte array; returns the position after it."""
-    length = data[pos]
-    if length < 0x80:
-        pos += 1
-    else:
-        length, pos = _uint(data, pos)
-    end = pos + length
-    if end > len(data):
-        raise ProtocolError("truncated buffer")
-    return end
-
-
-def _json(data: bytes, pos: int) -> int:
-    """Skip a JSON string (embeds, format values), refusing what yrs's parser could not take."""
-    text, pos = _string(data, pos)
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        raise ProtocolError("invalid JSON") from None
-    _json_depth(value, 0)
-    return pos
-
-
-def _json_depth(value: object, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise ProtocolError("JSON nested too deep")
-    if isinstance(value, list):
-        for item in value:
-            _json_depth(item, depth + 1)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _json_depth(item, depth + 1)
-
-
-def _any(data: bytes, pos: int, depth: int) -> int:
-    """Skip one lib0 ``writeAny`` value, checking tags, lengths, counts and depth."""
-    tag = data[pos]
-    pos += 1
-    if tag >= 120:  # undefined, null, varint, float32, float64, bigint, false, true
-        if tag == 125:  # a signed varint: sign and 6 bits first, then 7 bits a byte
-            start = pos
-            while data[pos] & 0x80:
-                pos += 1
-                if pos - start >= _MAX_VARINT_BYTES:
-                    raise ProtocolError("varint too long")
-            pos += 1
-            if pos - start > 1 and data[pos - 1] == 0:
-                raise ProtocolError("non-minimal varint")
-        elif tag == 124:
-            pos += 4
-        elif tag == 123 or tag == 122:
-            pos += 8
-        if pos > len(data):
-            raise ProtocolError("truncated number")
-        return pos
-    if tag == 119:
-        return _string(data, pos)[1]
-    if tag == 116:
-        return _buffer(data, pos)
-    if tag == 118 or tag == 117:
-        if depth >= MAX_DEPTH:
-            raise ProtocolError("Any nested too deep")
-        count = data[pos]
-        if count < 0x80:
-            pos += 1
-        else:
-            count, pos = _uint(data, pos)
-        # Each entry takes at least one byte (two for a map's key and value): yrs reserves
-        # room for ``count`` entries before reading any, so a lie here is an allocation abort.
-        if count * (2 if tag == 118 else 1) > len(data) - pos:
-            raise ProtocolError("Any count exceeds the data")
-        # Scalars and short strings are read inline: arrays of small maps (a list of
-        # records) are the common large Any content, and a call per value triples its cost.
-        end = len(data)
-        for _ in range(count):
-            if tag == 118:
-                length = data[pos]
-                if length < 0x80:
-                    start = pos + 1
-                    pos = start + length
-                    if pos > end:
-                        raise ProtocolError("truncated string")
-                    if not data[start:pos].isascii():
-                        _utf8(data[start:pos])
-                else:
-                    pos = _string(data, pos)[1]
-            value = data[pos]
-            if value == 126 or value == 127 or value == 120 or value == 121:
-                pos += 1
-            elif value == 125 and data[pos + 1] < 0x80:
-                pos += 2
-            elif value == 119 and data[pos + 1] < 0x80:
-                start = pos + 2
-                pos = start + data[pos + 1]
-                if pos > end:
-                    raise ProtocolError("truncated string")
-                if not data[start:pos].isascii():
-                    _utf8(data[start:pos])
-            else:
-                pos = _any(data, pos, depth + 1)
-        return pos
-    raise ProtocolError("unknown Any tag")
-
-
-def _utf8(chunk: bytes) -> None:
-    try:
-        chunk.decode()
-    except UnicodeDecodeError:
-        raise ProtocolError("invalid UTF-8") from None
 
 
 def _id_clock(
@@ -343,44 +167,8 @@ def check_update_for(update: bytes, clocks: Mapping[int, int]) -> list[Span]:
         _check_update(update, refs, spans)
     except IndexError:
         raise ProtocolError("truncated update") from None
-    mine: dict[int, tuple[int, int]] = {}
-    for client, first, end in spans:
-        if first > clocks.get(client, 0):
-            raise MissingStructs("update depends on missing structs")
-        mine[client] = (first, end)
-    for client, clock in refs:
-        if clock < 0:  # after a Skip: the document itself must reach past the gap
-            if -clock > clocks.get(client, 0):
-                raise MissingStructs("update depends on missing structs")
-            continue
-        if clock < clocks.get(client, 0):
-            continue
-        span = mine.get(client)
-        if span is None or not span[0] <= clock < span[1]:
-            raise MissingStructs("update depends on missing structs")
+    check_dependencies(spans, refs, clocks)
     return spans
-
-
-def decode_state_vector(state: bytes) -> dict[int, int]:
-    """A state vector yrs wrote, as ``{client: next clock}``.
-
-    Raises:
-        ValueError: not a state vector (it comes from yrs: a bug).
-    """
-    return _decode_state(state)
-
-
-def _decode_state(state: bytes) -> dict[int, int]:
-    """A state vector yrs wrote (trusted, but a bad one must not pass as empty)."""
-    try:
-        count, pos = _uint_at(state, 0)
-        have = {}
-        for _ in range(count):
-            client, pos = _uint_at(state, pos)
-            have[client], pos = _uint_at(state, pos)
-    except IndexError:
-        raise ValueError("not a state vector") from None
-    return have
 
 
 def _check_update(
@@ -462,13 +250,13 @@ def _check_update(
                     parent = data[pos]
                     pos += 1
                     if parent == 1:
-                        pos = _string(data, pos)[1]  # root type name
+                        pos = read_string(data, pos)[1]  # root type name
                     elif parent == 0:
                         pos = _id_clock(data, pos, own, client, clock, refs)
                     else:
                         raise ProtocolError("bad parent info")
                     if info & _HAS_PARENT_SUB:
-                        pos = _string(data, pos)[1]  # map key
+                        pos = read_string(data, pos)[1]  # map key
                 if ref == _STRING:
                     length = data[pos]
                     if length < 0x80:
@@ -485,7 +273,7 @@ def _check_update(
                             # Yjs counts UTF-16 code units.
                             length = len(text.encode("utf-16-le")) >> 1
                     else:
-                        text, pos = _string(data, pos)
+                        text, pos = read_string(data, pos)
                         length = len(text.encode("utf-16-le")) >> 1
                 elif ref == _ANY:
                     length = data[pos]
@@ -496,7 +284,7 @@ def _check_update(
                     if length > end - pos:
                         raise ProtocolError("Any count exceeds the data")
                     for _ in range(length):
-                        pos = _any(data, pos, 0)
+                        pos = skip_any(data, pos, 0)
                 elif ref == _DELETED:
                     length = data[pos]
                     if length < 0x80:
@@ -506,22 +294,22 @@ def _check_update(
                 else:
                     length = 1
                     if ref == _FORMAT:
-                        pos = _string(data, pos)[1]
-                        pos = _json(data, pos)
+                        pos = read_string(data, pos)[1]
+                        pos = skip_json(data, pos)
                     elif ref == _TYPE:
                         type_ref = data[pos]
                         pos += 1
                         if type_ref not in _TYPE_REFS:
                             raise ProtocolError("unsupported type ref")
                         if type_ref == _XML_ELEMENT:
-                            pos = _string(data, pos)[1]
+                            pos = read_string(data, pos)[1]
                     elif ref == _BINARY:
-                        pos = _buffer(data, pos)
+                        pos = skip_buffer(data, pos)
                     elif ref == _EMBED:
-                        pos = _json(data, pos)
+                        pos = skip_json(data, pos)
                     elif ref == _DOC:
-                        pos = _string(data, pos)[1]  # guid
-                        pos = _any(data, pos, 0)  # options
+                        pos = read_string(data, pos)[1]  # guid
+                        pos = skip_any(data, pos, 0)  # options
                     else:
                         raise ProtocolError("unsupported content ref")
             if length == 0:
@@ -551,17 +339,17 @@ def _check_delete_set(data: bytes, pos: int) -> int:
         raise ProtocolError("delete set count exceeds the data")
     seen: set[int] = set()
     for _ in range(clients):
-        client, pos = _uint_at(data, pos)
+        client, pos = _uint(data, pos)
         if client in seen:
             raise ProtocolError("duplicate delete set client")
         seen.add(client)
-        ranges, pos = _uint_at(data, pos)
+        ranges, pos = _uint(data, pos)
         if ranges * 2 > end - pos:
             raise ProtocolError("delete range count exceeds the data")
         previous = 0
         for _ in range(ranges):
-            clock, pos = _uint_at(data, pos)
-            length, pos = _uint_at(data, pos)
+            clock, pos = _uint(data, pos)
+            length, pos = _uint(data, pos)
             if clock < previous:
                 raise ProtocolError("delete ranges out of order")
             if length == 0:
@@ -570,40 +358,3 @@ def _check_delete_set(data: bytes, pos: int) -> int:
             if previous > MAX_CLOCK:
                 raise ProtocolError("delete range out of range")
     return pos
-
-
-def _uint_at(data: bytes, pos: int) -> tuple[int, int]:
-    byte = data[pos]
-    if byte < 0x80:
-        return byte, pos + 1
-    return _uint(data, pos)
-
-
-def check_state_vector(state_vector: bytes) -> None:
-    """Accept one well-formed Yjs state vector (a SyncStep1 payload).
-
-    Args:
-        state_vector: a count, then ``(client, clock)`` pairs.
-
-    Raises:
-        ProtocolError: truncated, trailing bytes, a client twice, or a bound broken.
-    """
-    data = state_vector
-    try:
-        count, pos = _uint_at(data, 0)
-        # yrs reserves a hash map of ``count`` entries up front.
-        if count * 2 > len(data) - pos:
-            raise ProtocolError("state vector count exceeds the data")
-        seen: set[int] = set()
-        for _ in range(count):
-            client, pos = _uint_at(data, pos)
-            clock, pos = _uint_at(data, pos)
-            if clock > MAX_CLOCK:
-                raise ProtocolError("clock out of range")
-            if client in seen:
-                raise ProtocolError("duplicate state vector client")
-            seen.add(client)
-    except IndexError:
-        raise ProtocolError("truncated state vector") from None
-    if pos != len(data):
-        raise ProtocolError("trailing bytes after the state vector")

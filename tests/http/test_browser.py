@@ -375,34 +375,6 @@ async def test_list_with_auth_shows_only_what_the_token_may_open(
         assert {d["access"] for d in first["docs"] + second["docs"]} == {"read"}
 
 
-async def test_me_in_open_mode(server: Server, session: aiohttp.ClientSession) -> None:
-    """Without auth everyone is anonymous and may write every document."""
-    async with session.get(f"{server.http}/api/me?room=any/thing") as response:
-        assert await response.json() == {
-            "auth": False,
-            "user": None,
-            "name": None,
-            "access": "write",
-        }
-
-
-async def test_me_with_auth(config: Config, session: aiohttp.ClientSession) -> None:
-    """With auth on, /api/me says who the token is and what it may do with a room."""
-    secret = "s3cret-for-tests-only-0123456789abcdef"
-    token = mint(secret, user_id="ann", name="Ann", docs=[("team/*", Access.READ)])
-    async with start_server(config.replace(auth_secret=secret)) as server:
-        async with session.get(f"{server.http}/api/me") as response:
-            assert response.status == 401
-            assert await response.json() == {"error": "missing token"}
-        headers = {"Authorization": f"Bearer {token}"}
-        for room, access in [("team/plan", "read"), ("private/diary", "none")]:
-            async with session.get(
-                f"{server.http}/api/me", params={"room": room}, headers=headers
-            ) as response:
-                body = await response.json()
-                assert body == {"auth": True, "user": "ann", "name": "Ann", "access": access}
-
-
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 async def test_list_query_on_each_engine(tmp_path: Path, engine: str) -> None:
     """Store.list_documents orders, filters, measures and pages the same on both engines."""

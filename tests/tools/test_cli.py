@@ -1,102 +1,14 @@
-"""``collab serve`` as a real process: graceful shutdown on signals, and durability
-after ``kill -9``."""
+"""The command line itself: the parser, settings from flags, environment and files, logging."""
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import socket
-import sqlite3
-import sys
-import time
+import json
+import logging
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
-from pycrdt import Doc, Text
 
-from collab.errors import CloseCode
-from collab.sync.protocol import encode_update
-from collab.tools.cli import main
-from tests import process
-from tests.conftest import ROOT, TIMEOUT_FACTOR, editor, raw_client
-
-
-def _count(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT count(*) FROM updates").fetchone()[0])
-
-
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-async def test_signal_commits_then_closes_1012_and_exits_0(
-    tmp_path: Path, session: aiohttp.ClientSession, signum: signal.Signals
-) -> None:
-    """On SIGTERM/SIGINT the server commits everything, closes its sockets with 1012 (service
-    restart: reconnect, here or elsewhere) and exits 0."""
-    db = tmp_path / "collab.db"
-    # A long commit window: only the shutdown flush can have stored these updates.
-    server = await process.start(db, tmp_path / "log", "--commit-interval", "30")
-    source: Doc[Any] = Doc()
-    text = source.get(ROOT, type=Text)
-    updates: list[bytes] = []
-    source.observe(lambda event: updates.append(event.update))
-    for i in range(20):
-        text += str(i)
-    async with (
-        raw_client(session, server.url("bye")) as writer,
-        raw_client(session, server.url("bye")) as watcher,
-    ):
-        await writer.handshake()
-        await watcher.handshake()
-        for update in updates:
-            await writer.ws.send_bytes(encode_update(update))
-        for _ in updates:  # all 20 reached the server: the watcher got them relayed
-            await watcher.recv_bytes()
-        start = time.monotonic()
-        server.signal(signum)
-        assert await writer.closed_with(10) == CloseCode.SERVICE_RESTART
-        assert await watcher.closed_with(10) == CloseCode.SERVICE_RESTART
-        # Closed only once committed: the rows are in the database already.
-        assert await asyncio.to_thread(_count, db) == 20
-    assert await server.wait() == 0
-    assert time.monotonic() - start < 5 * TIMEOUT_FACTOR
-    assert await asyncio.to_thread(_count, db) == 20
-
-
-async def test_kill_9_loses_nothing_older_than_the_window(
-    tmp_path: Path, session: aiohttp.ClientSession
-) -> None:
-    """After kill -9, a restarted server serves every update received a window before."""
-    db = tmp_path / "collab.db"
-    window = 0.1
-    server = await process.start(db, tmp_path / "log", "--commit-interval", "0.05")
-    async with editor(session, server.url("crash")) as alice:
-        for i in range(200):
-            alice.text += str(i % 10)
-        # The promise is about time, so this test waits out the window it is checking:
-        # every update above was sent more than `window` seconds before the kill.
-        await asyncio.sleep(window * 3)
-        server.signal(signal.SIGKILL)
-        assert await server.wait() == -signal.SIGKILL
-    assert await asyncio.to_thread(_count, db) == 200
-    restarted = await process.start(db, tmp_path / "log", port=server.port)
-    try:
-        async with editor(session, restarted.url("crash")) as late:
-            assert len(str(late)) == 200
-    finally:
-        restarted.signal(signal.SIGTERM)
-        assert await restarted.wait() == 0
-
-
-def test_db_upgrade_creates_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """``collab db upgrade`` creates the schema at the newest revision."""
-    db = tmp_path / "new.db"
-    assert main(["db", "upgrade", "--db", str(db)]) == 0
-    with sqlite3.connect(db) as conn:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"documents", "updates", "checkpoints", "alembic_version"} <= tables
-    assert "up to date" in capsys.readouterr().out
+from collab.tools.cli import _setup_logging, main
 
 
 def test_bad_env_value_is_a_clear_error(
@@ -108,49 +20,87 @@ def test_bad_env_value_is_a_clear_error(
     assert "COLLAB_PORT" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("user", ["", "  "], ids=["empty", "blank"])
-def test_token_create_refuses_an_empty_user(capsys: pytest.CaptureFixture[str], user: str) -> None:
-    """``collab token create --user ''`` exits 2 with a clear message and prints no token."""
-    secret = "cli-secret-0123456789abcdef0123456789"
-    argv = ["token", "create", "--auth-secret", secret, "--user", user, "--docs", "*"]
-    assert main(argv) == 2
-    out, err = capsys.readouterr()
-    assert "--user must not be empty" in err
-    assert out == ""
-
-
-async def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    """`collab serve` on a port already in use says so in one line and exits 2, without
-    claiming to serve."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        done = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "collab", "serve", "--port", str(port),
-            "--db", str(tmp_path / "c.db"),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        out, _ = await asyncio.wait_for(done.communicate(), 60 * TIMEOUT_FACTOR)
-    lines = [line for line in out.decode().splitlines() if "alembic" not in line]
-    assert done.returncode == 2
-    assert f"collab: port {port} is in use (on 127.0.0.1)" in lines
-    assert not any("serving" in line or "Traceback" in line for line in lines), lines
-
-
-async def test_startup_line_gives_the_editor_the_websocket_and_the_database(
-    tmp_path: Path,
+def test_config_file_then_env_then_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Once the port is bound, the log names the editor's address, the WebSocket endpoint
-    and the database's absolute path."""
-    server = await process.start(tmp_path / "collab.db", tmp_path / "log")
+    """Flags win over COLLAB_* variables, which win over the TOML file."""
+    from collab.tools.cli import _config, _parser
+
+    file = tmp_path / "collab.toml"
+    file.write_text('[collab]\nport = 1111\nroom_grace = 3.5\nhost = "10.1.1.1"\n')
+    monkeypatch.setenv("COLLAB_PORT", "2222")
+    args = _parser().parse_args(["serve", "--config", str(file), "--host", "127.0.0.2"])
+    config = _config(args)
+    assert (config.port, config.room_grace, config.host) == (2222, 3.5, "127.0.0.2")
+
+
+def test_unknown_key_in_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo in the config file is an error, not silently ignored."""
+    file = tmp_path / "collab.toml"
+    file.write_text("prot = 1\n")
+    assert main(["db", "upgrade", "--config", str(file)]) == 2
+    assert "prot" in capsys.readouterr().err
+
+
+def test_json_log_format(capsys: pytest.CaptureFixture[str]) -> None:
+    """With --log-format json each log line is one JSON object."""
+    _setup_logging("info", "json")
     try:
-        text = await asyncio.to_thread((tmp_path / "log").read_text)
-        port = server.port
-        assert (
-            f"serving the editor at http://127.0.0.1:{port}/ and WebSockets at "
-            f"ws://127.0.0.1:{port}/ws/{{room}}; database {tmp_path / 'collab.db'}"
-        ) in text
+        logging.getLogger("collab.test").info("connect room=%r", "r1")
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        entry = json.loads(line)
+        assert entry["message"] == "connect room='r1'" and entry["level"] == "info"
     finally:
-        server.signal(signal.SIGTERM)
-        assert await server.wait() == 0
+        logging.getLogger().handlers.clear()
+
+
+READERS = [
+    ["show", "doc"],
+    ["history", "doc"],
+    ["export", "doc", "--format", "text"],
+    ["dump", "--out", "-"],
+    ["backup", "copy.db"],
+    ["compact"],
+    ["purge"],
+    ["token", "revoke", "some-jti"],
+]
+
+
+@pytest.mark.parametrize("command", READERS, ids=[" ".join(c[:2]) for c in READERS])
+def test_a_command_never_creates_a_missing_database(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    """Every command but serve, db upgrade and load refuses a mistyped --db (exit 2, one
+    line naming the absolute path) instead of creating and migrating an empty database."""
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--db", "mistyped.db"]) == 2
+    err = capsys.readouterr().err
+    assert f"no database at {tmp_path / 'mistyped.db'}" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "mistyped.db").exists()
+
+
+def test_commands_are_quiet_about_migrations_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No Alembic lines on stderr unless --log-level debug asks for them."""
+    db = str(tmp_path / "new.db")
+    assert main(["db", "upgrade", "--db", db]) == 0
+    assert main(["history", "nope", "--db", db]) == 1
+    assert "alembic" not in capsys.readouterr().err
+    _setup_logging("debug")
+    logging.getLogger("alembic.runtime.migration").debug("shown")
+    logging.getLogger("alembic.runtime.migration").info("shown at debug")
+    assert "shown at debug" in capsys.readouterr().err
+    _setup_logging("info")
+
+
+def test_help_says_what_collab_is(capsys: pytest.CaptureFixture[str]) -> None:
+    """`collab --help` starts with a whole sentence, not a cut-off docstring line."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "collaborative editing server for Yjs that keeps every edit." in out
+    assert "``" not in out

@@ -1,0 +1,63 @@
+"""Request bodies: one size limit and one JSON parser for every route (pydantic models)."""
+
+from __future__ import annotations
+
+import re
+
+import aiohttp
+import pytest
+
+from collab.config import Config
+from collab.http.openapi import Route
+from tests.conftest import Server, start_server
+from tests.http.routes import BODY_ROUTES, url_of
+from tests.http.test_documents import call
+
+
+@pytest.mark.parametrize("route", BODY_ROUTES)
+async def test_oversized_body_is_413_json_on_every_body_route(
+    session: aiohttp.ClientSession, config: Config, route: Route
+) -> None:
+    """A body over max_message_size is refused with 413 and a JSON error on every route
+    that reads one, whatever that route's own limit."""
+    async with start_server(config.replace(max_message_size=70_000)) as server:
+        await call(session, server, "POST", "/api/docs", {"name": "doc"})
+        body = b'{"text": "' + b"x" * 80_000 + b'"}'
+        status, answer = await call(
+            session,
+            server,
+            route.method,
+            url_of(route, "doc"),
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+    assert status == 413 and "larger than" in answer["error"], answer
+
+
+@pytest.mark.parametrize("route", BODY_ROUTES)
+async def test_malformed_json_is_400_on_every_json_route(
+    session: aiohttp.ClientSession, server: Server, route: Route
+) -> None:
+    """A body that is not JSON is 400 "the body is not JSON" on every JSON route."""
+    await call(session, server, "POST", "/api/docs", {"name": "doc"})
+    status, answer = await call(
+        session,
+        server,
+        route.method,
+        url_of(route, "doc"),
+        data=b"{nope",
+        headers={"Content-Type": "application/json"},
+    )
+    assert (status, answer) == (400, {"error": "the body is not JSON"})
+
+
+async def test_oversized_restore_and_named_version_bodies_are_413(
+    session: aiohttp.ClientSession, server: Server
+) -> None:
+    """restore and named-versions refuse a body over their 64 KiB limit with 413 (they
+    answered 400 before), like every other route."""
+    await call(session, server, "POST", "/api/docs", {"name": "doc"})
+    body = {"name": "n" * 70_000}
+    for suffix in ("/restore", "/named-versions"):
+        status, answer = await call(session, server, "POST", "/api/docs/doc" + suffix, body)
+        assert status == 413 and re.search(r"larger than \d+ bytes", answer["error"]), answer
