@@ -36,6 +36,7 @@ from collab.auth import Access
 from collab.errors import CollabError, StoreUnavailable
 from collab.http.state import CONFIG, HUB, VERIFIER, identify
 from collab.store import DocumentInfo
+from collab.sync.awareness import announced_user
 from collab.sync.room import Room, validate_room_name
 
 __all__ = ["STATIC", "setup"]
@@ -276,11 +277,10 @@ def _document(info: DocumentInfo, room: Room[Any] | None, access: Access) -> dic
         online = len(room.members)
         size = max(size, room.size)
         for entry in room.awareness.values():
-            user = (entry.state or {}).get("user")
-            if isinstance(user, dict) and isinstance(user.get("name"), str):
-                name = str(user["name"])[:100]
-                color = user.get("color") if isinstance(user.get("color"), str) else ""
-                people.setdefault((name, str(color)), {"name": name, "color": str(color)[:32]})
+            user = announced_user(entry.state)
+            if user is not None:
+                name, color = user.name[:100], user.color
+                people.setdefault((name, color), {"name": name, "color": color[:32]})
     return {
         "name": info.name,
         "created": _iso(info.created_ms),
