@@ -28,7 +28,8 @@ before our close frame could reach it is recorded as 1006, never as the code we 
 Who wrote what a connection sends (``author``) is one rule, here: the token's author with
 auth on, else the ``?user=`` parameter (both given to the constructor, from
 ``Identity.author_of``), else the first name the client announces in its awareness
-(``announce``), else the connection id. Stored updates always have an author.
+(``announce``), else the connection id (as history names an anonymous editor,
+``connection:<id>``: ``history.replay.identity``). Stored updates always have an author.
 
 The socket is anything with aiohttp's ``send_bytes`` / ``close`` coroutines; this module
 does not import aiohttp.
@@ -44,6 +45,7 @@ from enum import Enum
 from typing import Protocol
 
 from collab.errors import CloseCode, SlowConsumer
+from collab.history.replay import identity
 from collab.relay.limits import TokenBucket
 
 __all__ = ["DIRECT_MAX", "Connection", "ConnectionState", "Socket", "binary_frame"]
@@ -125,8 +127,8 @@ class Connection:
         socket: where the bytes go.
         id: the server's id for this connection (stored with each update it sends).
         author: who the client is, from its token or ``?user=`` (``Identity.author_of``),
-            if known; otherwise the connection is ``anonymous`` and ``author`` is ``id``
-            until the client announces a name (``announce``).
+            if known; otherwise the connection is ``anonymous`` and ``author`` is
+            ``connection:<id>`` until the client announces a name (``announce``).
         max_bytes: queued bytes beyond which the connection is closed with 1013. One
             message larger than that is still accepted into an empty queue, so a big
             document can always be sent.
@@ -166,7 +168,7 @@ class Connection:
         self._socket = socket
         self._transport = transport
         self.id = id
-        self.author: str = author or id
+        self.author: str = author or identity(None, id)
         self.anonymous = not author
         self.read_only = False
         self.token_id: str | None = None  # the id of the token it connected with, if any
@@ -210,7 +212,7 @@ class Connection:
     def claim(self, author: str | None) -> None:
         """Who the client is, from its token or ``?user=`` (``Identity.author_of``);
         ``None``: nobody known, the connection stays ``anonymous``."""
-        self.author = author or self.id
+        self.author = author or identity(None, self.id)
         self.anonymous = not author
 
     def announce(self, name: str | None) -> None:
