@@ -322,7 +322,6 @@ def _lines(path: Path) -> int:
 _LONG = {
     name: f"{_lines(_MODULES[name].path)} lines (being split)"
     for name in [
-        "collab.relay.hub",
         "collab.store.core",
     ]
     if name in _MODULES

@@ -45,6 +45,7 @@ from collab.http.errors import json_response
 from collab.http.openapi import WRITE, Route
 from collab.http.state import CONFIG, HUB, author, authorize, identify
 from collab.store import DocumentInfo, DocumentState, DocumentStore, now_ms
+from collab.sync.awareness import announced_user
 from collab.sync.room import Room
 
 __all__ = ["ROUTES"]
@@ -141,11 +142,10 @@ def _document(info: DocumentInfo, room: Room[Any] | None, access: Access) -> dic
         online = len(room.members)
         size = max(size, room.size)
         for entry in room.awareness.values():
-            user = (entry.state or {}).get("user")
-            if isinstance(user, dict) and isinstance(user.get("name"), str):
-                name = str(user["name"])[:100]
-                color = user.get("color") if isinstance(user.get("color"), str) else ""
-                people.setdefault((name, str(color)), {"name": name, "color": str(color)[:32]})
+            user = announced_user(entry.state)
+            if user is not None:
+                name, color = user.name[:100], user.color
+                people.setdefault((name, color), {"name": name, "color": color[:32]})
     return {
         "name": info.name,
         "created": format_ms(info.created_ms),

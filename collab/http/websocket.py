@@ -83,9 +83,9 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     observe = metrics.relay_seconds.observe
     try:
         identity = _admit(request, name, len(connections))
-        # With auth on the token decides and is never empty, so the hub never falls back
-        # to the name a client announces in its awareness (``conn.author is None``).
-        conn.author = identity.author_of(request.query.get("user"))
+        # The author rule (``Connection``): the token's, else ?user=, else the name the
+        # client announces in its awareness, else the connection id.
+        conn.claim(identity.author_of(request.query.get("user")))
         conn.read_only = identity.access(name) is Access.READ
         conn.token_id = identity.token_id
         now = time.monotonic()
@@ -139,6 +139,11 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
                         await ws.pong(msg.data)
             # PONG: counted above, nothing else to do. CLOSE, CLOSING and CLOSED end the
             # iteration inside aiohttp (autoclose answers a client's close frame).
+        else:
+            if ws.close_code == CloseCode.ABNORMAL_CLOSURE:
+                # The peer went away without a close frame (aiohttp found the transport
+                # lost): 1006, the code nothing could be sent with, not a normal 1000.
+                conn.abort(CloseCode.ABNORMAL_CLOSURE)
     except CollabError as exc:
         code, reason = exc.close_code, exc.reason
     except Exception:
@@ -149,13 +154,15 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
             expiry.cancel()
         connections.discard(conn)
         hub.leave(name, conn)
-        # The code is known now: record it before awaiting anything (the handler may be
-        # cancelled once the socket closes).
-        final = conn.close_code or code
-        metrics.closes.labels(str(int(final))).inc()
-        log.info("close room=%r conn=%s user=%r code=%s", name, conn.id, conn.author, final)
-        hub.webhooks.disconnected(name, conn.author, conn.id, int(final))
-        await conn.stop()  # also waits for a close already started (fan-out, shutdown)
-        if conn.close_code is None:
-            await ws.close(code=code, message=reason.encode())
+        # Whichever path ended the connection first (this handler, fan-out closing a slow
+        # consumer, shutdown, revocation, eviction, keepalive) set its code; finish()
+        # waits for the close handshake, which may find the peer gone (1006). Recorded in
+        # a finally: the handler may be cancelled once the socket closes.
+        try:
+            await conn.finish(code, reason)
+        finally:
+            final = conn.close_code if conn.close_code is not None else code
+            metrics.closes.labels(str(int(final))).inc()
+            log.info("close room=%r conn=%s user=%r code=%s", name, conn.id, conn.author, final)
+            hub.webhooks.disconnected(name, conn.author, conn.id, int(final))
     return ws

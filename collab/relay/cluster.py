@@ -9,7 +9,7 @@ is stored exactly once whichever node received it.
 Why pub/sub and not streams: relaying is ephemeral and must be fast; durability is the
 database's job. A node that misses messages (Redis restarted, a late subscription) does
 not need Redis to replay them: it re-reads the room from the database and sends its
-members what they lack (``Hub.resync``). Streams would add trimming and consumer
+members what they lack (``Hub.resync_all``). Streams would add trimming and consumer
 bookkeeping to get a replay we do not need.
 
 When Redis is down, nodes keep serving their local members (publishing is dropped and

@@ -11,9 +11,25 @@ pattern). Order is kept because a direct write only happens while no writer task
 that is, when nothing is queued.
 
 Keepalive costs nothing per message either: the server's receive loop counts each message
-in ``received``, and one sweep per server (``server._keepalive``) compares that count with
+in ``received``, and one sweep per server (``keepalive.sweep``) compares that count with
 the one it saw last time, pings the quiet connections (``ping``) and drops those that
 stayed quiet after a ping (``abort``).
+
+A connection's life is a ``ConnectionState``, moved only by ``_end``::
+
+    OPEN --close()--> CLOSING --handshake done, or peer lost (1006)--> CLOSED
+    OPEN --abort(), or peer lost mid-send (1006)-----------------------> CLOSED
+
+Three paths can end a connection (the handler's ``finish``; fan-out closing a slow
+consumer; shutdown, revocation, eviction or a keepalive ``abort``), and the first one
+decides ``close_code``. CLOSED carries the code that really ended it: a peer that was lost
+before our close frame could reach it is recorded as 1006, never as the code we meant.
+
+Who wrote what a connection sends (``author``) is one rule, here: the token's author with
+auth on, else the ``?user=`` parameter (both given to the constructor, from
+``Identity.author_of``), else the first name the client announces in its awareness
+(``announce``), else the connection id (as history names an anonymous editor,
+``connection:<id>``: ``history.replay.identity``). Stored updates always have an author.
 
 The socket is anything with aiohttp's ``send_bytes`` / ``close`` coroutines; this module
 does not import aiohttp.
@@ -25,12 +41,14 @@ import asyncio
 import logging
 import struct
 from collections import deque
+from enum import Enum
 from typing import Protocol
 
 from collab.errors import CloseCode, SlowConsumer
+from collab.history.replay import identity
 from collab.relay.limits import TokenBucket
 
-__all__ = ["DIRECT_MAX", "Connection", "Socket", "binary_frame"]
+__all__ = ["DIRECT_MAX", "Connection", "ConnectionState", "Socket", "binary_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +65,31 @@ _PACK_LEN3 = struct.Struct("!BBQ").pack
 _PING_FRAME = b"\x89\x00"
 
 
+class ConnectionState(Enum):
+    """Where a connection is in its life (see the module docstring)."""
+
+    OPEN = "open"
+    """Sending; ``close_code`` is ``None``."""
+    CLOSING = "closing"
+    """Our close frame is on its way; nothing else is sent. ``close_code``: the code sent."""
+    CLOSED = "closed"
+    """Ended; ``close_code`` is the code that really ended it (1006: the peer was lost)."""
+
+
+_NEXT: dict[ConnectionState, frozenset[ConnectionState]] = {
+    ConnectionState.OPEN: frozenset((ConnectionState.CLOSING, ConnectionState.CLOSED)),
+    ConnectionState.CLOSING: frozenset((ConnectionState.CLOSED,)),
+    ConnectionState.CLOSED: frozenset(),
+}
+
+
 def binary_frame(data: bytes) -> bytes:
     """The WebSocket frame that carries ``data`` to a client (see ``Connection.send``).
 
     An unmasked, unfragmented server-to-client binary frame (RFC 6455 section 5.2): the
     same bytes aiohttp's writer produces with compression off, which is how collab
     configures its sockets. The length takes one of three forms: 7 bits (< 126), 16 bits
-    (< 65,536) or 64 bits. ``tests/test_connection.py`` checks every form and both sides
+    (< 65,536) or 64 bits. ``tests/relay/test_connection.py`` checks every form and both sides
     of each boundary against aiohttp's own writer.
     """
     length = len(data)
@@ -90,7 +126,9 @@ class Connection:
     Args:
         socket: where the bytes go.
         id: the server's id for this connection (stored with each update it sends).
-        author: who the client says it is, if it said (stored with each update).
+        author: who the client is, from its token or ``?user=`` (``Identity.author_of``),
+            if known; otherwise the connection is ``anonymous`` and ``author`` is
+            ``connection:<id>`` until the client announces a name (``announce``).
         max_bytes: queued bytes beyond which the connection is closed with 1013. One
             message larger than that is still accepted into an empty queue, so a big
             document can always be sent.
@@ -98,15 +136,16 @@ class Connection:
 
     __slots__ = (
         "_closer",
-        "awareness_bucket",
-        "bucket",
-        "_closing",
         "_queue",
         "_queued_bytes",
         "_socket",
+        "_state",
         "_transport",
         "_writer",
+        "anonymous",
         "author",
+        "awareness_bucket",
+        "bucket",
         "close_code",
         "id",
         "max_bytes",
@@ -129,7 +168,8 @@ class Connection:
         self._socket = socket
         self._transport = transport
         self.id = id
-        self.author = author
+        self.author: str = author or identity(None, id)
+        self.anonymous = not author
         self.read_only = False
         self.token_id: str | None = None  # the id of the token it connected with, if any
         self.bucket: TokenBucket | None = None  # the update rate limit, if any
@@ -138,7 +178,7 @@ class Connection:
         self.close_code: int | None = None
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
-        self._closing = False
+        self._state = ConnectionState.OPEN
         # The writer task exists only while the queue is being drained: an idle
         # connection costs no task, and most sends never need one.
         self._writer: asyncio.Task[None] | None = None
@@ -156,8 +196,31 @@ class Connection:
         return f"<Connection {self.id}>"
 
     @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
     def closing(self) -> bool:
-        return self._closing
+        """Whether it is ending or ended: nothing more is sent to it."""
+        return self._state is not ConnectionState.OPEN
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting for the writer task (not yet handed to the socket)."""
+        return self._queued_bytes
+
+    def claim(self, author: str | None) -> None:
+        """Who the client is, from its token or ``?user=`` (``Identity.author_of``);
+        ``None``: nobody known, the connection stays ``anonymous``."""
+        self.author = author or identity(None, self.id)
+        self.anonymous = not author
+
+    def announce(self, name: str | None) -> None:
+        """The client announced ``name`` in its awareness: the author of an ``anonymous``
+        connection from now on. A known author (token, ``?user=``) is never replaced."""
+        if self.anonymous and name:
+            self.author = name
+            self.anonymous = False
 
     def send(self, data: bytes, frame: bytes | None = None) -> None:
         """Send ``data`` to this client, now or via the queue; never waits.
@@ -167,7 +230,7 @@ class Connection:
 
         Closes the connection with 1013 when its queue would exceed ``max_bytes``.
         """
-        if self._closing:
+        if self._state is not ConnectionState.OPEN:
             return
         transport = self._transport
         if (
@@ -198,7 +261,7 @@ class Connection:
         transport (the connection is already lost) nothing is sent.
         """
         transport = self._transport
-        if self._closing or transport is None or transport.is_closing():
+        if self.closing or transport is None or transport.is_closing():
             return
         transport.write(_PING_FRAME)
 
@@ -206,40 +269,40 @@ class Connection:
         """Drop an unresponsive client: no close handshake, the transport is aborted.
 
         What is queued or still in the transport's buffer is discarded (the peer is not
-        reading it). The server's receive loop then sees the connection lost and ends,
-        and ``close_code`` records ``code`` (the server's sweep uses 1006, a code that
-        is never sent on the wire).
+        reading it). The connection is CLOSED with ``code`` at once (the server's sweep
+        uses 1006, a code that is never sent on the wire); the server's receive loop then
+        sees the connection lost and ends. Does nothing once closing.
         """
-        if self._stop_sending(code) and self._transport is not None:
+        if (
+            self._state is ConnectionState.OPEN
+            and self._end(ConnectionState.CLOSED, code)
+            and self._transport is not None
+        ):
             self._transport.abort()
 
     def close(self, code: int, reason: str = "") -> None:
-        """Drop what is queued and close the socket with ``code`` (in the background)."""
-        if self._stop_sending(code):
+        """Drop what is queued and close the socket with ``code`` (in the background).
+
+        Does nothing once closing: the first code stands.
+        """
+        if self._end(ConnectionState.CLOSING, code):
             # The close handshake runs in its own task so fan-out never waits for it; the
             # server's receive loop ends when it completes.
-            self._closer = asyncio.create_task(self._close(code, reason))
+            self._closer = asyncio.create_task(
+                self._close(code, reason), name=f"collab-close-{self.id}"
+            )
 
-    def _stop_sending(self, code: int) -> bool:
-        """Start closing with ``code``: drop the queue, stop the writer. ``False`` if the
-        connection was closing already (the first code stands)."""
-        if self._closing:
-            return False
-        self._closing = True
-        self.close_code = code
-        self._queue.clear()
-        self._queued_bytes = 0
-        if self._writer is not None:
-            self._writer.cancel()
-        return True
+    async def finish(self, code: int, reason: str = "") -> int:
+        """End the connection from its handler: close with ``code`` unless another path
+        ended it first, stop the writer, and wait for the close handshake.
 
-    async def stop(self) -> None:
-        """Stop sending; called once the client is gone, or its handler is ending.
+        The handshake is waited for: if the handler returned first, aiohttp would close
+        the socket itself with 1000, and the client would not get our code.
 
-        A close started by ``close`` is waited for: if the handler returned first, aiohttp
-        would close the socket itself with 1000, and the client would not get our code.
+        Returns:
+            The code that really ended the connection (``close_code``, now CLOSED).
         """
-        self._closing = True
+        self.close(code, reason)
         writer = self._writer
         if writer is not None:
             writer.cancel()
@@ -248,12 +311,48 @@ class Connection:
             await asyncio.wait([writer])
         if self._closer is not None:
             await asyncio.wait([self._closer])
+        assert self.close_code is not None  # set by the first of close, abort, _lost
+        return self.close_code
+
+    def _end(self, state: ConnectionState, code: int) -> bool:
+        """Move to ``state`` with ``code``: the one transition of a connection's life.
+
+        From OPEN it also stops sending (the queue is dropped, the writer cancelled). A
+        move the table does not have is ignored and returns ``False``: several paths may
+        try to end a connection, and the first one's code stands (only the discovery that
+        the peer was lost, CLOSING -> CLOSED with 1006, corrects it).
+        """
+        current = self._state
+        if state not in _NEXT[current]:
+            return False
+        self._state = state
+        self.close_code = code
+        if current is ConnectionState.OPEN:
+            self._queue.clear()
+            self._queued_bytes = 0
+            if self._writer is not None:
+                self._writer.cancel()
+        return True
+
+    def _lost(self) -> None:
+        """The peer is gone before our close frame could reach it: CLOSED with 1006 (RFC
+        6455's "closed abnormally", never sent on the wire), whatever code was meant."""
+        self._end(ConnectionState.CLOSED, CloseCode.ABNORMAL_CLOSURE)
 
     async def _close(self, code: int, reason: str) -> None:
         try:
-            await self._socket.close(code=code, message=reason.encode())
+            handshake = await self._socket.close(code=code, message=reason.encode())
         except ConnectionError:
             log.debug("%r: socket already gone while closing with %d", self, code)
+            self._lost()
+            return
+        # aiohttp does not raise when our close finds no peer (the transport was lost, or
+        # the peer never answered): it reports 1006 as the socket's close code. ``False``:
+        # aiohttp had closed the socket itself already, with a code of its own choosing.
+        if handshake and getattr(self._socket, "close_code", None) == CloseCode.ABNORMAL_CLOSURE:
+            self._lost()
+        else:
+            self._end(ConnectionState.CLOSED, code)
 
     async def _drain(self) -> None:
         queue = self._queue
@@ -266,9 +365,7 @@ class Connection:
         except ConnectionError:
             # The peer went away mid-send; the receive loop sees the close and cleans up.
             log.debug("%r: connection lost while sending", self)
-            self._closing = True
-            # Nothing reached the peer, not even a close frame: record 1006 (RFC 6455's
-            # "closed abnormally", never sent on the wire), not the shutdown code.
-            self.close_code = CloseCode.ABNORMAL_CLOSURE
+            self._writer = None  # this task: nothing for _end to cancel
+            self._lost()
         finally:
             self._writer = None

@@ -151,7 +151,7 @@ async def test_silent_client_is_dropped_with_1006(
 ) -> None:
     """A client that neither answers pings nor sends anything is pinged, then dropped
     without a close handshake (1006, counted in /metrics) and leaves its room."""
-    caplog.set_level(logging.INFO, logger="collab.http.app")
+    caplog.set_level(logging.INFO, logger="collab.http")
     async with (
         start_server(config.replace(heartbeat=INTERVAL)) as server,
         raw_client(session, server.url("gone"), autoping=False) as silent,
