@@ -54,7 +54,7 @@ def blockbuster() -> Iterator[BlockBuster | None]:
         # Schema upgrades run Alembic (which reads migration scripts from disk) in a worker
         # thread with its own event loop; that loop is allowed to block.
         for function in bb.functions.values():
-            function.can_block_in("collab/store/core.py", "upgrade_schema")
+            function.can_block_in("collab/store/schema.py", "upgrade_schema")
             # asyncpg looks for ~/.pgpass and client certificates when it opens a
             # connection: once per pooled connection, not per query.
             function.can_block_in("asyncpg/connect_utils.py", "_parse_connect_arguments")

@@ -25,6 +25,7 @@ from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 from collab.clock import format_ms
 from collab.errors import BadRequest, Conflict, HistoryError, NotFound, ProtocolError
+from collab.row import Row, identity
 from collab.sync.tree import unreadable_roots
 from collab.sync.update import measure
 from collab.sync.validator import check_update
@@ -173,18 +174,6 @@ def _bisect_poison(
         del positions[low - 1]
 
 
-def identity(author: str | None, connection_id: str | None) -> str:
-    """Who made a change, as history shows it: the one definition of authorship.
-
-    The stored ``author`` (the verified identity once authentication exists, until then
-    the name the client gave), else the connection's id, so two anonymous editors are still
-    told apart.
-    """
-    if author:
-        return author
-    return f"connection:{connection_id}" if connection_id else "unknown"
-
-
 # -- times -------------------------------------------------------------------------------
 
 
@@ -296,26 +285,6 @@ def json_text(value: Any) -> str:
 
 
 # -- the timeline ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One stored update (or one merged run of them) as history reads it.
-
-    ``first_seq`` is the first seq the row covers: ``seq`` for an update as received, the
-    first seq of the run for a row compaction merged.
-    """
-
-    seq: int
-    first_seq: int
-    created_ms: int
-    data: bytes
-    author: str | None
-    connection_id: str | None
-
-    @property
-    def who(self) -> str:
-        return identity(self.author, self.connection_id)
 
 
 @dataclass(slots=True)

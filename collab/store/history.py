@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from collab.history.replay import Row
+from collab.row import Row
 from collab.store.core import Store, newest_checkpoint, now_ms
 from collab.store.models import (
     CheckpointRow,
@@ -27,10 +27,10 @@ __all__ = ["DocumentHead", "HistoryStore", "MergedRun", "NamedVersion", "Storage
 #
 # Everything below serves history (collab.history.service): read-only queries, plus the two
 # small writes history owns (named versions, and compaction, the one rewrite of the log).
-# None of it goes near the group-commit writer above. Reads that need more than one query
-# run in one snapshot: SQLite's Python driver does not begin a transaction for a SELECT,
-# so without an explicit BEGIN a compaction committed between two queries could be seen by
-# the second and not by the first.
+# None of it goes near the group-commit writer (writer.py). Reads that need more than one
+# query run in one snapshot: SQLite's Python driver does not begin a transaction for a
+# SELECT, so without an explicit BEGIN a compaction committed between two queries could be
+# seen by the second and not by the first.
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,6 @@ Real server, real SQLite, real Yjs clients making the edits the list reports.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import re
 from pathlib import Path
@@ -19,13 +18,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from collab.auth import Access, mint
-from collab.config import Config, database_url
+from collab.config import Config
 from collab.http import browser
 from collab.http.state import HUB
-from collab.store import Store
 from collab.sync.protocol import AwarenessEntry, encode_awareness
 from tests.conftest import Server, editor, eventually, raw_client, start_server
-from tests.services import postgres_database
 
 STATIC = browser.STATIC
 
@@ -373,40 +370,3 @@ async def test_list_with_auth_shows_only_what_the_token_may_open(
         assert [d["name"] for d in first["docs"] + second["docs"]] == ["team/b", "team/a"]
         assert second["next"] is None
         assert {d["access"] for d in first["docs"] + second["docs"]} == {"read"}
-
-
-@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
-async def test_list_query_on_each_engine(tmp_path: Path, engine: str) -> None:
-    """Store.list_documents orders, filters, measures and pages the same on both engines."""
-    async with contextlib.AsyncExitStack() as stack:
-        if engine == "sqlite":
-            url = database_url(str(tmp_path / "l.db"))
-        else:
-            url = await stack.enter_async_context(postgres_database())
-        store = Store(url, commit_interval=0.01)
-        await store.open()
-        stack.push_async_callback(store.close)
-        ids = {}
-        for i, name in enumerate(["Notes/A", "notes/b", "50%_off", "other"]):
-            ids[name] = (await store.load(name)).doc_id
-            for seq in range(1, i + 2):
-                store.append(
-                    ids[name],
-                    seq,
-                    b"u" * 10,
-                    connection_id="c",
-                    author=None,
-                    created_ms=1_000_000 + i * 1000 + seq,
-                )
-        store.checkpoint(ids["other"], 2, b"s" * 7)
-        await store.flush()
-        listed = await store.list_documents()
-        assert [d.name for d in listed] == ["other", "50%_off", "notes/b", "Notes/A"]
-        assert [(d.updates, d.size) for d in listed] == [(4, 7 + 20), (3, 30), (2, 20), (1, 10)]
-        assert listed[0].updated_ms == 1_003_004
-        found = await store.list_documents(contains="NOTES/")
-        assert [d.name for d in found] == ["notes/b", "Notes/A"]
-        assert [d.name for d in await store.list_documents(contains="%_")] == ["50%_off"]
-        first = await store.list_documents(limit=2)
-        rest = await store.list_documents(before=(first[-1].updated_ms, first[-1].id))
-        assert [d.name for d in first + rest] == [d.name for d in listed]

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from collab.config import database_url
 from collab.store import Store
 from collab.store.history import HistoryStore
-from tests.conftest import eventually
 from tests.services import open_store
 
 
@@ -61,93 +57,6 @@ async def test_burst_of_new_documents(store: Store) -> None:
     assert len({r.doc_id for r in results}) == 200
 
 
-async def test_locked_database_is_retried_without_loss(tmp_path: Path) -> None:
-    """While another process holds SQLite's write lock, commits fail, rows wait, then land."""
-    store = Store(database_url(str(tmp_path / "s.db")), commit_interval=0.01, busy_timeout_ms=20)
-    await store.open()
-    try:
-        await _locked_database_is_retried_without_loss(store, tmp_path)
-    finally:
-        await store.close()
-
-
-async def _locked_database_is_retried_without_loss(store: Store, tmp_path: Path) -> None:
-    doc_id = (await store.load("doc")).doc_id
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_lock() -> None:
-        conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
-        conn.execute("BEGIN EXCLUSIVE")
-        locked.set()
-        release.wait(30)
-        conn.execute("COMMIT")
-        conn.close()
-
-    holder = asyncio.create_task(asyncio.to_thread(hold_lock))
-    await asyncio.to_thread(locked.wait, 10)
-    store.append(doc_id, 1, b"a", connection_id=None, author=None)
-    await eventually(lambda: store.write_errors >= 2, what="failed commits")
-    assert store.backlog_bytes == 1  # kept in memory
-    release.set()
-    await holder
-    await asyncio.wait_for(store.flush(), 10)
-    assert (await store.load("doc")).updates == [b"a"]
-    assert store.backlog_bytes == 0
-
-
-async def test_group_commit_batches(store: Store) -> None:
-    """Updates queued within one window are committed together (no commit per update)."""
-    doc_id = (await store.load("doc")).doc_id
-    for seq in range(1, 501):
-        store.append(doc_id, seq, b"x", connection_id=None, author=None)
-    await store.flush()
-    assert store.commits <= 3
-
-
-async def test_numbers_assigned_at_commit_continue_the_log(store: Store) -> None:
-    """Updates queued without a seq get the next numbers after the stored ones."""
-    doc_id = (await store.load("doc")).doc_id
-    store.append(doc_id, 1, b"a", connection_id=None, author=None)
-    await store.flush()
-    for data in (b"b", b"c"):
-        store.append(doc_id, None, data, connection_id=None, author=None)
-    await store.flush()
-    loaded = await store.load("doc")
-    assert (loaded.updates, loaded.last_seq) == ([b"a", b"b", b"c"], 3)
-
-
-async def test_two_stores_racing_for_numbers_lose_nothing(store: Store) -> None:
-    """Two writers (two nodes) appending to one document at once: no gaps, no duplicates."""
-    other = Store(store.url, commit_interval=0.005, busy_timeout_ms=5000)
-    await other.open(upgrade=False)
-    try:
-        doc_id = (await store.load("race")).doc_id
-        for i in range(100):
-            store.append(doc_id, None, b"s%d" % i, connection_id=None, author=None)
-            other.append(doc_id, None, b"o%d" % i, connection_id=None, author=None)
-            if i % 10 == 0:
-                await asyncio.sleep(0.003)
-        await asyncio.gather(store.flush(), other.flush())
-    finally:
-        await other.close()
-    loaded = await store.load("race")
-    assert loaded.last_seq == 200 and len(set(loaded.updates)) == 200
-
-
-async def test_the_same_checkpoint_twice_is_kept_once(store: Store) -> None:
-    """A checkpoint queued twice (two nodes, or two reasons at once) is stored once."""
-    doc_id = (await store.load("doc")).doc_id
-    store.append(doc_id, 1, b"a", connection_id=None, author=None)
-    store.checkpoint(doc_id, 1, b"state")
-    store.checkpoint(doc_id, 1, b"state")
-    await asyncio.wait_for(store.flush(), 10)
-    store.checkpoint(doc_id, 1, b"state")
-    await asyncio.wait_for(store.flush(), 10)
-    assert store.write_errors == 0
-    loaded = await store.load("doc")
-    assert (loaded.checkpoint, loaded.checkpoint_seq) == (b"state", 1)
-
-
 async def test_seq_at_and_first_seq_after_search_by_time(store: Store) -> None:
     """Lookups by time find the last update at or before a moment (and the first after
     it) by seq alone, gaps in the log (merged runs) included."""
@@ -168,10 +77,3 @@ async def test_seq_at_and_first_seq_after_search_by_time(store: Store) -> None:
     empty = (await store.load("empty")).doc_id
     assert await history.seq_at(empty, 5000) == 0
     assert await history.first_seq_after(empty, 5000) is None
-
-
-@pytest.mark.parametrize("url", ["sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite://"])
-async def test_in_memory_sqlite_is_refused(url: str) -> None:
-    """Every connection of the store would open its own empty in-memory database."""
-    with pytest.raises(ValueError, match="in-memory"):
-        await Store(url).open()

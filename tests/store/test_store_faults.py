@@ -1,6 +1,6 @@
 """The store through storage outages, with a real server and real Yjs clients: a full
-disk (a small tmpfs), a locked SQLite file, PostgreSQL refusing connections; and the
-writer's bounded batches.
+disk (a small tmpfs), a locked SQLite file, PostgreSQL refusing connections (the
+writer's own retries, bounded batches and dropped checkpoints are in test_writer.py).
 
 Nothing is mocked: the disk is really full, the lock is another connection's, the
 PostgreSQL backends are really terminated (in a database created for the test only).
@@ -23,7 +23,7 @@ import aiohttp
 import asyncpg
 import pytest
 from pycrdt import Text
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from collab.config import Config
 from collab.history.replay import replay
@@ -31,7 +31,7 @@ from collab.http.state import HUB
 from collab.store import Store
 from collab.store.models import UpdateRow
 from tests.conftest import ROOT, TIMEOUT_FACTOR, Editor, Server, editor, eventually, start_server
-from tests.services import PG_ADMIN, open_store, postgres_database
+from tests.services import PG_ADMIN, postgres_database
 
 DB_TIMEOUT = 1.0
 CHUNK = 32 * 1024  # characters typed per edit on the full disk
@@ -278,119 +278,6 @@ async def test_postgresql_outage_loses_nothing(tmp_path: Path) -> None:
             await admin.close()
 
 
-def _payload_bytes(value: Any) -> list[bytes]:
-    """Every bytes value in a statement's parameters, however the dialect nests them."""
-    if isinstance(value, bytes | memoryview):
-        return [bytes(value)]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, list | tuple):
-        return [b for item in value for b in _payload_bytes(item)]
-    return []
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def small_batches(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """A store whose writer commits at most 64 KiB or 50 rows per transaction."""
-    async with open_store(
-        request.param, tmp_path, batch_bytes=64 * 1024, batch_rows=50, commit_interval=0.2
-    ) as store:
-        yield store
-
-
-async def test_backlog_commits_in_bounded_batches_oldest_first(small_batches: Store) -> None:
-    """A large queued backlog is committed in transactions of at most the bound, oldest
-    rows first, and every row lands."""
-    store = small_batches
-    doc_id = (await store.load("doc")).doc_id
-    transactions: list[list[bytes]] = []
-    current: list[bytes] = []
-
-    def executed(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT"):
-            current.extend(_payload_bytes(params))
-
-    def committed(_conn: Any) -> None:
-        if current:
-            transactions.append(list(current))
-            current.clear()
-
-    engine = store.write_engine
-    event.listen(engine, "before_cursor_execute", executed)
-    event.listen(engine, "commit", committed)
-    try:
-        for seq in range(1, 401):
-            data = b"u%05d" % seq + b"." * 1500
-            store.append(doc_id, seq, data, connection_id=None, author=None)
-            if seq % 100 == 0:
-                store.checkpoint(doc_id, seq, b"c%05d" % seq + b"." * 20_000)
-        assert store.backlog_bytes == 400 * 1506 + 4 * 20_006
-        await store.flush()
-    finally:
-        event.remove(engine, "before_cursor_execute", executed)
-        event.remove(engine, "commit", committed)
-    assert store.backlog_bytes == 0
-    sizes = [sum(map(len, rows)) for rows in transactions]
-    assert max(sizes) <= 64 * 1024, sizes
-    assert max(map(len, transactions)) <= 50
-    assert len(transactions) >= (400 * 1506 + 4 * 20_006) // (64 * 1024)
-    expected = []
-    for seq in range(1, 401):
-        expected.append(b"u%05d" % seq)
-        if seq % 100 == 0:
-            expected.append(b"c%05d" % seq)
-    # Within a transaction the updates go before the checkpoints; across transactions
-    # each one carries the next oldest rows.
-    position = {key: i for i, key in enumerate(expected)}
-    order = [
-        k for rows in transactions for k in sorted((r[:6] for r in rows), key=position.__getitem__)
-    ]
-    assert order == expected
-    loaded = await store.load("doc")
-    assert (loaded.checkpoint_seq, loaded.last_seq) == (400, 400)
-    print(f"{len(transactions)} transactions, largest {max(sizes)} bytes")
-
-
-async def test_failed_commit_drops_checkpoints_keeps_updates(tmp_path: Path) -> None:
-    """A failed commit drops the queued checkpoints (counted, backlog shrunk) and keeps the
-    updates, which land once the database takes writes again; loads then use the newest
-    stored checkpoint."""
-    async with open_store("sqlite", tmp_path, busy_timeout_ms=20) as store:
-        doc_id = (await store.load("doc")).doc_id
-        store.append(doc_id, 1, b"u1", connection_id=None, author=None)
-        store.checkpoint(doc_id, 1, b"state-1")
-        await store.flush()
-        locked, release = threading.Event(), threading.Event()
-
-        def hold_lock() -> None:
-            conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
-            conn.execute("BEGIN EXCLUSIVE")
-            locked.set()
-            release.wait(10)
-            conn.execute("ROLLBACK")
-            conn.close()
-
-        holder = asyncio.create_task(asyncio.to_thread(hold_lock))
-        try:
-            await asyncio.to_thread(locked.wait, 5)
-            store.append(doc_id, 2, b"u2", connection_id=None, author=None)
-            store.checkpoint(doc_id, 2, b"state-2")
-            store.append(doc_id, 3, b"u3", connection_id=None, author=None)
-            await eventually(lambda: store.checkpoints_dropped == 1, what="a dropped checkpoint")
-            assert store.stalled and store.backlog_bytes == 4
-        finally:
-            release.set()
-            await holder
-        await asyncio.wait_for(store.flush(), 10 * TIMEOUT_FACTOR)
-        assert (store.stalled, store.stalled_since) == (False, None)
-        loaded = await store.load("doc")
-        assert (loaded.checkpoint, loaded.updates, loaded.last_seq) == (
-            b"state-1",
-            [b"u2", b"u3"],
-            3,
-        )
-
-
 async def test_writers_are_turned_away_while_the_store_cannot_commit(tmp_path: Path) -> None:
     """While the store cannot commit, a writer is closed with 1013 once the uncommitted
     backlog passes ``store_stalled_backlog``; everything relayed before that is stored once
@@ -438,42 +325,3 @@ async def test_writers_are_turned_away_while_the_store_cannot_commit(tmp_path: P
             text, seqs = await _stored(store, "doc")
             assert text == relayed
             assert seqs == list(range(1, len(seqs) + 1))
-
-
-async def test_rows_a_failed_commit_stored_anyway_are_not_written_twice(tmp_path: Path) -> None:
-    """After a failed commit, rows found stored already (a commit cut off at COMMIT that
-    landed) are skipped instead of failing on the primary key forever."""
-    async with open_store("sqlite", tmp_path, busy_timeout_ms=20) as store:
-        doc_id = (await store.load("doc")).doc_id
-        locked, release = threading.Event(), threading.Event()
-
-        def land_first_two() -> None:
-            # Holds the write lock while the store's commits fail, then commits rows 1 and
-            # 2 itself, as if the store's own commit had landed after all.
-            conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
-            conn.execute("BEGIN EXCLUSIVE")
-            locked.set()
-            release.wait(10)
-            conn.executemany(
-                "INSERT INTO updates (doc_id, seq, created_ms, data) VALUES (?, ?, 0, ?)",
-                [(doc_id, 1, b"u1"), (doc_id, 2, b"u2")],
-            )
-            conn.execute("COMMIT")
-            conn.close()
-
-        holder = asyncio.create_task(asyncio.to_thread(land_first_two))
-        try:
-            await asyncio.to_thread(locked.wait, 5)
-            for seq in (1, 2, 3):
-                store.append(doc_id, seq, b"u%d" % seq, connection_id=None, author=None)
-            await eventually(lambda: store.write_errors >= 1, what="a failed commit")
-        finally:
-            release.set()
-            await holder
-        await asyncio.wait_for(store.flush(), 10 * TIMEOUT_FACTOR)
-        loaded = await store.load("doc")
-        assert (loaded.updates, loaded.last_seq, store.stalled) == (
-            [b"u1", b"u2", b"u3"],
-            3,
-            False,
-        )

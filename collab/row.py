@@ -1,0 +1,46 @@
+"""One stored update as history reads it, and who made it.
+
+A leaf: stdlib only, no I/O. ``collab.store`` builds these rows from the ``updates`` table
+and ``collab.history`` replays them; both import them from here, so neither layer imports
+the other for a row type (the store never imports ``collab.history``, and the pure history
+modules never import ``collab.store``). Nothing here knows SQL or Yjs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Row", "identity"]
+
+
+def identity(author: str | None, connection_id: str | None) -> str:
+    """Who made a change, as history shows it: the one definition of authorship.
+
+    The stored ``author`` (the verified identity once authentication exists, until then
+    the name the client gave), else the connection's id, so two anonymous editors are still
+    told apart.
+    """
+    if author:
+        return author
+    return f"connection:{connection_id}" if connection_id else "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One stored update (or one merged run of them) as history reads it.
+
+    ``first_seq`` is the first seq the row covers: ``seq`` for an update as received, the
+    first seq of the run for a row compaction merged.
+    """
+
+    seq: int
+    first_seq: int
+    created_ms: int
+    data: bytes
+    author: str | None
+    connection_id: str | None
+
+    @property
+    def who(self) -> str:
+        """``identity`` of the row's author and connection."""
+        return identity(self.author, self.connection_id)

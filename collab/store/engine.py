@@ -1,0 +1,211 @@
+"""The store's connections: engines, SQLite's pragmas and threads, and database failures.
+
+Owns what the rest of the store runs its SQL on: the async engine every read and small
+write uses, and on SQLite a synchronous engine with one writer thread and a few reader
+threads (so a whole commit or a whole room load is one hop to a thread, not a dozen
+round trips through aiosqlite). Owns the URL check, the pragmas every SQLite connection
+gets, and the one mapping from "the database cannot answer now" to ``StoreUnavailable``.
+It runs no query of its own but the WAL truncation; it never queues or orders writes
+(``writer.py`` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event, make_url
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    ProgrammingError,
+    TimeoutError as PoolTimeout,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from collab.errors import StoreUnavailable
+
+__all__ = ["Database", "check_url", "guard", "out_of_space", "unavailable"]
+
+# SQLite truncates a reset WAL back to this size: four of the writer's default batches.
+_WAL_LIMIT = 16 * 1024 * 1024
+_READ_THREADS = 4  # SQLite: room loads run in these, a whole load per hop
+_T = TypeVar("_T")
+
+
+def check_url(url: str) -> None:
+    """Refuse a database URL the store cannot work with.
+
+    Raises:
+        ValueError: an in-memory SQLite database, which each of the store's connections
+            would see as a different, empty database.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and (parsed.database or ":memory:") == ":memory:":
+        raise ValueError("an in-memory SQLite database cannot be shared; give a file path")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means "the database cannot do this now" rather than a bug or a
+    conflict the caller handles (a unique name taken: ``IntegrityError``)."""
+    if isinstance(exc, DBAPIError):
+        return not isinstance(exc, IntegrityError | ProgrammingError | DataError)
+    # The pool had no connection to give, or a driver failed to reach the server.
+    return isinstance(exc, PoolTimeout | OSError)
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether SQLite failed for want of disk space (or failed to write at all)."""
+    name = getattr(getattr(exc, "orig", None), "sqlite_errorname", None) or ""
+    return name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR")
+
+
+@contextlib.asynccontextmanager
+async def guard(limit: float | None) -> AsyncIterator[None]:
+    """Bound a block to ``limit`` seconds (``None``: no bound); a timeout, or a failure
+    that means the database is unavailable, raises ``StoreUnavailable`` (other errors,
+    such as an ``IntegrityError`` the caller handles, pass through)."""
+    try:
+        async with asyncio.timeout(limit):
+            yield
+    except TimeoutError as exc:
+        within = "in time" if limit is None else f"within {limit:g} s"
+        raise StoreUnavailable(f"database did not answer {within}") from exc
+    except (DBAPIError, PoolTimeout, OSError) as exc:
+        if not unavailable(exc):
+            raise
+        raise StoreUnavailable("database unavailable") from exc
+
+
+def _truncate_wal(conn: Connection) -> None:
+    # After a failed commit on a full disk the WAL keeps the size it grew to; copying its
+    # committed frames into the database and cutting it to zero gives that space back.
+    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").close()
+
+
+def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # WAL: readers never block the writer. synchronous=NORMAL: a commit survives a
+        # process crash (kill -9); only an OS crash or power cut can lose the last commits.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
+
+
+class Database:
+    """The engines and threads of one store, between ``open`` and ``close``.
+
+    Args:
+        url: an SQLAlchemy async URL.
+        busy_timeout_ms: SQLite's wait for a lock another connection holds.
+    """
+
+    def __init__(self, url: str, busy_timeout_ms: int) -> None:
+        self.url = url
+        self.busy_timeout_ms = busy_timeout_ms
+        self._engine: AsyncEngine | None = None
+        self.sync_engine: Engine | None = None
+        """SQLite only: the synchronous engine of the writer's and the readers' threads."""
+        self._write_thread: ThreadPoolExecutor | None = None
+        self._read_threads: ThreadPoolExecutor | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        assert self._engine is not None, "Store.open() first"
+        return self._engine
+
+    @property
+    def write_engine(self) -> Engine:
+        """The engine whose connections the writer commits on."""
+        return self.sync_engine or self.engine.sync_engine
+
+    async def open(self) -> None:
+        """Create the engines (and on SQLite the threads); connects lazily."""
+        # Creating an engine touches the file system (path resolution): start-up work, but
+        # still kept off the event loop. A fixed pool: overflow connections are opened and
+        # closed per use, and opening an SQLite connection (pragmas, functions) is what a
+        # burst of joins would pay for.
+        self._engine = await asyncio.to_thread(
+            create_async_engine, self.url, pool_size=10, max_overflow=0
+        )
+        if self._engine.dialect.name != "sqlite":
+            return
+        pragmas = _sqlite_pragmas(self.busy_timeout_ms)
+        event.listen(self._engine.sync_engine, "connect", pragmas)
+        # Through aiosqlite every driver call is a round trip to its thread: about six per
+        # commit plus the pool's rollback on return (0.8 ms of CPU per commit, as much as
+        # SQLite's own work for 100 rows), a dozen per room load (4 ms). So the writer runs
+        # each whole batch, and a room load all its queries, in one hop to a thread that
+        # uses a plain sqlite3 connection. Each connection is used by one thread at a time
+        # (the pool hands it out), never shared.
+        self.sync_engine = await asyncio.to_thread(
+            create_engine,
+            make_url(self.url).set(drivername="sqlite"),
+            pool_size=1 + _READ_THREADS,
+            max_overflow=0,
+            connect_args={"check_same_thread": False},
+        )
+        event.listen(self.sync_engine, "connect", pragmas)
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="collab-store-writer")
+        self._read_threads = ThreadPoolExecutor(
+            _READ_THREADS, thread_name_prefix="collab-store-reader"
+        )
+
+    async def close(self) -> None:
+        """Stop the threads and close every connection."""
+        for threads in (self._write_thread, self._read_threads):
+            if threads is not None:
+                # A batch cancelled by the writer's close timeout may still be running
+                # there: it ends within busy_timeout at most.
+                await asyncio.to_thread(threads.shutdown)
+        self._write_thread = self._read_threads = None
+        if self.sync_engine is not None:
+            await asyncio.to_thread(self.sync_engine.dispose)
+            self.sync_engine = None
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def read(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(connection, *args)``, synchronous, on a reader thread (SQLite) or through
+        ``AsyncConnection.run_sync`` (asyncpg): all its queries in one hop."""
+        if self.sync_engine is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._read_threads, self._in_thread, fn, *args
+            )
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(fn, *args)
+
+    async def write(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Like ``read``, on the writer's thread (SQLite): for the writer only."""
+        if self.sync_engine is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._write_thread, self._in_thread, fn, *args
+            )
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(fn, *args)
+
+    async def truncate_wal(self) -> None:
+        """SQLite: give back the space the WAL grew to (on the writer's thread, between
+        its commits). A failure is raised: the disk may still be full."""
+        await asyncio.get_running_loop().run_in_executor(
+            self._write_thread, self._in_thread, _truncate_wal
+        )
+
+    def _in_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(connection, *args)`` on a connection of the synchronous engine (in one
+        of the store's threads)."""
+        assert self.sync_engine is not None
+        with self.sync_engine.connect() as conn:
+            return fn(conn, *args)
