@@ -33,6 +33,12 @@ def _rows(db: str, sql: str) -> list[tuple[object, ...]]:
         return conn.execute(sql).fetchall()
 
 
+def _update(text: str) -> bytes:
+    doc: Doc[Any] = Doc()
+    doc.get(ROOT, type=Text).insert(0, text)
+    return doc.get_update()
+
+
 async def test_restart_serves_everything(config: Config, session: aiohttp.ClientSession) -> None:
     """After a clean restart a late joiner gets the full document."""
     async with start_server(config) as server, editor(session, server.url("keep")) as alice:
@@ -333,3 +339,21 @@ async def test_a_malformed_update_is_refused_whole(config: Config) -> None:
             f.hub.receive(f.room, f.conns["alice"], f.plain + b"\x00")
         assert f.room.seq == 0
         assert all(wire.frames == [] for wire in f.wires.values())
+
+
+async def test_update_from_an_anonymous_client_is_stored_under_its_connection_id(
+    config: Config, session: aiohttp.ClientSession
+) -> None:
+    """With no token, no ``?user=`` and no name in awareness, an update's author is its
+    connection (``connection:<id>``, as history names it), so every update has one."""
+    async with start_server(config) as server, raw_client(session, server.url("anon")) as client:
+        hub = server.app[HUB]
+        await client.handshake()
+        await client.ws.send_bytes(encode_update(_update("?")))
+        await eventually(lambda: hub.rooms["anon"].seq == 1)
+        await hub.store.flush()
+        rows = await asyncio.to_thread(
+            _rows, config.db, "SELECT author, connection_id FROM updates"
+        )
+        [(author, connection_id)] = rows
+        assert connection_id and author == f"connection:{connection_id}"

@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from collab.relay.tasks import reraise_cancellation, stop_tasks
+from collab.relay.tasks import Background, reraise_cancellation, stop_tasks
+from tests.conftest import eventually
 
 
 async def test_stop_tasks_ends_a_task_that_swallows_one_cancellation() -> None:
@@ -97,3 +98,20 @@ async def test_reraise_cancellation_is_silent_outside_a_cancellation() -> None:
         return "went on"
 
     assert await asyncio.create_task(once()) == "went on"
+
+
+async def test_failed_background_task_is_logged_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A spawned task that raises is logged at ERROR with its exception and forgotten."""
+
+    async def fail() -> None:
+        raise RuntimeError("disk on fire")
+
+    background = Background()
+    task = background.spawn(fail(), name="collab-test-fail")
+    await asyncio.wait([task])
+    await eventually(lambda: not background.tasks, what="forgotten")
+    [record] = [r for r in caplog.records if r.name == "collab.relay.tasks"]
+    assert record.levelno == logging.ERROR and "collab-test-fail" in record.getMessage()
+    assert record.exc_info is not None and str(record.exc_info[1]) == "disk on fire"
