@@ -2,7 +2,7 @@
 
 Stores the 259,778 keystrokes of tests/data/automerge-paper.json.gz as one update each
 (the way a y-websocket client sends them), with a checkpoint every 1,000 updates as the
-server writes them, through collab's own Store. Then measures, through ``Archive`` (what
+server writes them, through collab's own Store. Then measures, through ``History`` (what
 the HTTP API and the CLI call): rebuilding versions, the first timeline page, diffs
 between distant versions, blame, and the bytes stored against the document's size; then
 compacts and measures again, checking sampled versions against the trace.
@@ -33,7 +33,7 @@ from pycrdt import Doc, Text
 
 from collab.config import Config, database_url
 from collab.history.compaction import Policy
-from collab.history.service import Archive
+from collab.history.service import History
 from collab.store import Store
 
 TRACE = Path(__file__).resolve().parents[1] / "tests" / "data" / "automerge-paper.json.gz"
@@ -134,28 +134,28 @@ def expected_text(seq: int, updates: list[bytes], checkpoints: list[bytes]) -> s
 
 
 async def measure(
-    archive: Archive,
+    history: History,
     name: str,
     trace: tuple[list[bytes], list[str], list[bytes]],
     report: dict[str, Any],
     key: str,
 ) -> None:
     updates, texts, checkpoints = trace
-    head = await archive.head(name)
+    head = await history.head(name)
     n = head.last_seq
     rng = random.Random(7)
     seqs = [rng.randint(0, n) for _ in range(150)] + [n, 0, 1, n - 1]
     # The worst cases: just below each checkpoint, the longest replay (at most 60 of them).
-    below = [c - 1 for c in await archive.db.checkpoint_seqs(head.id) if c > 1]
+    below = [c - 1 for c in await history.db.checkpoint_seqs(head.id) if c > 1]
     seqs += below[:: max(1, len(below) // 60)]
     rebuild: list[float] = []
     for seq in seqs:
-        ms, _ = await timed(lambda seq=seq: archive.version(head, seq))
+        ms, _ = await timed(lambda seq=seq: history.version(head, seq))
         rebuild += ms
     ms_text = []
     wrong = 0
     for seq in range(0, n + 1, max(1, n // 40)):
-        ms, version = await timed(lambda seq=seq: archive.version_json(head, seq))
+        ms, version = await timed(lambda seq=seq: history.version_json(head, seq))
         ms_text += ms
         # After compaction a seq inside a merged run reads as the version before the run.
         got = version["content"].get("content", "")
@@ -163,25 +163,25 @@ async def measure(
     print(f"  version rebuild (state)      {summary(rebuild)}   ({len(seqs)} random seqs)")
     print(f"  version as JSON              {summary(ms_text)}")
     page, result = await timed(
-        lambda: archive.timeline(head, before=None, limit=20, gap_ms=300_000, raw=False), 7
+        lambda: history.timeline(head, before=None, limit=20, gap_ms=300_000, raw=False), 7
     )
     print(
         f"  timeline first page (20)     {summary(page)}   "
         f"({sum(e['updates'] for e in result['entries'])} updates on it)"
     )
     raw, _ = await timed(
-        lambda: archive.timeline(head, before=None, limit=50, gap_ms=0, raw=True), 7
+        lambda: history.timeline(head, before=None, limit=50, gap_ms=0, raw=True), 7
     )
     print(f"  timeline raw page (50)       {summary(raw)}")
     a, b = n // 5, n - n // 20
-    diff, result = await timed(lambda: archive.diff(head, a, b, "content"), 3)
+    diff, result = await timed(lambda: history.diff(head, a, b, "content"), 3)
     print(
         f"  diff {a}..{b:<14}  {summary(diff)}   (+{result['inserted']} -{result['deleted']}, "
         f"{len(result['authors'])} authors)"
     )
-    blame, result = await timed(lambda: archive.blame(head, n, "content"), 1)
+    blame, result = await timed(lambda: history.blame(head, n, "content"), 1)
     print(f"  blame of the newest version  {summary(blame)}   ({len(result['spans'])} spans)")
-    info = await archive.info(head)
+    info = await history.info(head)
     storage = info["storage"]
     print(
         f"  stored: {storage['rows']} rows, updates {storage['update_bytes']:,} B + "
@@ -239,17 +239,17 @@ async def main() -> None:
             )
             await store_doc(store, "paper-2", updates, checkpoints, stamps, two)
             print(f"database: {path.stat().st_size:,} B on disk for both documents")
-            archive = Archive(store)
+            history = History(store)
             trace = (updates, texts, checkpoints)
             for name in ("paper", "paper-2"):
                 print(
                     f"{name} ({'one author' if name == 'paper' else 'two authors taking turns'}):"
                 )
-                await measure(archive, name, trace, report, name)
+                await measure(history, name, trace, report, name)
             policy = Policy.from_config(Config(compact_after=0, compact_granularity=60))
             for name in ("paper", "paper-2"):
-                head = await archive.head(name)
-                ms, result = await timed(lambda head=head: archive.compact(head, policy))
+                head = await history.head(name)
+                ms, result = await timed(lambda head=head: history.compact(head, policy))
                 print(
                     f"compact {name}: {result['rows_before']} -> {result['rows_after']} rows, "
                     f"{result['bytes_before']:,} -> {result['bytes_after']:,} B "
@@ -257,11 +257,11 @@ async def main() -> None:
                     f"dropped) in {ms[0] / 1000:.1f} s"
                 )
                 report[f"{name}-compaction"] = {**result, "seconds": ms[0] / 1000}
-            await archive.db.vacuum()
+            await history.db.vacuum()
             print(f"database after compaction and VACUUM: {path.stat().st_size:,} B on disk")
             for name in ("paper", "paper-2"):
                 print(f"{name} after compaction:")
-                await measure(archive, name, trace, report, f"{name}-compacted")
+                await measure(history, name, trace, report, f"{name}-compacted")
         finally:
             await store.close()
     if args.json:

@@ -336,7 +336,7 @@ TEST_MODULE_OF = {
     "collab.relay.persistence": "tests/http/test_websocket_errors.py",  # quarantined rows
     "collab.__main__": "tests/tools/test_dump.py",  # runs `python -m collab dump | load`
     "collab.errors": "tests/http/test_websocket_errors.py",  # each error's close code, end to end
-    "collab.history.service": "tests/http/test_history.py",  # the Archive behind /history
+    "collab.history.service": "tests/http/test_history.py",  # the History behind /history
     "collab.http.app": "tests/http/test_websocket.py",  # every server test builds the app
     "collab.http.openapi": "tests/http/test_documents.py",  # the spec against the router
     "collab.store.core": "tests/store/test_store.py",

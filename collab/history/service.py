@@ -1,6 +1,6 @@
 """History as the API and the command line see it: fetch rows, let the pure modules decide.
 
-``Archive`` asks ``collab.store`` (``HistoryStore``) for rows, hands them to the pure
+``History`` asks ``collab.store`` (``HistoryStore``) for rows, hands them to the pure
 modules (``replay``, ``rebuild``, ``compaction``), and returns JSON-ready data. It runs no
 SQL and speaks no HTTP; it is the one module of ``collab.history`` that does I/O. All
 pycrdt work of one request happens in one worker thread (a ``rebuild`` function), after
@@ -55,7 +55,7 @@ from collab.store import (
 )
 from collab.sync.name import has_control_characters
 
-__all__ = ["Archive", "Version"]
+__all__ = ["History", "Version"]
 
 _FETCH = 5000  # timeline rows fetched per query, at most
 _MAX_NAME = 255
@@ -71,7 +71,7 @@ class Version:
     state: bytes
 
 
-class Archive:
+class History:
     """Read (and restore, label, compact) the history of the documents in ``store``.
 
     Args:

@@ -32,7 +32,7 @@ from collab.clock import format_ms
 from collab.errors import BadRequest, Conflict, DocumentTooLarge, NotFound
 from collab.history.edit import patch_update, replace_update, text_update
 from collab.history.replay import TEXT_ROOT
-from collab.history.service import Archive
+from collab.history.service import History
 from collab.http.body import (
     MAX_JSON,
     CreateDocument,
@@ -81,9 +81,9 @@ async def _state(request: web.Request, name: str) -> bytes:
     room = hub.rooms.get(name)
     if room is not None:
         return room.doc.get_update()
-    archive = Archive(hub.store, hub.rooms.__contains__)
-    head = await archive.head(name)
-    return (await archive.version(head, head.last_seq)).state
+    history = History(hub.store, hub.rooms.__contains__)
+    head = await history.head(name)
+    return (await history.version(head, head.last_seq)).state
 
 
 async def _apply(request: web.Request, name: str, update: bytes, author: str | None) -> int:
@@ -221,7 +221,7 @@ async def _undelete(request: web.Request) -> web.StreamResponse:
             raise NotFound(f"no document named {name!r}")
         raise Conflict(f"document {name!r} is not deleted")
     hub.readmit(name)
-    head = await Archive(hub.store, hub.rooms.__contains__).head(name)
+    head = await History(hub.store, hub.rooms.__contains__).head(name)
     log.info("undeleted document %r by %r", name, identity.author)
     return json_response(
         {"name": name, "created": format_ms(head.created_ms), "seq": head.last_seq}
@@ -236,21 +236,21 @@ async def _content(request: web.Request) -> web.StreamResponse:
     authorize(request, name, Access.READ)
     await _live(request, name)
     hub = request.app[HUB]
-    archive = Archive(hub.store, hub.rooms.__contains__)
-    head = await archive.head(name)
+    history = History(hub.store, hub.rooms.__contains__)
+    head = await history.head(name)
     fmt = request.query.get("format", "text")
     if fmt == "text":
-        text = await archive.version_text(
+        text = await history.version_text(
             head, head.last_seq, request.query.get("root", TEXT_ROOT)
         )
         return web.Response(
             text=text, content_type="text/plain", charset="utf-8", headers=_seq(head.last_seq)
         )
     if fmt == "json":
-        version = await archive.version_json(head, head.last_seq)
+        version = await history.version_json(head, head.last_seq)
         return json_response({"name": name, **version})
     if fmt == "yjs":
-        state = (await archive.version(head, head.last_seq)).state
+        state = (await history.version(head, head.last_seq)).state
         return web.Response(
             body=state, content_type="application/octet-stream", headers=_seq(head.last_seq)
         )
@@ -305,7 +305,7 @@ async def _changed(
         if room is not None:
             seq = room.seq
         else:
-            seq = (await Archive(hub.store, hub.rooms.__contains__).head(name)).last_seq
+            seq = (await History(hub.store, hub.rooms.__contains__).head(name)).last_seq
     return json_response({"name": name, "seq": seq, "changed": bool(update)})
 
 

@@ -1,7 +1,7 @@
 """The history HTTP API: ``/api/docs/{room}/...`` (timeline, versions, diff, blame,
 restore, named versions, playback).
 
-Owns parsing requests and shaping responses; ``history.service.Archive`` does the work.
+Owns parsing requests and shaping responses; ``history.service.History`` does the work.
 Handlers raise; ``errors.py`` answers. Reads need read access to the document, restore and
 labelling need write access (the same rules as the WebSocket, ``auth.py``).
 
@@ -22,7 +22,7 @@ from collab.auth import Access
 from collab.clock import format_ms
 from collab.errors import BadRequest
 from collab.history.replay import TEXT_ROOT
-from collab.history.service import Archive
+from collab.history.service import History
 from collab.http.body import MAX_JSON, NameVersion, RestoreVersion, parse, read
 from collab.http.errors import json_response
 from collab.http.openapi import READ, WRITE, Route
@@ -43,7 +43,7 @@ _DOC = "/api/docs/{room:.+}"
 _SEQ = "{seq:(?!(?:" + _WORDS + ")$)[^/]+}"
 
 
-async def _open(request: web.Request, need: Access) -> tuple[Archive, DocumentHead]:
+async def _open(request: web.Request, need: Access) -> tuple[History, DocumentHead]:
     """Check the room name and access, and find the document.
 
     Raises:
@@ -52,8 +52,8 @@ async def _open(request: web.Request, need: Access) -> tuple[Archive, DocumentHe
     name = request.match_info["room"]
     authorize(request, name, need)
     hub = request.app[HUB]
-    archive = Archive(hub.store, hub.rooms.__contains__)
-    return archive, await archive.head(name)
+    history = History(hub.store, hub.rooms.__contains__)
+    return history, await history.head(name)
 
 
 def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -84,7 +84,7 @@ def _flag(request: web.Request, name: str, default: bool) -> bool:
 
 
 async def _history(request: web.Request) -> web.StreamResponse:
-    archive, head = await _open(request, Access.READ)
+    history, head = await _open(request, Access.READ)
     limit = _int(request, "limit", _DEFAULT_LIMIT, 1, _MAX_LIMIT)
     cursor = request.query.get("cursor")
     before = None
@@ -100,20 +100,20 @@ async def _history(request: web.Request) -> web.StreamResponse:
     if not 0 <= gap <= 10**7:
         raise BadRequest("bad gap: expected 0 to 10000000 seconds")
     raw = _flag(request, "raw", False)
-    page = await archive.timeline(
+    page = await history.timeline(
         head, before=before, limit=limit, gap_ms=int(gap * 1000), raw=raw
     )
     return json_response({"name": head.name, "seq": head.last_seq, **page})
 
 
 async def _version(request: web.Request) -> web.StreamResponse:
-    archive, head = await _open(request, Access.READ)
-    seq = await archive.resolve(head, request.match_info.get("seq"), request.query.get("at"))
+    history, head = await _open(request, Access.READ)
+    seq = await history.resolve(head, request.match_info.get("seq"), request.query.get("at"))
     fmt = request.query.get("format", "json")
     if fmt == "json":
-        return json_response(await archive.version_json(head, seq))
+        return json_response(await history.version_json(head, seq))
     if fmt == "yjs":
-        version = await archive.version(head, seq)
+        version = await history.version(head, seq)
         return web.Response(
             body=version.state,
             content_type="application/octet-stream",
@@ -124,38 +124,38 @@ async def _version(request: web.Request) -> web.StreamResponse:
         )
     if fmt == "text":
         root = request.query.get("root", TEXT_ROOT)
-        text = await archive.version_text(head, seq, root)
+        text = await history.version_text(head, seq, root)
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
     raise BadRequest(f"bad format {fmt!r}: expected json, yjs or text")
 
 
 async def _diff(request: web.Request) -> web.StreamResponse:
-    archive, head = await _open(request, Access.READ)
+    history, head = await _open(request, Access.READ)
     query = request.query
     if "from" not in query and "from_at" not in query:
         raise BadRequest("give the older version as from=SEQ or from_at=TIME")
-    old = await archive.resolve(head, query.get("from"), query.get("from_at"))
-    new = await archive.resolve(head, query.get("to"), query.get("to_at"))
-    return json_response(await archive.diff(head, old, new, query.get("root", TEXT_ROOT)))
+    old = await history.resolve(head, query.get("from"), query.get("from_at"))
+    new = await history.resolve(head, query.get("to"), query.get("to_at"))
+    return json_response(await history.diff(head, old, new, query.get("root", TEXT_ROOT)))
 
 
 async def _blame(request: web.Request) -> web.StreamResponse:
-    archive, head = await _open(request, Access.READ)
-    seq = await archive.resolve(head, request.query.get("seq"), request.query.get("at"))
-    return json_response(await archive.blame(head, seq, request.query.get("root", TEXT_ROOT)))
+    history, head = await _open(request, Access.READ)
+    seq = await history.resolve(head, request.query.get("seq"), request.query.get("at"))
+    return json_response(await history.blame(head, seq, request.query.get("root", TEXT_ROOT)))
 
 
 async def _restore(request: web.Request) -> web.StreamResponse:
-    archive, head = await _open(request, Access.WRITE)
+    history, head = await _open(request, Access.WRITE)
     identity = identify(request)
     data = parse(RestoreVersion, await read(request, MAX_JSON))
     if data.seq is None and data.at is None:
         raise BadRequest('give the version to restore: {"seq": N} or {"at": TIME}')
-    target = await archive.resolve(head, data.seq, data.at)
+    target = await history.resolve(head, data.seq, data.at)
     hub = request.app[HUB]
     room = hub.rooms.get(head.name)
     current = room.doc.get_update() if room is not None else None
-    restored, update = await archive.restore(head, target, current)
+    restored, update = await history.restore(head, target, current)
     by = author(request, identity, data.user)
     before = hub.rooms[head.name].seq if head.name in hub.rooms else head.last_seq
     new_seq = before
@@ -166,49 +166,49 @@ async def _restore(request: web.Request) -> web.StreamResponse:
 
 
 async def _named_list(request: web.Request) -> web.StreamResponse:
-    archive, head = await _open(request, Access.READ)
-    return json_response({"named_versions": await archive.named_versions(head)})
+    history, head = await _open(request, Access.READ)
+    return json_response({"named_versions": await history.named_versions(head)})
 
 
 async def _named_add(request: web.Request) -> web.StreamResponse:
-    archive, head = await _open(request, Access.WRITE)
+    history, head = await _open(request, Access.WRITE)
     identity = identify(request)
     data = parse(NameVersion, await read(request, MAX_JSON))
-    seq = await archive.resolve(head, data.seq, data.at)
+    seq = await history.resolve(head, data.seq, data.at)
     by = author(request, identity, data.user)
-    return json_response(await archive.add_named_version(head, seq, data.name, by), 201)
+    return json_response(await history.add_named_version(head, seq, data.name, by), 201)
 
 
 async def _named_delete(request: web.Request) -> web.StreamResponse:
-    archive, head = await _open(request, Access.WRITE)
+    history, head = await _open(request, Access.WRITE)
     raw = request.match_info["id"]
     if not raw.isdigit():
         raise BadRequest(f"bad named version id {raw!r}")
-    await archive.delete_named_version(head, int(raw))
+    await history.delete_named_version(head, int(raw))
     return web.Response(status=204)
 
 
 async def _playback(request: web.Request) -> web.StreamResponse:
-    archive, head = await _open(request, Access.READ)
-    old = await archive.resolve(head, request.query.get("from", "0"), None)
-    new = await archive.resolve(head, request.query.get("to"), None)
+    history, head = await _open(request, Access.READ)
+    old = await history.resolve(head, request.query.get("from", "0"), None)
+    new = await history.resolve(head, request.query.get("to"), None)
     limit = _int(request, "limit", 1000, 1, _MAX_PLAYBACK)
     base = _flag(request, "base", True)
-    return json_response(await archive.playback(head, old, new, limit, base))
+    return json_response(await history.playback(head, old, new, limit, base))
 
 
 async def _samples(request: web.Request) -> web.StreamResponse:
-    archive, head = await _open(request, Access.READ)
-    old = await archive.resolve(head, request.query.get("from", "0"), None)
-    new = await archive.resolve(head, request.query.get("to"), None)
+    history, head = await _open(request, Access.READ)
+    old = await history.resolve(head, request.query.get("from", "0"), None)
+    new = await history.resolve(head, request.query.get("to"), None)
     count = _int(request, "count", 20, 1, _MAX_SAMPLES)
     root = request.query.get("root", TEXT_ROOT)
-    return json_response(await archive.samples(head, old, new, count, root))
+    return json_response(await history.samples(head, old, new, count, root))
 
 
 async def _info(request: web.Request) -> web.StreamResponse:
-    archive, head = await _open(request, Access.READ)
-    return json_response(await archive.info(head))
+    history, head = await _open(request, Access.READ)
+    return json_response(await history.info(head))
 
 
 _TAG = "history"

@@ -1,1 +1,9 @@
-"""The relay."""
+"""The relay: the rooms of one server process and everything that moves their bytes (I/O).
+
+Owns the hub (rooms joined, loaded, drained, unloaded: ``hub``, ``residency``), carrying
+out a room's effects (``fanout``), what the hub reads from the store (``persistence``),
+each socket's bounded outbound queue and its states (``connection``), keepalive, the
+Redis relay between nodes (``cluster``), webhooks, metrics and background tasks. It may
+import ``collab.sync``, ``collab.history``, ``collab.store`` and the leaf modules; it never
+imports ``collab.http`` or ``collab.tools``, and it never issues SQL itself.
+"""

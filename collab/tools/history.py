@@ -1,6 +1,6 @@
 """The history commands: ``collab history | show | export | compact``.
 
-Each opens the store, runs one ``collab.history.service.Archive`` call per document and
+Each opens the store, runs one ``collab.history.service.History`` call per document and
 prints the result; ``HistoryError`` becomes a message and exit code 1.
 """
 
@@ -58,16 +58,16 @@ def add_history_commands(commands: Any) -> None:
 
 
 def _with_archive(config: Config, work: Any) -> int:
-    """Open the store, run ``work(archive)``, report history errors as exit code 1."""
+    """Open the store, run ``work(history)``, report history errors as exit code 1."""
     from collab.history.replay import HistoryError
-    from collab.history.service import Archive
+    from collab.history.service import History
     from collab.store import Store
 
     async def run() -> int:
         store = Store(database_url(config.db))
         await store.open()
         try:
-            result: int = await work(Archive(store))
+            result: int = await work(History(store))
             return result
         except HistoryError as exc:
             print(f"collab: {exc.message}", file=sys.stderr)
@@ -79,16 +79,16 @@ def _with_archive(config: Config, work: Any) -> int:
 
 
 def _history(config: Config, args: argparse.Namespace) -> int:
-    async def work(archive: Any) -> int:
-        head = await archive.head(args.room)
+    async def work(history: Any) -> int:
+        head = await history.head(args.room)
         gap_ms = int(seconds(args.gap) * 1000)
-        page = await archive.timeline(
+        page = await history.timeline(
             head, before=None, limit=max(1, args.limit), gap_ms=gap_ms, raw=args.raw
         )
         if args.json:
             print(json.dumps(page, ensure_ascii=False, indent=2))
             return 0
-        info = await archive.info(head)
+        info = await history.info(head)
         storage = info["storage"]
         print(
             f"{head.name}: {head.last_seq} updates in {storage['rows']} rows; "
@@ -111,31 +111,31 @@ def _history(config: Config, args: argparse.Namespace) -> int:
 
 
 def _show(config: Config, args: argparse.Namespace) -> int:
-    async def work(archive: Any) -> int:
-        head = await archive.head(args.room)
-        seq = await archive.resolve(head, args.seq, args.at)
-        version = await archive.version_json(head, seq)
+    async def work(history: Any) -> int:
+        head = await history.head(args.room)
+        seq = await history.resolve(head, args.seq, args.at)
+        version = await history.version_json(head, seq)
         content = version["content"]
         root = args.root or ("content" if "content" in content or not content else None)
         if root is None:
             print(json.dumps(content, ensure_ascii=False, indent=2))
         else:
-            print(await archive.version_text(head, seq, root))
+            print(await history.version_text(head, seq, root))
         return 0
 
     return _with_archive(config, work)
 
 
 def _export(config: Config, args: argparse.Namespace) -> int:
-    async def work(archive: Any) -> int:
-        head = await archive.head(args.room)
-        seq = await archive.resolve(head, args.seq, args.at)
+    async def work(history: Any) -> int:
+        head = await history.head(args.room)
+        seq = await history.resolve(head, args.seq, args.at)
         if args.format == "yjs":
-            data = (await archive.version(head, seq)).state
+            data = (await history.version(head, seq)).state
         elif args.format == "json":
-            data = json.dumps(await archive.version_json(head, seq), ensure_ascii=False).encode()
+            data = json.dumps(await history.version_json(head, seq), ensure_ascii=False).encode()
         else:
-            data = (await archive.version_text(head, seq, args.root or "content")).encode()
+            data = (await history.version_text(head, seq, args.root or "content")).encode()
         if args.output:
             await asyncio.to_thread(_write, args.output, data)
         else:
@@ -164,12 +164,12 @@ def _compact(config: Config, args: argparse.Namespace) -> int:
         return 2
     policy = Policy.from_config(config)
 
-    async def work(archive: Any) -> int:
-        names = args.rooms or await archive.db.document_names()
+    async def work(history: Any) -> int:
+        names = args.rooms or await history.db.document_names()
         before = after = 0
         for name in names:
-            head = await archive.head(name)
-            report = await archive.compact(head, policy, dry_run=args.dry_run)
+            head = await history.head(name)
+            report = await history.compact(head, policy, dry_run=args.dry_run)
             before += report["bytes_before"]
             after += report["bytes_after"]
             print(
@@ -184,7 +184,7 @@ def _compact(config: Config, args: argparse.Namespace) -> int:
             f"{_size(before - after)})"
         )
         if args.vacuum and not args.dry_run:
-            await archive.db.vacuum()
+            await history.db.vacuum()
         return 0
 
     return _with_archive(config, work)

@@ -15,7 +15,7 @@ import pytest
 from pycrdt import Doc, Text
 
 from collab.config import Config, database_url
-from collab.history.service import Archive
+from collab.history.service import History
 from collab.store import Store
 from collab.tools.cli import main
 from tests.conftest import ROOT, editor, eventually, start_server
@@ -131,25 +131,25 @@ async def test_compaction_keeps_reads_exact(
     store = Store(database_url(str(db)))
     await store.open()
     try:
-        archive = Archive(store)
-        head = await archive.head("paper")
-        versions = [row.seq for row in await archive.db.rows(head.id, after=0, upto=1500)]
+        history = History(store)
+        head = await history.head("paper")
+        versions = [row.seq for row in await history.db.rows(head.id, after=0, upto=1500)]
         assert NAMED in versions and N_ALICE in versions  # named, and the author change
         assert set(checkpoints_after) <= set(versions)
         for seq in range(0, 1501, 7):
-            version = await archive.version_json(head, seq)
+            version = await history.version_json(head, seq)
             expected = max([v for v in versions if v <= seq], default=0)
             assert version["seq"] == expected
             assert version["content"].get(ROOT, "") == sample.texts[expected]
-        page = await archive.timeline(head, before=None, limit=50, gap_ms=3_600_000, raw=False)
+        page = await history.timeline(head, before=None, limit=50, gap_ms=3_600_000, raw=False)
         entries = page["entries"]
         assert sum(e["updates"] for e in entries) == 1500
         assert {e["authors"][0] for e in entries} == {"alice", "bob"}
-        diff = await archive.diff(head, NAMED, 1500, ROOT)
+        diff = await history.diff(head, NAMED, 1500, ROOT)
         assert (
             "".join(s["text"] for s in diff["spans"] if s["op"] != "delete") == sample.texts[1500]
         )
-        blame = await archive.blame(head, 1500, ROOT)
+        blame = await history.blame(head, 1500, ROOT)
         assert "".join(s["text"] for s in blame["spans"]) == sample.texts[1500]
     finally:
         await store.close()
