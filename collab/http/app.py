@@ -14,8 +14,10 @@ error middleware (``errors.py``) in front of every route.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
+from typing import Any
 
 from aiohttp import web
 
@@ -70,7 +72,13 @@ def create_app(config: Config) -> web.Application:
 
 
 async def _openapi(request: web.Request) -> web.StreamResponse:
-    return json_response(_SPEC)
+    return json_response(_spec())
+
+
+@functools.cache
+def _spec() -> dict[str, Any]:
+    """Built on the first request, not at import: it loads pydantic (see models.py)."""
+    return spec(API, __version__)
 
 
 API: tuple[Route, ...] = (
@@ -80,8 +88,6 @@ API: tuple[Route, ...] = (
     Route("GET", "/api/openapi.json", _openapi, "This document", "meta", (200, "OpenAPI 3.1"), ()),
 )
 """Every ``/api`` route, as registered and as described in ``/api/openapi.json``."""
-
-_SPEC = spec(API, __version__)
 
 
 async def _hub_ctx(app: web.Application):  # type: ignore[no-untyped-def]

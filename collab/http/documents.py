@@ -33,14 +33,7 @@ from collab.errors import BadRequest, Conflict, DocumentTooLarge, NotFound
 from collab.history.edit import patch_update, replace_update, text_update
 from collab.history.replay import TEXT_ROOT
 from collab.history.service import History
-from collab.http.body import (
-    MAX_JSON,
-    CreateDocument,
-    PatchContent,
-    ReplaceContent,
-    parse,
-    read,
-)
+from collab.http.body import MAX_JSON, read
 from collab.http.errors import json_response
 from collab.http.openapi import WRITE, Route
 from collab.http.state import CONFIG, HUB, author, authorize, identify
@@ -167,6 +160,8 @@ def _decode_cursor(cursor: str) -> tuple[int, int] | None:
 
 
 async def _create(request: web.Request) -> web.StreamResponse:
+    from collab.http.models import CreateDocument, parse  # pydantic: at first use
+
     identify(request)  # 401 before reading a body that may be large
     limit = request.app[CONFIG].max_document_size
     data = parse(CreateDocument, await read(request, limit + MAX_JSON))
@@ -262,6 +257,8 @@ def _seq(seq: int) -> dict[str, str]:
 
 
 async def _replace(request: web.Request) -> web.StreamResponse:
+    from collab.http.models import ReplaceContent, parse  # pydantic: at first use
+
     name = request.match_info["room"]
     identity = authorize(request, name, Access.WRITE)
     limit = request.app[CONFIG].max_document_size
@@ -284,6 +281,8 @@ async def _replace(request: web.Request) -> web.StreamResponse:
 
 
 async def _patch(request: web.Request) -> web.StreamResponse:
+    from collab.http.models import PatchContent, parse  # pydantic: at first use
+
     name = request.match_info["room"]
     identity = authorize(request, name, Access.WRITE)
     data = parse(PatchContent, await read(request, request.app[CONFIG].max_document_size))
@@ -328,7 +327,7 @@ ROUTES = (
     Route(
         "POST", "/api/docs", _create,
         "Create a document, optionally with text in its content root", _TAG,
-        (201, "created"), WRITE, body=CreateDocument,
+        (201, "created"), WRITE, body="CreateDocument",
     ),
     Route(
         "DELETE", DOC, _delete,
@@ -349,11 +348,11 @@ ROUTES = (
         "PUT", CONTENT, _replace,
         "Replace the content text: applied as a minimal edit, relayed live, stored "
         "with the caller as author", _TAG,
-        (200, "applied"), WRITE, body=ReplaceContent, text_body=True,
+        (200, "applied"), WRITE, body="ReplaceContent", text_body=True,
     ),
     Route(
         "PATCH", CONTENT, _patch,
         "Insert and delete in the content text, in order; indexes count code points", _TAG,
-        (200, "applied"), WRITE, body=PatchContent,
+        (200, "applied"), WRITE, body="PatchContent",
     ),
 )  # fmt: skip

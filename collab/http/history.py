@@ -23,7 +23,7 @@ from collab.clock import format_ms
 from collab.errors import BadRequest
 from collab.history.replay import TEXT_ROOT
 from collab.history.service import History
-from collab.http.body import MAX_JSON, NameVersion, RestoreVersion, parse, read
+from collab.http.body import MAX_JSON, read
 from collab.http.errors import json_response
 from collab.http.openapi import READ, WRITE, Route
 from collab.http.state import HUB, author, authorize, identify
@@ -146,6 +146,8 @@ async def _blame(request: web.Request) -> web.StreamResponse:
 
 
 async def _restore(request: web.Request) -> web.StreamResponse:
+    from collab.http.models import RestoreVersion, parse  # pydantic: at first use
+
     history, head = await _open(request, Access.WRITE)
     identity = identify(request)
     data = parse(RestoreVersion, await read(request, MAX_JSON))
@@ -171,6 +173,8 @@ async def _named_list(request: web.Request) -> web.StreamResponse:
 
 
 async def _named_add(request: web.Request) -> web.StreamResponse:
+    from collab.http.models import NameVersion, parse  # pydantic: at first use
+
     history, head = await _open(request, Access.WRITE)
     identity = identify(request)
     data = parse(NameVersion, await read(request, MAX_JSON))
@@ -257,7 +261,7 @@ ROUTES = (
     Route(
         "POST", _DOC + "/restore", _restore,
         "Make a past version's content current, as one new change relayed live", _TAG,
-        (200, "restored"), WRITE, body=RestoreVersion,
+        (200, "restored"), WRITE, body="RestoreVersion",
     ),
     Route(
         "GET", _DOC + "/named-versions", _named_list, "Named versions, newest version first",
@@ -265,7 +269,7 @@ ROUTES = (
     ),
     Route(
         "POST", _DOC + "/named-versions", _named_add, "Name a version", _TAG,
-        (201, "the new named version"), WRITE, body=NameVersion,
+        (201, "the new named version"), WRITE, body="NameVersion",
     ),
     Route(
         "DELETE", _DOC + "/named-versions/{id}", _named_delete, "Remove a named version",

@@ -12,13 +12,9 @@ A ``{room}`` path parameter is the document's name and may contain ``/``, unenco
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from pydantic.json_schema import models_json_schema
-
-from collab.http.body import Body
 
 __all__ = ["READ", "WRITE", "Route", "openapi_path", "spec"]
 
@@ -51,9 +47,9 @@ class Route:
     """One ``/api`` route: what aiohttp registers and what the OpenAPI document says.
 
     ``path`` is aiohttp's pattern (``{room:.+}``); ``query`` holds ``(name, description)``
-    or ``(name, description, schema)``; ``body`` is the JSON body's model, ``text_body``
-    says a ``text/plain`` body is accepted too; ``errors`` are the statuses it can answer
-    besides ``ok``.
+    or ``(name, description, schema)``; ``body`` names the JSON body's model (in
+    ``collab.http.models``), ``text_body`` says a ``text/plain`` body is accepted too;
+    ``errors`` are the statuses it can answer besides ``ok``.
     """
 
     method: str
@@ -64,7 +60,7 @@ class Route:
     ok: tuple[int, str]
     errors: tuple[int, ...] = READ
     query: tuple[tuple[Any, ...], ...] = ()
-    body: type[Body] | None = None
+    body: str | None = None
     text_body: bool = False
 
 
@@ -95,8 +91,10 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
             for name, description, *rest in route.query
         ]
     if route.body is not None:
-        ref = {"$ref": _REF.format(model=route.body.__name__)}
-        content = {_JSON: {"schema": route.body.openapi_schema(ref, schemas)}}
+        from collab.http.models import model  # pydantic, loaded only when asked for
+
+        ref = {"$ref": _REF.format(model=route.body)}
+        content = {_JSON: {"schema": model(route.body).openapi_schema(ref, schemas)}}
         if route.text_body:
             content = {"text/plain": {"schema": {"type": "string"}}} | content
         operation["requestBody"] = {"required": True, "content": content}
@@ -110,9 +108,14 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
 
 def spec(routes: Sequence[Route], version: str) -> dict[str, Any]:
     """The OpenAPI document of collab ``version``'s ``routes``."""
-    models: Iterable[type[Body]] = {r.body: None for r in routes if r.body}
+    # pydantic is imported here, on the first request for the document (see models.py).
+    from pydantic.json_schema import models_json_schema
+
+    from collab.http.models import model
+
+    bodies = {r.body: None for r in routes if r.body}
     _, definitions = models_json_schema(
-        [(model, "validation") for model in models], ref_template=_REF
+        [(model(name), "validation") for name in bodies], ref_template=_REF
     )
     schemas = {
         "Error": {

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from collab.auth import token_id_of
 from collab.errors import BadRequest, Forbidden
-from collab.http.body import MAX_JSON, RevokeToken, parse, read
+from collab.http.body import MAX_JSON, read
 from collab.http.errors import json_response
 from collab.http.openapi import Route
 from collab.http.state import HUB, VERIFIER, close_revoked, identify
@@ -43,6 +43,8 @@ async def _me(request: web.Request) -> web.StreamResponse:
 
 
 async def _revoke(request: web.Request) -> web.StreamResponse:
+    from collab.http.models import RevokeToken, parse  # pydantic: at first use
+
     identity = identify(request)
     if not identity.admin:
         raise Forbidden("only an admin token may revoke tokens")
@@ -77,6 +79,6 @@ ROUTES = (
         "POST", "/api/tokens/revoke", _revoke,
         "Revoke a token now: its sockets close with 4401, its requests get 401 "
         "(admin tokens only; every server applies it within revocation_poll)", "auth",
-        (200, "revoked"), (400, 401, 403, 413, 503), body=RevokeToken,
+        (200, "revoked"), (400, 401, 403, 413, 503), body="RevokeToken",
     ),
 )  # fmt: skip

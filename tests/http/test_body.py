@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sys
 
 import aiohttp
 import pytest
@@ -61,3 +63,18 @@ async def test_oversized_restore_and_named_version_bodies_are_413(
     for suffix in ("/restore", "/named-versions"):
         status, answer = await call(session, server, "POST", "/api/docs/doc" + suffix, body)
         assert status == 413 and re.search(r"larger than \d+ bytes", answer["error"]), answer
+
+
+async def test_pydantic_is_not_loaded_until_a_body_is_parsed() -> None:
+    """A node that never receives a request body never pays for pydantic (about 14 MB):
+    the app, its routes and its OpenAPI table import without it."""
+    code = (
+        "import sys\n"
+        "from collab.http.app import create_app\n"
+        "from collab.tools import serve\n"
+        "assert 'pydantic' not in sys.modules, 'pydantic loaded at start'\n"
+        "from collab.http.models import model\n"
+        "assert 'pydantic' in sys.modules\n"
+    )
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", code)
+    assert await child.wait() == 0
