@@ -22,7 +22,7 @@ __all__ = ["DocumentState", "DocumentStore", "TokenStore"]
 
 _NAMES_PER_QUERY = 500  # names per IN (...) list: well under every engine's limit
 
-# -- Documents' lifecycle and revoked tokens (collab/docs_api.py, collab purge) -----------
+# -- Documents' lifecycle and revoked tokens (collab/http/documents.py, collab purge) ---
 #
 # Creating a document on purpose (rather than by joining its room), deleting it softly,
 # undeleting it, and purging what was deleted long enough ago; and the revoked-token list

@@ -2,7 +2,7 @@
 ``stop()`` takes longer than its deadline. Run as its own process by test_cluster (the
 hang it guards against showed outside pytest's loop, within a few rounds).
 
-Usage: python tests/cluster_stop.py REDIS_PORT REDIS_DIR ROUNDS SEED
+Usage: python tests/relay/cluster_stop.py ROUNDS SEED WORKDIR
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A seeded fuzzer for ``collab.sync.validator``: what passes it must not crash yrs.
 
-Not a test file (``tests/test_validator.py`` runs it briefly); run it longer with
+Not a test file (``tests/sync/test_validator.py`` runs it briefly); run it longer with
 ``python -m tests.sync.fuzz_yjs --seed 1 --count 100000``. The parent builds realistic updates
 from pycrdt documents (Text with formatting and embeds, Array, Map, XML, nested types,
 subdocuments, two clients editing concurrently), mutates them (bit flips, byte insertion and
