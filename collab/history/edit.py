@@ -22,14 +22,13 @@ from typing import Any
 
 from pycrdt import Doc, Text
 
-from collab.history.replay import BadRequest, Conflict, replay, root_kinds
+from collab.history.replay import Conflict, replay, root_kinds
 from collab.history.restore import restore_update
 
 __all__ = [
     "Delete",
     "Insert",
     "Operation",
-    "parse_operations",
     "patch_update",
     "replace_update",
     "text_update",
@@ -55,44 +54,6 @@ class Delete:
 
 
 Operation = Insert | Delete
-
-
-def parse_operations(data: Any) -> list[Operation]:
-    """Read a PATCH body: a JSON list of operations (or ``{"ops": [...]}``).
-
-    Raises:
-        BadRequest: not a list of well-formed operations.
-    """
-    if isinstance(data, dict) and "ops" in data:
-        data = data["ops"]
-    if not isinstance(data, list) or not data:
-        raise BadRequest(
-            'give a list of operations: [{"op": "insert", "index": 0, "text": "..."}, '
-            '{"op": "delete", "index": 0, "length": 1}]'
-        )
-    if len(data) > MAX_OPERATIONS:
-        raise BadRequest(f"too many operations: at most {MAX_OPERATIONS}")
-    return [_operation(k, raw) for k, raw in enumerate(data)]
-
-
-def _operation(k: int, raw: Any) -> Operation:
-    if not isinstance(raw, dict):
-        raise BadRequest(f"operation {k}: expected an object")
-    index = raw.get("index")
-    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise BadRequest(f"operation {k}: index must be a whole number >= 0")
-    op = raw.get("op")
-    if op == "insert":
-        text = raw.get("text")
-        if not isinstance(text, str):
-            raise BadRequest(f"operation {k}: insert needs a text string")
-        return Insert(index, text)
-    if op == "delete":
-        length = raw.get("length")
-        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-            raise BadRequest(f"operation {k}: delete needs a length >= 0")
-        return Delete(index, length)
-    raise BadRequest(f"operation {k}: op must be insert or delete")
 
 
 def text_update(text: str, root: str) -> bytes:

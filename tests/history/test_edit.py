@@ -10,12 +10,11 @@ from pycrdt import Doc, Map, Text
 from collab.history.edit import (
     Delete,
     Insert,
-    parse_operations,
     patch_update,
     replace_update,
     text_update,
 )
-from collab.history.replay import BadRequest, Conflict, replay
+from collab.history.replay import Conflict, replay
 
 ROOT = "content"
 
@@ -98,30 +97,3 @@ def test_patch_of_an_empty_document() -> None:
     state = Doc().get_update()
     assert text_of(state, patch_update(state, ROOT, [Insert(0, "new")])) == "new"
     assert patch_update(state, ROOT, [Delete(0, 0)]) == b""
-
-
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        ({}, "give a list of operations"),
-        ([], "give a list of operations"),
-        ("insert", "give a list of operations"),
-        ([1], "operation 0: expected an object"),
-        ([{"op": "insert", "index": True, "text": "a"}], "index must be"),
-        ([{"op": "delete", "index": 0, "length": -1}], "length >= 0"),
-        ([{"op": "replace", "index": 0}], "insert or delete"),
-        ([{"op": "delete", "index": 0, "length": 0}] * 1001, "too many operations"),
-    ],
-)
-def test_malformed_operations(body: Any, message: str) -> None:
-    """Malformed PATCH bodies are a BadRequest (400) naming the operation."""
-    with pytest.raises(BadRequest, match=message):
-        parse_operations(body)
-
-
-def test_operations_as_a_list_or_an_object() -> None:
-    """A bare list and {"ops": [...]} read the same."""
-    ops = [{"op": "insert", "index": 0, "text": "a"}, {"op": "delete", "index": 1, "length": 2}]
-    assert (
-        parse_operations(ops) == parse_operations({"ops": ops}) == [Insert(0, "a"), Delete(1, 2)]
-    )

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
+from typing import Any
 
 import aiohttp
 import pytest
 
 from collab.config import Config
+from collab.errors import BadRequest
+from collab.history.edit import Delete, Insert
+from collab.http.models import PatchContent, parse
 from collab.http.openapi import Route
 from tests.conftest import Server, start_server
 from tests.http.routes import BODY_ROUTES, url_of
@@ -78,3 +83,30 @@ async def test_pydantic_is_not_loaded_until_a_body_is_parsed() -> None:
     )
     child = await asyncio.create_subprocess_exec(sys.executable, "-c", code)
     assert await child.wait() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "give a list of operations"),
+        ([], "give a list of operations"),
+        ("insert", "give a list of operations"),
+        ([1], "operation 0: expected an object"),
+        ([{"op": "insert", "index": True, "text": "a"}], "index must be"),
+        ([{"op": "delete", "index": 0, "length": -1}], "length >= 0"),
+        ([{"op": "replace", "index": 0}], "insert or delete"),
+        ([{"op": "delete", "index": 0, "length": 0}] * 1001, "too many operations"),
+    ],
+)
+def test_malformed_operations(body: Any, message: str) -> None:
+    """Malformed PATCH bodies are a BadRequest (400) naming the operation."""
+    with pytest.raises(BadRequest, match=message):
+        parse(PatchContent, json.dumps(body).encode())
+
+
+def test_operations_as_a_list_or_an_object() -> None:
+    """A bare list and {"ops": [...]} read the same."""
+    ops = [{"op": "insert", "index": 0, "text": "a"}, {"op": "delete", "index": 1, "length": 2}]
+    bare = parse(PatchContent, json.dumps(ops).encode()).operations()
+    wrapped = parse(PatchContent, json.dumps({"ops": ops}).encode()).operations()
+    assert bare == wrapped == [Insert(0, "a"), Delete(1, 2)]
