@@ -51,13 +51,14 @@ from enum import IntEnum, StrEnum
 from collab.errors import ProtocolError
 from collab.sync.protocol import (
     AwarenessUpdate,
-    SyncStep,
     SyncStep1,
     SyncStep2,
     SyncUpdate,
     decode_awareness,
+    decode_sync,
+    encode_sync as encode_sync_body,
 )
-from collab.sync.varint import read_bytes, read_uint, write_uint
+from collab.sync.varint import expect_end, read_bytes, read_string, read_uint, write_uint
 
 __all__ = [
     "Address",
@@ -278,23 +279,10 @@ _PING = bytes((MessageType.PING,))
 _PONG = bytes((MessageType.PONG,))
 
 
-def _read_string(data: bytes, pos: int) -> tuple[str, int]:
-    raw, pos = read_bytes(data, pos)
-    try:
-        return raw.decode("utf-8"), pos
-    except UnicodeDecodeError:
-        raise ProtocolError("string is not UTF-8") from None
-
-
 def _write_string(text: str) -> bytes:
     # A str with a lone surrogate raises UnicodeEncodeError: decode never produces one.
     raw = text.encode("utf-8")
     return write_uint(len(raw)) + raw
-
-
-def _expect_end(data: bytes, pos: int) -> None:
-    if pos != len(data):
-        raise ProtocolError("trailing bytes after message")
 
 
 def _decode_address(key: str) -> Address:
@@ -321,21 +309,12 @@ def decode(data: bytes) -> HocuspocusMessage:
         return Ping()
     if data == _PONG:
         return Pong()
-    key, pos = _read_string(data, 0)
+    key, pos = read_string(data, 0)
     address = _decode_address(key)
     kind, pos = read_uint(data, pos)
     message: HocuspocusMessage
     if kind == MessageType.SYNC or kind == MessageType.SYNC_REPLY:
-        step, pos = read_uint(data, pos)
-        payload, pos = read_bytes(data, pos)
-        if step == SyncStep.STEP1:
-            body: SyncStep1 | SyncStep2 | SyncUpdate = SyncStep1(payload)
-        elif step == SyncStep.STEP2:
-            body = SyncStep2(payload)
-        elif step == SyncStep.UPDATE:
-            body = SyncUpdate(payload)
-        else:
-            raise ProtocolError(f"unknown sync step {step}")
+        body, pos = decode_sync(data, pos)
         message = Sync(address, body, reply=kind == MessageType.SYNC_REPLY)
     elif kind == MessageType.AWARENESS:
         payload, pos = read_bytes(data, pos)
@@ -345,15 +324,15 @@ def decode(data: bytes) -> HocuspocusMessage:
     elif kind == MessageType.QUERY_AWARENESS:
         message = QueryAwareness(address)
     elif kind == MessageType.STATELESS:
-        text, pos = _read_string(data, pos)
+        text, pos = read_string(data, pos)
         message = Stateless(address, text)
     elif kind == MessageType.BROADCAST_STATELESS:
-        text, pos = _read_string(data, pos)
+        text, pos = read_string(data, pos)
         message = BroadcastStateless(address, text)
     elif kind == MessageType.CLOSE:
         reason = None
         if pos < len(data):
-            reason, pos = _read_string(data, pos)
+            reason, pos = read_string(data, pos)
         message = Close(address, reason)
     elif kind == MessageType.SYNC_STATUS:
         status, pos = read_uint(data, pos)
@@ -363,7 +342,7 @@ def decode(data: bytes) -> HocuspocusMessage:
     else:
         # Ping and Pong with a document name are not what any version sends either.
         raise UnknownMessageType(address, kind)
-    _expect_end(data, pos)
+    expect_end(data, pos)
     return message
 
 
@@ -374,16 +353,16 @@ def _decode_auth(
     if sub == Auth.TOKEN:
         if pos == len(data):
             return TokenRequest(address), pos
-        token, pos = _read_string(data, pos)
+        token, pos = read_string(data, pos)
         version = None
         if pos < len(data):
-            version, pos = _read_string(data, pos)
+            version, pos = read_string(data, pos)
         return AuthToken(address, token, version), pos
     if sub == Auth.PERMISSION_DENIED:
-        reason, pos = _read_string(data, pos)
+        reason, pos = read_string(data, pos)
         return PermissionDenied(address, reason), pos
     if sub == Auth.AUTHENTICATED:
-        scope, pos = _read_string(data, pos)
+        scope, pos = read_string(data, pos)
         try:
             return Authenticated(address, Scope(scope)), pos
         except ValueError:
@@ -399,14 +378,8 @@ def encode_sync(
     address: Address, body: SyncStep1 | SyncStep2 | SyncUpdate, reply: bool = False
 ) -> bytes:
     """Encode a Sync (or, with ``reply``, a SyncReply) message carrying ``body``."""
-    if isinstance(body, SyncStep1):
-        step, payload = SyncStep.STEP1, body.state_vector
-    elif isinstance(body, SyncStep2):
-        step, payload = SyncStep.STEP2, body.update
-    else:
-        step, payload = SyncStep.UPDATE, body.update
     kind = MessageType.SYNC_REPLY if reply else MessageType.SYNC
-    return _frame(address, kind, bytes((step,)), write_uint(len(payload)), payload)
+    return encode_sync_body(body, _frame(address, kind))
 
 
 def encode_sync_step1(address: Address, state_vector: bytes) -> bytes:

@@ -18,7 +18,7 @@ from enum import IntEnum
 from typing import Any
 
 from collab.errors import ProtocolError
-from collab.sync.varint import read_bytes, read_uint, write_uint
+from collab.sync.varint import expect_end, read_bytes, read_uint, write_uint
 
 __all__ = [
     "EMPTY_UPDATE",
@@ -30,12 +30,15 @@ __all__ = [
     "SyncStep",
     "SyncStep1",
     "SyncStep2",
+    "SyncMessage",
     "SyncUpdate",
     "Unknown",
     "decode",
     "decode_awareness",
+    "decode_sync",
     "encode_awareness",
     "encode_query_awareness",
+    "encode_sync",
     "encode_sync_step1",
     "encode_sync_step2",
     "encode_update",
@@ -121,9 +124,39 @@ class Unknown:
 Message = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessUpdate | QueryAwareness | Unknown
 
 
-def _expect_end(data: bytes, pos: int) -> None:
-    if pos != len(data):
-        raise ProtocolError("trailing bytes after message")
+SyncMessage = SyncStep1 | SyncStep2 | SyncUpdate
+_SYNC = bytes((MessageType.SYNC,))
+
+
+def decode_sync(data: bytes, pos: int) -> tuple[SyncMessage, int]:
+    """Read a sync message's body (sub-type, then the length-prefixed payload) at ``pos``:
+    what follows the message type here and in the Hocuspocus codec.
+
+    Raises:
+        ProtocolError: bad framing or an unknown sub-type.
+    """
+    step, pos = read_uint(data, pos)
+    payload, pos = read_bytes(data, pos)
+    if step == SyncStep.UPDATE:
+        return SyncUpdate(payload), pos
+    if step == SyncStep.STEP1:
+        return SyncStep1(payload), pos
+    if step == SyncStep.STEP2:
+        return SyncStep2(payload), pos
+    raise ProtocolError(f"unknown sync step {step}")
+
+
+def encode_sync(body: SyncMessage, head: bytes = b"") -> bytes:
+    """``head`` (the framing before it), then a sync message's body: ``decode_sync``'s
+    inverse. One join, so a large step 2 is copied once."""
+    if type(body) is SyncStep1:
+        step, payload = SyncStep.STEP1, body.state_vector
+    elif type(body) is SyncStep2:
+        step, payload = SyncStep.STEP2, body.update
+    else:
+        assert isinstance(body, SyncUpdate)
+        step, payload = SyncStep.UPDATE, body.update
+    return b"".join((head, bytes((step,)), write_uint(len(payload)), payload))
 
 
 def decode(data: bytes) -> Message:
@@ -141,19 +174,12 @@ def decode(data: bytes) -> Message:
     """
     kind, pos = read_uint(data, 0)
     if kind == MessageType.SYNC:
-        step, pos = read_uint(data, pos)
-        payload, pos = read_bytes(data, pos)
-        _expect_end(data, pos)
-        if step == SyncStep.UPDATE:
-            return SyncUpdate(payload)
-        if step == SyncStep.STEP1:
-            return SyncStep1(payload)
-        if step == SyncStep.STEP2:
-            return SyncStep2(payload)
-        raise ProtocolError(f"unknown sync step {step}")
+        body, pos = decode_sync(data, pos)
+        expect_end(data, pos)
+        return body
     if kind == MessageType.AWARENESS:
         payload, pos = read_bytes(data, pos)
-        _expect_end(data, pos)
+        expect_end(data, pos)
         return AwarenessUpdate(payload, decode_awareness(payload))
     if kind == MessageType.QUERY_AWARENESS:
         return QueryAwareness()
@@ -209,27 +235,23 @@ def decode_awareness(payload: bytes) -> tuple[AwarenessEntry, ...]:
         if state is not None and not isinstance(state, dict):
             raise ProtocolError("awareness state must be an object or null")
         entries.append(AwarenessEntry(client_id, clock, state))
-    _expect_end(payload, pos)
+    expect_end(payload, pos)
     return tuple(entries)
-
-
-def _sync(step: SyncStep, payload: bytes) -> bytes:
-    return b"".join((bytes((MessageType.SYNC, step)), write_uint(len(payload)), payload))
 
 
 def encode_sync_step1(state_vector: bytes) -> bytes:
     """Encode a SyncStep1 message carrying ``state_vector``."""
-    return _sync(SyncStep.STEP1, state_vector)
+    return encode_sync(SyncStep1(state_vector), _SYNC)
 
 
 def encode_sync_step2(update: bytes) -> bytes:
     """Encode a SyncStep2 message carrying ``update``."""
-    return _sync(SyncStep.STEP2, update)
+    return encode_sync(SyncStep2(update), _SYNC)
 
 
 def encode_update(update: bytes) -> bytes:
     """Encode a SyncUpdate message carrying ``update``."""
-    return _sync(SyncStep.UPDATE, update)
+    return encode_sync(SyncUpdate(update), _SYNC)
 
 
 def encode_awareness(entries: list[AwarenessEntry] | tuple[AwarenessEntry, ...]) -> bytes:

@@ -27,8 +27,10 @@ __all__ = [
     "MAX_BYTES",
     "MAX_UINT",
     "Reader",
+    "expect_end",
     "read_bytes",
     "read_minimal_uint",
+    "read_string",
     "read_uint",
     "write_uint",
 ]
@@ -140,6 +142,29 @@ def read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
     if end > len(data):
         raise ProtocolError("truncated payload")
     return data[pos:end], end
+
+
+def read_string(data: bytes, pos: int) -> tuple[str, int]:
+    """Read a varint length, then that many bytes of UTF-8 (lib0's ``readVarString``).
+
+    Raises:
+        ProtocolError: a bad length, the data ends first, or the bytes are not UTF-8.
+    """
+    raw, pos = read_bytes(data, pos)
+    try:
+        return raw.decode("utf-8"), pos
+    except UnicodeDecodeError:
+        raise ProtocolError("string is not UTF-8") from None
+
+
+def expect_end(data: bytes, pos: int) -> None:
+    """A message must end where its last field does.
+
+    Raises:
+        ProtocolError: bytes are left after ``pos``.
+    """
+    if pos != len(data):
+        raise ProtocolError("trailing bytes after message")
 
 
 class Reader:
