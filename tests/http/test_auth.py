@@ -165,7 +165,7 @@ async def test_with_auth_only_the_token_names_the_author(
     """With auth on, neither ``?user=``, nor a body's ``user``, nor an awareness
     ``user.name`` changes the stored author: the token's name (else its user id) is it,
     over WebSockets and REST writes alike."""
-    from tests.http.test_documents import call
+    from tests.http.api import call
 
     mallory = {"user": {"name": "Mallory"}}
     ann, u2, bob = token(name="Ann"), token(user="u2"), token(name="Bob", user="bob")

@@ -17,8 +17,8 @@ from collab.history.edit import Delete, Insert
 from collab.http.models import PatchContent, parse
 from collab.http.openapi import Route
 from tests.conftest import Server, start_server
+from tests.http.api import call
 from tests.http.routes import BODY_ROUTES, url_of
-from tests.http.test_documents import call
 
 
 @pytest.mark.parametrize("route", BODY_ROUTES)

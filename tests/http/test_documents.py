@@ -5,68 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import jwt
 import pytest
 from pycrdt import Doc, Text
 
-from collab.auth import Access, mint
+from collab.auth import Access
 from collab.config import Config
 from collab.errors import CloseCode
 from collab.history.replay import replay
 from collab.http.state import HUB
 from collab.tools.cli import main
 from tests.conftest import ROOT, Server, editor, eventually, raw_client, start_server
-
-SECRET = "docs-api-tests-secret-0123456789abcdef"
-
-
-def token(
-    pattern: str = "*", access: Access = Access.WRITE, user: str = "u1", **kwargs: Any
-) -> str:
-    return mint(SECRET, user_id=user, docs=[(pattern, access)], **kwargs)
-
-
-def jti_of(encoded: str) -> str:
-    return str(jwt.decode(encoded, options={"verify_signature": False})["jti"])
-
-
-async def call(
-    session: aiohttp.ClientSession,
-    server: Server,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    token: str | None = None,
-    **kwargs: Any,
-) -> tuple[int, Any]:
-    """One HTTP request; the answer as JSON, text or bytes by its content type."""
-    headers = kwargs.pop("headers", {})
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    if body is not None and "data" not in kwargs:
-        kwargs["json"] = body
-    async with session.request(method, server.http + path, headers=headers, **kwargs) as response:
-        if response.content_type == "application/json":
-            return response.status, await response.json()
-        if response.content_type == "text/plain":
-            return response.status, await response.text()
-        return response.status, await response.read()
-
-
-@pytest.fixture
-def auth_config(config: Config) -> Config:
-    return config.replace(auth_secret=SECRET, revocation_poll=0.2)
-
-
-@pytest.fixture
-async def auth_server(auth_config: Config) -> AsyncIterator[Server]:
-    async with start_server(auth_config) as running:
-        yield running
+from tests.http.api import call, token
 
 
 async def raw_history(

@@ -8,8 +8,8 @@ import pytest
 
 from collab.http.openapi import Route
 from tests.conftest import Server
+from tests.http.api import call
 from tests.http.routes import ROOM_ROUTES, url_of
-from tests.http.test_documents import call
 
 
 @pytest.mark.parametrize("route", ROOM_ROUTES)

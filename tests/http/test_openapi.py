@@ -16,7 +16,7 @@ from collab.http.app import API, create_app
 from collab.http.models import PatchContent, model
 from collab.http.openapi import openapi_path, spec
 from tests.conftest import Server
-from tests.http.test_documents import call
+from tests.http.api import call
 
 
 def _words() -> set[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import jwt
@@ -14,18 +13,7 @@ from collab.config import Config
 from collab.errors import CloseCode
 from collab.tools.cli import main
 from tests.conftest import Server, raw_client, start_server
-from tests.http.test_documents import SECRET, call, jti_of, token
-
-
-@pytest.fixture
-def auth_config(config: Config) -> Config:
-    return config.replace(auth_secret=SECRET, revocation_poll=0.2)
-
-
-@pytest.fixture
-async def auth_server(auth_config: Config) -> AsyncIterator[Server]:
-    async with start_server(auth_config) as running:
-        yield running
+from tests.http.api import SECRET, call, jti_of, token
 
 
 async def test_revocation_by_api_closes_live_sockets_and_blocks_http(
