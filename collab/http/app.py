@@ -25,6 +25,7 @@ from collab import __version__
 from collab.config import Config, database_url
 from collab.errors import CloseCode
 from collab.http import browser, documents, health, history, tokens, websocket
+from collab.http.body import load_models
 from collab.http.errors import error_middleware, json_response
 from collab.http.openapi import Route, spec
 from collab.http.state import (
@@ -72,6 +73,7 @@ def create_app(config: Config) -> web.Application:
 
 
 async def _openapi(request: web.Request) -> web.StreamResponse:
+    await load_models()  # pydantic builds the schemas; imported off the loop once
     return json_response(_spec())
 
 

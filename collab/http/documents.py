@@ -33,7 +33,7 @@ from collab.errors import BadRequest, Conflict, DocumentTooLarge, NotFound
 from collab.history.edit import patch_update, replace_update, text_update
 from collab.history.replay import TEXT_ROOT
 from collab.history.service import History
-from collab.http.body import MAX_JSON, read
+from collab.http.body import MAX_JSON, load_models, read
 from collab.http.errors import json_response
 from collab.http.openapi import WRITE, Route
 from collab.http.state import CONFIG, HUB, author, authorize, identify
@@ -160,7 +160,8 @@ def _decode_cursor(cursor: str) -> tuple[int, int] | None:
 
 
 async def _create(request: web.Request) -> web.StreamResponse:
-    from collab.http.models import CreateDocument, parse  # pydantic: at first use
+    await load_models()  # pydantic, imported off the loop once
+    from collab.http.models import CreateDocument, parse
 
     identify(request)  # 401 before reading a body that may be large
     limit = request.app[CONFIG].max_document_size
@@ -257,7 +258,8 @@ def _seq(seq: int) -> dict[str, str]:
 
 
 async def _replace(request: web.Request) -> web.StreamResponse:
-    from collab.http.models import ReplaceContent, parse  # pydantic: at first use
+    await load_models()  # pydantic, imported off the loop once
+    from collab.http.models import ReplaceContent, parse
 
     name = request.match_info["room"]
     identity = authorize(request, name, Access.WRITE)
@@ -281,7 +283,8 @@ async def _replace(request: web.Request) -> web.StreamResponse:
 
 
 async def _patch(request: web.Request) -> web.StreamResponse:
-    from collab.http.models import PatchContent, parse  # pydantic: at first use
+    await load_models()  # pydantic, imported off the loop once
+    from collab.http.models import PatchContent, parse
 
     name = request.match_info["room"]
     identity = authorize(request, name, Access.WRITE)

@@ -23,7 +23,7 @@ from collab.clock import format_ms
 from collab.errors import BadRequest
 from collab.history.replay import TEXT_ROOT
 from collab.history.service import History
-from collab.http.body import MAX_JSON, read
+from collab.http.body import MAX_JSON, load_models, read
 from collab.http.errors import json_response
 from collab.http.openapi import READ, WRITE, Route
 from collab.http.state import HUB, author, authorize, identify
@@ -146,7 +146,8 @@ async def _blame(request: web.Request) -> web.StreamResponse:
 
 
 async def _restore(request: web.Request) -> web.StreamResponse:
-    from collab.http.models import RestoreVersion, parse  # pydantic: at first use
+    await load_models()  # pydantic, imported off the loop once
+    from collab.http.models import RestoreVersion, parse
 
     history, head = await _open(request, Access.WRITE)
     identity = identify(request)
@@ -173,7 +174,8 @@ async def _named_list(request: web.Request) -> web.StreamResponse:
 
 
 async def _named_add(request: web.Request) -> web.StreamResponse:
-    from collab.http.models import NameVersion, parse  # pydantic: at first use
+    await load_models()  # pydantic, imported off the loop once
+    from collab.http.models import NameVersion, parse
 
     history, head = await _open(request, Access.WRITE)
     identity = identify(request)

@@ -12,6 +12,7 @@ tables name their models as strings, resolved by ``model()``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
@@ -22,6 +23,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic.json_schema import models_json_schema
 from pydantic_core import ErrorDetails
 
 from collab.errors import BadRequest
@@ -35,6 +37,7 @@ __all__ = [
     "ReplaceContent",
     "RestoreVersion",
     "RevokeToken",
+    "json_schemas",
     "model",
     "parse",
 ]
@@ -221,3 +224,12 @@ def model(name: str) -> type[Body]:
     if not (isinstance(found, type) and issubclass(found, Body)):
         raise KeyError(f"no body model {name!r}")
     return found
+
+
+def json_schemas(names: Iterable[str], ref_template: str) -> dict[str, Any]:
+    """The JSON schemas of the body models ``names``, by model name (``$ref`` targets)."""
+    _, definitions = models_json_schema(
+        [(model(name), "validation") for name in names], ref_template=ref_template
+    )
+    schemas: dict[str, Any] = definitions.get("$defs", {})
+    return schemas

@@ -91,7 +91,7 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
             for name, description, *rest in route.query
         ]
     if route.body is not None:
-        from collab.http.models import model  # pydantic, loaded only when asked for
+        from collab.http.models import model  # loaded by spec() already
 
         ref = {"$ref": _REF.format(model=route.body)}
         content = {_JSON: {"schema": model(route.body).openapi_schema(ref, schemas)}}
@@ -108,22 +108,18 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
 
 def spec(routes: Sequence[Route], version: str) -> dict[str, Any]:
     """The OpenAPI document of collab ``version``'s ``routes``."""
-    # pydantic is imported here, on the first request for the document (see models.py).
-    from pydantic.json_schema import models_json_schema
+    # The models (and pydantic) are loaded on the first request for the document: the
+    # handler awaits ``body.load_models()`` first, so this import reads no file.
+    from collab.http.models import json_schemas
 
-    from collab.http.models import model
-
-    bodies = {r.body: None for r in routes if r.body}
-    _, definitions = models_json_schema(
-        [(model(name), "validation") for name in bodies], ref_template=_REF
-    )
+    definitions = json_schemas({r.body: None for r in routes if r.body}, _REF)
     schemas = {
         "Error": {
             "type": "object",
             "required": ["error"],
             "properties": {"error": {"type": "string", "description": "what went wrong"}},
         },
-        **definitions.get("$defs", {}),
+        **definitions,
     }
     paths: dict[str, Any] = {}
     for route in routes:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from collab.auth import token_id_of
 from collab.errors import BadRequest, Forbidden
-from collab.http.body import MAX_JSON, read
+from collab.http.body import MAX_JSON, load_models, read
 from collab.http.errors import json_response
 from collab.http.openapi import Route
 from collab.http.state import HUB, VERIFIER, close_revoked, identify
@@ -43,7 +43,8 @@ async def _me(request: web.Request) -> web.StreamResponse:
 
 
 async def _revoke(request: web.Request) -> web.StreamResponse:
-    from collab.http.models import RevokeToken, parse  # pydantic: at first use
+    await load_models()  # pydantic, imported off the loop once
+    from collab.http.models import RevokeToken, parse
 
     identity = identify(request)
     if not identity.admin:

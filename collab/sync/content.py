@@ -22,22 +22,21 @@ MAX_DEPTH = 64  # nesting of Any arrays and maps, and of JSON in embeds and form
 
 def read_string(data: bytes, pos: int) -> tuple[str, int]:
     """Read a length-prefixed UTF-8 string; yrs would not check the encoding."""
-    length = data[pos]
-    if length < 0x80:
-        pos += 1
-    else:
-        length, pos = _uint(data, pos)
-    end = pos + length
-    if end > len(data):
-        raise ProtocolError("truncated string")
+    start, end = _span(data, pos, "truncated string")
     try:
-        return data[pos:end].decode(), end
+        return data[start:end].decode(), end
     except UnicodeDecodeError:
         raise ProtocolError("invalid UTF-8") from None
 
 
 def skip_buffer(data: bytes, pos: int) -> int:
     """Skip a length-prefixed byte array; returns the position after it."""
+    return _span(data, pos, "truncated buffer")[1]
+
+
+def _span(data: bytes, pos: int, truncated: str) -> tuple[int, int]:
+    """Where the length-prefixed bytes at ``pos`` start and end (``truncated``: the error
+    when the data ends first). The one-byte length is read inline: nearly every one is."""
     length = data[pos]
     if length < 0x80:
         pos += 1
@@ -45,8 +44,8 @@ def skip_buffer(data: bytes, pos: int) -> int:
         length, pos = _uint(data, pos)
     end = pos + length
     if end > len(data):
-        raise ProtocolError("truncated buffer")
-    return end
+        raise ProtocolError(truncated)
+    return pos, end
 
 
 def skip_json(data: bytes, pos: int) -> int:

@@ -72,13 +72,17 @@ async def test_oversized_restore_and_named_version_bodies_are_413(
 
 async def test_pydantic_is_not_loaded_until_a_body_is_parsed() -> None:
     """A node that never receives a request body never pays for pydantic (about 14 MB):
-    the app, its routes and its OpenAPI table import without it."""
+    the app, its routes and its OpenAPI table import without it; the first body loads it
+    in a worker thread, never with blocking file reads in the event loop."""
     code = (
-        "import sys\n"
+        "import asyncio, sys\n"
+        "from blockbuster import blockbuster_ctx\n"
         "from collab.http.app import create_app\n"
+        "from collab.http.body import load_models\n"
         "from collab.tools import serve\n"
         "assert 'pydantic' not in sys.modules, 'pydantic loaded at start'\n"
-        "from collab.http.models import model\n"
+        "with blockbuster_ctx('collab'):\n"
+        "    asyncio.run(load_models())\n"
         "assert 'pydantic' in sys.modules\n"
     )
     child = await asyncio.create_subprocess_exec(sys.executable, "-c", code)

@@ -28,15 +28,9 @@ SECRET = "history-tests-secret-of-thirty-two-bytes"
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
+def config(config: Config) -> Config:
     # Trace slices arrive as fast as a socket carries them: no per-connection rate limit.
-    return Config(
-        db=str(tmp_path / "collab.db"),
-        commit_interval=0.01,
-        room_grace=0.2,
-        heartbeat=30.0,
-        max_updates_per_second=0,
-    )
+    return config.replace(max_updates_per_second=0)
 
 
 async def get(
