@@ -397,6 +397,8 @@ async def test_deleted_document_is_a_friendly_error(
     async with person(browser, server.http, "Ada") as ada:
         await ada.goto(editor_path("doomed"))
         await ada.wait_for_selector(".cm-content")
+        # The editor draws before its socket has joined: the document exists from the join.
+        await wait_state(ada, "saved")
         async with aiohttp.ClientSession() as session:
             async with session.delete(f"{server.http}/api/docs/doomed") as response:
                 assert response.status == 200
