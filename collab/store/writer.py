@@ -150,15 +150,21 @@ class Writer:
             True,
         )
 
-    async def flush(self) -> None:
+    async def flush(self, *, hurry: bool = True) -> None:
         """Wait until every row queued so far is committed (a checkpoint dropped after a
         failed commit counts as settled). It waits as long as that takes: a reader that
-        must answer in time flushes inside ``bounded()``."""
+        must answer in time flushes inside ``bounded()``.
+
+        ``hurry``: commit now rather than at the end of the group window. ``False`` waits
+        for the commit that would happen anyway (an acknowledgement that must mean
+        "stored" but must not cost a transaction of its own: Hocuspocus's SyncStatus).
+        """
         if self._settled >= self._queued:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((self._queued, future))
-        self._urgent.set()
+        if hurry:
+            self._urgent.set()
         await future
 
     def _start_writer(self) -> None:

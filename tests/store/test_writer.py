@@ -96,6 +96,23 @@ async def test_group_commit_batches(store: Store) -> None:
     assert store.commits <= 3
 
 
+async def test_an_unhurried_flush_waits_for_the_group_window(tmp_path: Path) -> None:
+    """``flush(hurry=False)`` (Hocuspocus's SyncStatus) returns with the commit that the
+    window brings, and never forces one: with a 30 s window nothing commits until a
+    hurried flush asks, and then both return."""
+    async with open_store("sqlite", tmp_path, commit_interval=30.0) as store:
+        doc_id = (await store.load("doc")).doc_id
+        before = store.commits  # creating the document committed
+        store.append(doc_id, 1, b"a", connection_id=None, author=None)
+        patient = asyncio.ensure_future(store.flush(hurry=False))
+        await asyncio.sleep(0.2)  # a bound on what must not happen: no commit is forced
+        assert not patient.done() and store.commits == before
+        await asyncio.wait_for(store.flush(), 5 * TIMEOUT_FACTOR)
+        await asyncio.wait_for(patient, 1 * TIMEOUT_FACTOR)
+        assert store.commits == before + 1
+        assert (await store.load("doc")).updates == [b"a"]
+
+
 async def test_numbers_assigned_at_commit_continue_the_log(store: Store) -> None:
     """Updates queued without a seq get the next numbers after the stored ones."""
     doc_id = (await store.load("doc")).doc_id
