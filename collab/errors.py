@@ -55,6 +55,7 @@ class CloseCode(IntEnum):
     FORBIDDEN = 4403  # no access to the room, or Origin not allowed
     DOCUMENT_DELETED = 4404  # the document was deleted (restorable by POST .../undelete)
     DOCUMENT_TOO_LARGE = 4413  # the edit would grow the document past its limit
+    RESET_CONNECTION = 4205  # Hocuspocus's: too much sent for documents not authenticated
 
 
 class CollabError(Exception):

@@ -116,3 +116,37 @@ class JsClient:
 
     def kill(self) -> None:
         self.process.kill()
+
+
+class HocuspocusClient(JsClient):
+    """One ``hocuspocus.mjs`` process: an app's shared ``HocuspocusProviderWebsocket`` with
+    one real ``HocuspocusProvider`` per opened document."""
+
+    @classmethod
+    async def start_socket(cls, url: str, major: int = 4) -> HocuspocusClient:
+        node = require_node()
+        process = await asyncio.create_subprocess_exec(
+            node,
+            str(JS_DIR / "hocuspocus.mjs"),
+            "--url",
+            url,
+            "--major",
+            str(major),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        client = cls(process)
+        await eventually(lambda: client.seen("ready"), timeout=20, what="hocuspocus.mjs ready")
+        return client
+
+    async def open(self, doc: str, token: str = "", **options: Any) -> None:
+        await self.command("open", doc=doc, token=token, **options)
+
+    async def doc_state(self, doc: str) -> dict[str, Any]:
+        return await self.command("state", doc=doc)
+
+    async def doc_text(self, doc: str) -> str:
+        return str((await self.doc_state(doc))["text"])
+
+    async def type(self, doc: str, text: str, index: int | None = None) -> None:
+        await self.command("insert", doc=doc, text=text, index=index)

@@ -335,6 +335,7 @@ TEST_MODULE_OF = {
     # Fan-out and the hub's reads run through the hub; their tests go through it too.
     "collab.relay.fanout": "tests/relay/test_hub.py",  # relayed byte for byte, 1013 slow
     "collab.relay.persistence": "tests/http/test_websocket_errors.py",  # quarantined rows
+    "collab.relay.session": "tests/http/test_hocuspocus.py",  # a session needs its endpoint
     "collab.__main__": "tests/tools/test_dump.py",  # runs `python -m collab dump | load`
     "collab.errors": "tests/http/test_websocket_errors.py",  # each error's close code, end to end
     "collab.history.service": "tests/http/test_history.py",  # the History behind /history

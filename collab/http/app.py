@@ -24,7 +24,7 @@ from aiohttp import web
 from collab import __version__
 from collab.config import Config, database_url
 from collab.errors import CloseCode
-from collab.http import browser, documents, health, history, tokens, websocket
+from collab.http import browser, documents, health, history, hocuspocus, tokens, websocket
 from collab.http.body import load_models
 from collab.http.errors import error_middleware, json_response
 from collab.http.openapi import Route, spec
@@ -34,6 +34,7 @@ from collab.http.state import (
     DRAINING,
     HUB,
     METRICS,
+    SESSIONS,
     VERIFIER,
     close_revoked,
     verifier_for,
@@ -57,11 +58,13 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=config.max_message_size, middlewares=[error_middleware])
     app[CONFIG] = config
     app[CONNECTIONS] = set()
+    app[SESSIONS] = set()
     app[DRAINING] = asyncio.Event()
     app[VERIFIER] = verifier_for(config)
     app.cleanup_ctx.append(_hub_ctx)
     app.on_shutdown.append(_close_connections)
     websocket.setup(app)  # /ws/{room}
+    hocuspocus.setup(app)  # /hocuspocus: @hocuspocus/provider, many documents per socket
     health.setup(app)  # /healthz, /readyz, /metrics
     browser.setup(app)  # the browser editor: pages, assets
     for route in API:  # no two match one path, so their order does not matter
@@ -105,7 +108,8 @@ async def _hub_ctx(app: web.Application):  # type: ignore[no-untyped-def]
     await store.open()
     hub = Hub(store, config)
     app[HUB] = hub
-    metrics = Metrics(hub)
+    sessions = app[SESSIONS]
+    metrics = Metrics(hub, sessions=lambda: len(sessions))
     app[METRICS] = metrics
     store.on_commit = metrics.commit_seconds.observe
     await _purge(store, config)

@@ -14,10 +14,11 @@ from aiohttp import web
 
 from collab.auth import OPEN, Access, Identity, Verifier
 from collab.config import Config
-from collab.errors import CloseCode, Forbidden, Unauthorized
+from collab.errors import CloseCode, Forbidden, Overloaded, Unauthorized
 from collab.relay.connection import Connection
 from collab.relay.hub import Hub
 from collab.relay.metrics import Metrics
+from collab.relay.session import Session
 from collab.sync.room import validate_room_name
 
 __all__ = [
@@ -26,11 +27,14 @@ __all__ = [
     "DRAINING",
     "HUB",
     "METRICS",
+    "SESSIONS",
     "VERIFIER",
+    "admit_member",
     "author",
     "authorize",
     "close_revoked",
     "identify",
+    "identify_token",
     "verifier_for",
 ]
 
@@ -42,6 +46,8 @@ METRICS = web.AppKey("metrics", Metrics)
 VERIFIER: web.AppKey[Verifier | None] = web.AppKey("verifier")
 CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")  # every live socket
 DRAINING: web.AppKey[asyncio.Event] = web.AppKey("draining")  # set when shutdown starts
+# Every open document of every Hocuspocus socket (each socket itself is in CONNECTIONS).
+SESSIONS: web.AppKey[set[Session]] = web.AppKey("sessions")
 
 
 def verifier_for(config: Config) -> Verifier | None:
@@ -59,17 +65,47 @@ def identify(request: web.Request) -> Identity:
     Raises:
         Unauthorized: auth is on and the token is missing, invalid, expired or revoked.
     """
-    verifier = request.app[VERIFIER]
-    if verifier is None:
-        return OPEN
     token = request.query.get("token")
     header = request.headers.get("Authorization", "")
     if not token and header.lower().startswith("bearer "):
         token = header[7:].strip()
+    return identify_token(request.app, token)
+
+
+def identify_token(app: web.Application, token: str | None) -> Identity:
+    """The identity a token stands for (with auth off, everyone is ``OPEN``, whatever
+    the token): the same verification, expiry and revocation for every way a token
+    arrives (query, header, or a Hocuspocus Auth message).
+
+    Raises:
+        Unauthorized: auth is on and the token is missing, invalid, expired or revoked.
+    """
+    verifier = app[VERIFIER]
+    if verifier is None:
+        return OPEN
     identity = verifier.verify(token)
-    if identity.token_id is not None and identity.token_id in request.app[HUB].revoked:
+    if identity.token_id is not None and identity.token_id in app[HUB].revoked:
         raise Unauthorized("token revoked")
     return identity
+
+
+def admit_member(app: web.Application, name: str, identity: Identity) -> Access:
+    """What ``identity`` may do in room ``name``, checked before the room loads.
+
+    Raises:
+        BadRoomName: not a valid room name.
+        Forbidden: no access to this document.
+        Overloaded: the room already has ``max_room_connections`` members.
+    """
+    config = app[CONFIG]
+    validate_room_name(name, config.max_room_name)
+    access = identity.access(name)
+    if access is Access.NONE:
+        raise Forbidden("no access to this document")
+    room = app[HUB].rooms.get(name)
+    if room is not None and len(room.members) >= config.max_room_connections:
+        raise Overloaded("room is full, retry later")
+    return access
 
 
 def authorize(request: web.Request, name: str, need: Access) -> Identity:
@@ -101,9 +137,9 @@ def close_revoked(app: web.Application) -> int:
         How many were closed.
     """
     revoked = app[HUB].revoked
-    connections: set[Connection] = app[CONNECTIONS]
+    members: list[Connection] = [*app[CONNECTIONS], *app[SESSIONS]]
     closed = 0
-    for conn in list(connections):
+    for conn in members:
         if conn.token_id is not None and conn.token_id in revoked and not conn.closing:
             conn.close(CloseCode.UNAUTHORIZED, "token revoked")
             closed += 1

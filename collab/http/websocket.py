@@ -18,9 +18,9 @@ from aiohttp import WSMsgType, web
 
 from collab.auth import Access, Identity
 from collab.errors import CloseCode, CollabError, Forbidden, Overloaded, UnsupportedData
-from collab.http.state import CONFIG, CONNECTIONS, HUB, METRICS, identify
+from collab.http.state import CONFIG, CONNECTIONS, HUB, METRICS, admit_member, identify
 from collab.relay.connection import Connection
-from collab.relay.limits import TokenBucket
+from collab.relay.limits import member_buckets
 from collab.sync.room import validate_room_name
 
 __all__ = ["setup"]
@@ -42,13 +42,9 @@ def _admit(request: web.Request, name: str, connections: int) -> Identity:
     if origins and request.headers.get("Origin") not in origins:
         raise Forbidden("origin not allowed")
     identity = identify(request)
-    if identity.access(name) is Access.NONE:
-        raise Forbidden("no access to this document")
+    admit_member(request.app, name, identity)
     if connections > config.max_connections:
         raise Overloaded("server is full, retry later")
-    room = request.app[HUB].rooms.get(name)
-    if room is not None and len(room.members) >= config.max_room_connections:
-        raise Overloaded("room is full, retry later")
     return identity
 
 
@@ -88,13 +84,7 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
         conn.claim(identity.author_of(request.query.get("user")))
         conn.read_only = identity.access(name) is Access.READ
         conn.token_id = identity.token_id
-        now = time.monotonic()
-        if config.max_updates_per_second > 0:
-            conn.bucket = TokenBucket(config.max_updates_per_second, config.update_burst, now)
-        if config.max_awareness_per_second > 0:
-            conn.awareness_bucket = TokenBucket(
-                config.max_awareness_per_second, config.awareness_burst, now
-            )
+        conn.bucket, conn.awareness_bucket = member_buckets(config, time.monotonic())
         if identity.expires is not None:
             expiry = asyncio.get_running_loop().call_later(
                 max(0.0, identity.expires - time.time()),
@@ -162,7 +152,7 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
             await conn.finish(code, reason)
         finally:
             final = conn.close_code if conn.close_code is not None else code
-            metrics.closes.labels(str(int(final))).inc()
+            metrics.closes.labels(str(int(final)), "y-websocket").inc()
             log.info("close room=%r conn=%s user=%r code=%s", name, conn.id, conn.author, final)
             hub.webhooks.disconnected(name, conn.author, conn.id, int(final))
     return ws

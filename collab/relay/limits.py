@@ -5,7 +5,9 @@ PURE: the clock is passed in (``time.monotonic()`` in the server, a fake in test
 
 from __future__ import annotations
 
-__all__ = ["TokenBucket"]
+from collab.config import Config
+
+__all__ = ["TokenBucket", "member_buckets"]
 
 
 class TokenBucket:
@@ -34,3 +36,14 @@ class TokenBucket:
             return False
         self._tokens = tokens - cost
         return True
+
+
+def member_buckets(config: Config, now: float) -> tuple[TokenBucket | None, TokenBucket | None]:
+    """The update and awareness rate limits a new room member starts with (``None``: that
+    limit is off), the same on ``/ws`` and for each document of a Hocuspocus socket."""
+    updates = awareness = None
+    if config.max_updates_per_second > 0:
+        updates = TokenBucket(config.max_updates_per_second, config.update_burst, now)
+    if config.max_awareness_per_second > 0:
+        awareness = TokenBucket(config.max_awareness_per_second, config.awareness_burst, now)
+    return updates, awareness

@@ -7,7 +7,7 @@ histograms are observed as things happen.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -28,7 +28,7 @@ _COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 class Metrics:
     """Everything /metrics exposes for one server."""
 
-    def __init__(self, hub: Hub, connections: Iterator[object] | None = None) -> None:
+    def __init__(self, hub: Hub, sessions: Callable[[], int] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.relay_seconds = Histogram(
             "collab_relay_seconds",
@@ -45,24 +45,32 @@ class Metrics:
         )
         self.closes = Counter(
             "collab_closes",
-            "WebSocket connections closed, by close code",
-            ["code"],
+            "WebSocket connections (and Hocuspocus documents) closed, by close code and protocol",
+            ["code", "protocol"],
             registry=self.registry,
         )
-        self.registry.register(_HubCollector(hub))
+        self.registry.register(_HubCollector(hub, sessions or (lambda: 0)))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class _HubCollector(Collector):
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, sessions: Callable[[], int]) -> None:
         self._hub = hub
+        self._sessions = sessions
 
     def collect(self) -> Iterator[Metric]:
         hub = self._hub
         stats, store = hub.stats, hub.store
         yield GaugeMetricFamily("collab_connections", "Open WebSocket connections", hub.members)
+        members = GaugeMetricFamily(
+            "collab_members", "Room members, by protocol", labels=["protocol"]
+        )
+        sessions = self._sessions()
+        members.add_metric(["y-websocket"], hub.members - sessions)
+        members.add_metric(["hocuspocus"], sessions)
+        yield members
         yield GaugeMetricFamily("collab_rooms_loaded", "Rooms in memory", len(hub.rooms))
         for name, help_text, value in (
             ("collab_messages_received", "Binary messages received", stats.messages_in),

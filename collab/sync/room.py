@@ -261,6 +261,24 @@ class Room(Generic[M]):
                 state = self.doc.get_state()
             return [Reply(encode_sync_step1(state))]
 
+    def holds(self, update: bytes) -> bool:
+        """Whether the document already has every struct of ``update`` (a read-only
+        member's SyncStep2 that asks for nothing to be written). Deletions are not
+        compared: a read-only member cannot delete anything anyway.
+
+        Raises:
+            ProtocolError: ``update`` is not a valid Yjs update.
+        """
+        try:
+            check_update_for(update, self._clocks)
+        except MissingStructs:
+            return False
+        try:
+            with _GUARD:
+                return get_update(update, self.doc.get_state())[0] == 0
+        except ValueError as exc:
+            raise ProtocolError("invalid Yjs update") from exc
+
     def write(self, update: bytes, member: M | None = None) -> list[Outgoing[M]]:
         """Apply an update made by the server itself (an API call, a restore).
 

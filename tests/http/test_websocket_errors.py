@@ -153,7 +153,7 @@ async def _closes(server: Server, session: aiohttp.ClientSession, code: int) -> 
     async with session.get(server.http + "/metrics") as response:
         text = await response.text()
     for line in text.splitlines():
-        if line.startswith(f'collab_closes_total{{code="{code}"}}'):
+        if line.startswith(f'collab_closes_total{{code="{code}",protocol="y-websocket"}}'):
             return float(line.split()[-1])
     return 0.0
 

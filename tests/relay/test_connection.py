@@ -30,7 +30,9 @@ SIZES = sorted(
 async def _closes(session: aiohttp.ClientSession, server: Server, code: int) -> float:
     async with session.get(server.http + "/metrics") as response:
         body = await response.text()
-    match = re.search(rf'^collab_closes_total{{code="{code}"}} (\S+)$', body, re.M)
+    match = re.search(
+        rf'^collab_closes_total{{code="{code}",protocol="y-websocket"}} (\S+)$', body, re.M
+    )
     return float(match[1]) if match else 0.0
 
 

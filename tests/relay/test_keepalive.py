@@ -24,7 +24,7 @@ INTERVAL = 0.2  # seconds between keepalive sweeps in these tests
 
 
 def _closes(server: Server, code: int) -> float:
-    return float(server.app[METRICS].closes.labels(str(code))._value.get())
+    return float(server.app[METRICS].closes.labels(str(code), "y-websocket")._value.get())
 
 
 def _keepalive_tasks() -> list[asyncio.Task[object]]:
@@ -165,7 +165,10 @@ async def test_silent_client_is_dropped_with_1006(
         await eventually(lambda: _closes(server, 1006) == 1, what="close counted")
         await eventually(lambda: hub.members == 0, what="left the room")
         async with session.get(server.http + "/metrics") as response:
-            assert 'collab_closes_total{code="1006"} 1.0' in await response.text()
+            assert (
+                'collab_closes_total{code="1006",protocol="y-websocket"} 1.0'
+                in await response.text()
+            )
     assert "dropped 1 connections that did not answer a ping" in caplog.text
     assert "code=1006" in caplog.text
 

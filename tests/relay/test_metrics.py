@@ -53,9 +53,11 @@ async def test_metrics_count_real_traffic(server: Server, session: aiohttp.Clien
         await c.closed_with()
     await eventually(lambda: _close_count(server) >= 1)
     async with session.get(server.http + "/metrics") as response:
-        assert 'collab_closes_total{code="1007"} 1.0' in await response.text()
+        assert (
+            'collab_closes_total{code="1007",protocol="y-websocket"} 1.0' in await response.text()
+        )
 
 
 def _close_count(server: Server) -> float:
-    value = server.app[METRICS].closes.labels("1007")._value.get()
+    value = server.app[METRICS].closes.labels("1007", "y-websocket")._value.get()
     return float(value)

@@ -376,4 +376,6 @@ async def test_recorded_close_code_is_the_one_the_client_got(
         recorded = [
             line for line in metrics.splitlines() if line.startswith("collab_closes_total{")
         ]
-        assert recorded == [f'collab_closes_total{{code="{code}"}} 1.0'], recorded
+        assert recorded == [f'collab_closes_total{{code="{code}",protocol="y-websocket"}} 1.0'], (
+            recorded
+        )
