@@ -27,6 +27,8 @@ from collab.config import Config
 from collab.http.app import create_app
 from collab.sync.protocol import decode, encode_sync_step1, encode_sync_step2
 
+pytest_plugins = ["tests.browser"]  # the browser and tiptap_bundle fixtures
+
 TIMEOUT_FACTOR = float(os.environ.get("COLLAB_TEST_TIMEOUT_FACTOR", "1"))
 ROOT = "content"  # the Y.Text every part of collab edits
 
@@ -88,6 +90,12 @@ class Server:
     @property
     def http(self) -> str:
         return f"http://127.0.0.1:{self.test_server.port}"
+
+    @property
+    def port(self) -> int:
+        port = self.test_server.port
+        assert port is not None  # started
+        return port
 
 
 @asynccontextmanager

@@ -29,52 +29,11 @@ from sqlalchemy import text
 from collab.auth import Access, mint
 from collab.config import Config
 from collab.http.state import HUB
-from tests.conftest import TIMEOUT_FACTOR, Server, editor, eventually, start_server
+from tests.browser import MS
+from tests.conftest import Server, editor, eventually, start_server
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
-
-CHROMIUM = os.environ.get("COLLAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-REQUIRED = os.environ.get("COLLAB_REQUIRE_BROWSER") == "1"
-# The flags Chromium needs in a sandboxed, offline container (no GPU, no network but ours).
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-MS = int(15_000 * TIMEOUT_FACTOR)  # Playwright's waits, in milliseconds
-
-
-def _missing() -> str | None:
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (pip install -e '.[test]')"
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"chromium not found at {CHROMIUM} (apt-get install chromium)"
-    return None
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    missing = _missing()
-    if missing is not None:
-        if REQUIRED:
-            pytest.fail(f"COLLAB_REQUIRE_BROWSER=1 but {missing}")
-        pytest.skip(missing)
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @dataclass

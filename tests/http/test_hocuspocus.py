@@ -25,6 +25,7 @@ from tests import process
 from tests.conftest import TIMEOUT_FACTOR, Server, editor, eventually, start_server
 from tests.http.api import SECRET, call, jti_of, token
 from tests.jsclient import HocuspocusClient, JsClient
+from tests.services import postgres_database, require_redis
 
 MAJORS = [2, 3, 4]
 
@@ -66,7 +67,7 @@ async def test_each_provider_major_syncs_stores_and_reaches_ws_members(
     sees the other's edit, the provider's "unsynced changes" fall to 0, and the edits
     are stored (with the provider's awareness name as author)."""
     async with (
-        provider_socket(server.test_server.port, major) as hocus,
+        provider_socket(server.port, major) as hocus,
         editor(session, server.url("mixed")) as ws_member,
     ):
         await hocus.open("mixed", name="hilda")
@@ -81,7 +82,7 @@ async def test_each_provider_major_syncs_stores_and_reaches_ws_members(
 async def test_awareness_crosses_protocols(server: Server) -> None:
     """A Hocuspocus provider's cursor state reaches a y-websocket client and back."""
     base = server.url("").rstrip("/")
-    async with provider_socket(server.test_server.port) as hocus:
+    async with provider_socket(server.port) as hocus:
         await hocus.open("aw", name="hilda")
         js = await JsClient.start(base, "aw", "wanda")
         try:
@@ -113,7 +114,7 @@ async def test_two_documents_on_one_socket_and_closing_one(
 ) -> None:
     """Two documents share one socket; closing one (the provider's Close) takes it out
     of its room and leaves the other syncing."""
-    async with provider_socket(server.test_server.port) as hocus:
+    async with provider_socket(server.port) as hocus:
         await hocus.open("one")
         await hocus.open("two")
         await hocus.type("one", "first")
@@ -132,7 +133,7 @@ async def test_two_documents_on_one_socket_and_closing_one(
 
 async def test_stateless_reaches_the_documents_other_providers(server: Server) -> None:
     """A Stateless payload goes to the other Hocuspocus members of that document only."""
-    port = server.test_server.port
+    port = server.port
     async with provider_socket(port) as ann, provider_socket(port) as ben:
         await ann.open("talk")
         await ben.open("talk")
@@ -152,7 +153,7 @@ async def test_a_deleted_document_is_refused_and_others_stay(
 ) -> None:
     """Deleting a document answers its providers with PermissionDenied (4404's meaning),
     and the socket's other document keeps working."""
-    async with provider_socket(server.test_server.port) as hocus:
+    async with provider_socket(server.port) as hocus:
         await hocus.open("doomed")
         await hocus.open("kept")
         await hocus.type("doomed", "x")
@@ -175,7 +176,7 @@ async def test_tokens_accept_deny_and_read_only(
 ) -> None:
     """With auth on, each document's token decides: read-write, denied with the reason,
     read-only (scope announced, writes answered with SyncStatus(false), never stored)."""
-    async with provider_socket(auth_server.test_server.port) as hocus:
+    async with provider_socket(auth_server.port) as hocus:
         await hocus.open("rw", token=token("rw", user="writer"))
         await hocus.open("nope", token="not-a-token")
         await hocus.open("ro", token=token("ro", Access.READ, user="reader"))
@@ -190,7 +191,7 @@ async def test_tokens_accept_deny_and_read_only(
         await hocus.type("ro", "not allowed")
 
         async def refused() -> bool:
-            return (await hocus.doc_state("ro"))["unsynced"] == 1
+            return bool((await hocus.doc_state("ro"))["unsynced"] == 1)
 
         await eventually(refused, what="the read-only write stays unsynced")
     headers = {"Authorization": f"Bearer {token()}"}
@@ -210,7 +211,7 @@ async def test_a_revoked_token_ends_only_its_document(
     opened with another token goes on."""
     admin = mint(SECRET, user_id="root", docs=[], admin=True)
     doomed = token("a", user="a")
-    async with provider_socket(auth_server.test_server.port) as hocus:
+    async with provider_socket(auth_server.port) as hocus:
         await hocus.open("a", token=doomed)
         await hocus.open("b", token=token("b", user="b"))
         await saved(hocus, "a", "")
@@ -236,7 +237,7 @@ async def test_a_revoked_token_ends_only_its_document(
 
 
 async def _raw(server: Server, session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
-    return await session.ws_connect(endpoint(server.test_server.port))
+    return await session.ws_connect(endpoint(server.port))
 
 
 async def _next_binary(ws: aiohttp.ClientWebSocketResponse) -> bytes:
@@ -326,7 +327,7 @@ async def test_metrics_count_members_and_closes_by_protocol(
 ) -> None:
     """/metrics tells Hocuspocus documents from y-websocket members."""
     async with (
-        provider_socket(server.test_server.port) as hocus,
+        provider_socket(server.port) as hocus,
         editor(session, server.url("m")),
     ):
         await hocus.open("m")
@@ -389,7 +390,7 @@ async def test_the_acknowledgement_waits_for_the_group_commit(config: Config) ->
     only once it is committed: "unsynced" stays 1 until the commit, then 0."""
     async with (
         start_server(config.replace(commit_interval=1.5)) as server,
-        provider_socket(server.test_server.port) as hocus,
+        provider_socket(server.port) as hocus,
     ):
         await hocus.open("slow")
         await saved(hocus, "slow", "")
@@ -398,9 +399,91 @@ async def test_the_acknowledgement_waits_for_the_group_commit(config: Config) ->
         await hocus.type("slow", "typed")
 
         async def acknowledged() -> bool:
-            return (await hocus.doc_state("slow"))["unsynced"] == 0
+            return bool((await hocus.doc_state("slow"))["unsynced"] == 0)
 
         await eventually(lambda: store.backlog_bytes > 0, what="queued")
         assert not await acknowledged()  # relayed and queued, not yet committed
         await eventually(acknowledged, timeout=10, what="acknowledged after the commit")
         assert store.commits > commits
+
+
+# -- restarts and several nodes ------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+async def test_the_provider_reconnects_after_a_restart_and_uploads_offline_edits(
+    tmp_path: Path,
+) -> None:
+    """The server stops (SIGTERM) while the provider types; started again on the same
+    port, the provider reconnects by itself and its offline edit reaches the store."""
+    db = tmp_path / "collab.db"
+    port = process.free_port()
+    server = await process.start(db, tmp_path / "one.log", port=port)
+    async with provider_socket(port) as hocus:
+        try:
+            await hocus.open("again")
+            await hocus.type("again", "before ")
+            await saved(hocus, "again", "before ")
+            server.signal(signal.SIGTERM)
+            assert await server.wait() == 0
+            await hocus.type("again", "offline")
+            server = await process.start(db, tmp_path / "two.log", port=port)
+            await saved(hocus, "again", "before offline")
+        finally:
+            if server.process.returncode is None:
+                server.signal(signal.SIGTERM)
+                await server.wait()
+    server = await process.start(db, tmp_path / "three.log", port=port)
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{port}/api/docs/again/content"
+            async with session.get(url) as response:
+                assert await response.text() == "before offline"
+    finally:
+        server.signal(signal.SIGTERM)
+        await server.wait()
+
+
+@pytest.mark.timeout(120)
+async def test_hocuspocus_and_ws_members_on_two_nodes(tmp_path: Path) -> None:
+    """A provider on one node and a y-websocket client on another (PostgreSQL and Redis)
+    see each other's edits and presence; the provider's edits are acknowledged after the
+    commit on its own node."""
+    redis_url = await require_redis()
+    async with postgres_database() as db:
+        nodes = [
+            await process.start(db, tmp_path / f"node{i}.log", "--redis", redis_url)
+            for i in range(2)
+        ]
+        try:
+            async with provider_socket(nodes[0].port) as hocus:
+                js = await JsClient.start(nodes[1].base, "across", "wanda")
+                try:
+                    await hocus.open("across", name="hilda")
+                    await eventually(js.synced, what="js synced")
+                    await hocus.type("across", "node one ")
+                    await saved(hocus, "across", "node one ")
+
+                    async def js_has(text: str) -> bool:
+                        return bool(await js.text() == text)
+
+                    await eventually(lambda: js_has("node one "), what="relayed")
+                    await js.insert(9, "node two")
+                    await saved(hocus, "across", "node one node two")
+
+                    def js_sees_hilda() -> bool:
+                        return any(
+                            (s.get("user") or {}).get("name") == "hilda"
+                            for e in js.events
+                            if e["event"] == "awareness"
+                            for s in e["states"].values()
+                        )
+
+                    await eventually(js_sees_hilda, what="presence across nodes")
+                finally:
+                    await js.quit()
+        finally:
+            for node in nodes:
+                node.signal(signal.SIGTERM)
+            for node in nodes:
+                await node.wait(20)

@@ -1,0 +1,69 @@
+"""An unmodified Tiptap 3 editor (StarterKit, Collaboration, CollaborationCaret) in
+Debian's Chromium, over ``@hocuspocus/provider`` on ``/hocuspocus`` and over y-websocket on
+``/ws``, in the same documents: what a Tiptap app sees when it moves to collab."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from collab.http.state import HUB
+from tests.browser import MS, tiptap_page
+from tests.conftest import Server, eventually
+from tests.http.api import call
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Page
+
+
+async def _state(page: Page) -> dict[str, Any]:
+    state: dict[str, Any] = await page.evaluate("window.editorState()")
+    return state
+
+
+async def test_tiptap_over_hocuspocus_and_over_ws_edit_one_document(
+    server: Server, browser: Browser, tiptap_bundle: Path, session: aiohttp.ClientSession
+) -> None:
+    """Two Chromium pages, one Tiptap editor each (one per protocol): each sees the
+    other's paragraphs, formatting and caret; the Hocuspocus one shows "all saved"
+    (no unsynced changes) and what it typed is in the store."""
+    port = server.port
+    hocus = await tiptap_page(
+        browser, tiptap_bundle, url=f"ws://127.0.0.1:{port}/hocuspocus", doc="tip",
+        protocol="hocuspocus", name="Hilda",
+    )  # fmt: skip
+    ws = await tiptap_page(
+        browser, tiptap_bundle, url=f"ws://127.0.0.1:{port}/ws", doc="tip",
+        protocol="ws", name="Wanda", color="#dc2626",
+    )  # fmt: skip
+    try:
+        await hocus.wait_for_function("window.editorState().synced", timeout=MS)
+        await ws.wait_for_function("window.editorState().synced", timeout=MS)
+        await hocus.evaluate("window.typeText('from hocuspocus')")
+        await ws.wait_for_function(
+            "window.editorState().text.includes('from hocuspocus')", timeout=MS
+        )
+        await ws.evaluate("window.typeText(' and from ws')")
+        await hocus.wait_for_function(
+            "window.editorState().text.includes('and from ws')", timeout=MS
+        )
+        await hocus.evaluate("window.toggleBold()")
+        await ws.wait_for_function("window.editorState().html.includes('<strong>')", timeout=MS)
+        # Carets: each page shows the other's name.
+        await hocus.wait_for_function("window.editorState().carets.includes('Wanda')", timeout=MS)
+        await ws.wait_for_function("window.editorState().carets.includes('Hilda')", timeout=MS)
+        await hocus.wait_for_function("window.editorState().unsynced === 0", timeout=MS)
+        html = (await _state(hocus))["html"]
+        assert html == (await _state(ws))["html"]
+        assert "<strong>from hocuspocus and from ws</strong>" in html
+        assert (await _state(hocus))["scope"] == "read-write"
+    finally:
+        await hocus.context.close()
+        await ws.context.close()
+    room = server.app[HUB].rooms.get("tip")
+    await eventually(lambda: room is None or not room.members, what="both pages left")
+    status, body = await call(session, server, "GET", "/api/docs/tip/content?format=json")
+    assert status == 200
+    assert "from hocuspocus and from ws" in str(body)
