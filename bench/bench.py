@@ -48,6 +48,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a("--server-cmd", default=DEFAULT_CMD, help="{port}, {tmpdir} are filled in; no shell; "
       "runs in the project root")  # fmt: skip
     a("--url-template", default="ws://127.0.0.1:{port}/ws/{room}", help="room URL")
+    a(
+        "--hocuspocus-url",
+        default="ws://127.0.0.1:{port}/hocuspocus",
+        help="the Hocuspocus endpoint, for --protocols hocuspocus",
+    )
+    a(
+        "--protocols",
+        default="ws",
+        help="fanout over these, one row each: ws (the URL template), hocuspocus, or both",
+    )
     a("--port", type=int, default=0, help="server port (0 = pick a free one)")
     a("--start-timeout", type=float, default=30.0, help="seconds for the port to open")
     a("--stop-timeout", type=float, default=5.0, help="seconds from SIGTERM to SIGKILL")
@@ -128,11 +138,17 @@ async def run(args: argparse.Namespace, summary: dict[str, Any]) -> None:
         )
         rows: list[dict[str, Any]] = []
         results["fanout"] = rows
-        for cfg in args.fanout_configs:
-            row = await _with_server(
-                args, partial(run_fanout, cfg, timing, url), f"fanout {cfg.label}"
-            )
-            rows.append({"config": cfg.label} | row)
+        for protocol in [p.strip() for p in args.protocols.split(",") if p.strip()]:
+            hocus = protocol == "hocuspocus"
+            target = args.hocuspocus_url if hocus else url
+            for cfg in args.fanout_configs:
+                label = cfg.label + (" hocuspocus" if hocus else "")
+                row = await _with_server(
+                    args,
+                    partial(run_fanout, cfg, timing, target, hocuspocus=hocus),
+                    f"fanout {label}",
+                )
+                rows.append({"config": label} | row)
     if "late_join" in args.scenarios:
         print(
             f"[{time.strftime('%H:%M:%S')}] building trace document x{args.join_repeat} ...",

@@ -167,11 +167,13 @@ async def run_fanout(
     url_template: str,
     server: ServerProcess,
     ports: list[int] | None = None,
+    hocuspocus: bool = False,
 ) -> dict[str, Any]:
     """Connect, type through warmup + measured window, drain, and return the row.
 
     With ``ports``, the clients of each room are spread over those servers in turn (one
-    room's members on several nodes of a cluster).
+    room's members on several nodes of a cluster). With ``hocuspocus`` every client speaks
+    the Hocuspocus protocol to ``url_template`` (which then has no ``{room}``).
     """
     run_id = uuid.uuid4().hex[:8]
     tally = _Tally()
@@ -180,7 +182,8 @@ async def run_fanout(
         async def make(i: int) -> Peer:
             room = f"fan-{run_id}-{i // cfg.clients}"
             port = ports[i % len(ports)] if ports else server.port
-            peer = await open_peer(session, url_template.format(port=port, room=room), room)
+            url = url_template.format(port=port, room=room)
+            peer = await open_peer(session, url, room, hocuspocus)
             peer.tag = i // cfg.clients
             return peer
 

@@ -13,7 +13,14 @@ from typing import TypeVar
 
 import aiohttp
 
-from .wire import EMPTY_STATE_VECTOR, EMPTY_UPDATE, SyncStep, decode_sync, encode_sync
+from .wire import (
+    EMPTY_STATE_VECTOR,
+    EMPTY_UPDATE,
+    SyncStep,
+    decode_sync,
+    encode_sync,
+    encode_varuint,
+)
 
 __all__ = ["SCENARIO_ERRORS", "Peer", "close_all", "connect_many", "new_session", "open_peer"]
 
@@ -34,10 +41,18 @@ class Peer:
     """An open, synced connection to one room."""
 
     def __init__(
-        self, ws: aiohttp.ClientWebSocketResponse, room: str, sync_ms: float, step2: bytes
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        room: str,
+        sync_ms: float,
+        step2: bytes,
+        prefix: bytes = b"",
     ) -> None:
         self.ws = ws
         self.room = room
+        # Hocuspocus: every frame starts with the document's name (a varString); the rest
+        # of a Sync or Awareness frame is the y-websocket message. Empty on /ws.
+        self.prefix = prefix
         self.sync_ms = sync_ms  # connect -> SyncStep2 received
         self.step2 = step2
         self.task: asyncio.Task[None] | None = None
@@ -48,7 +63,7 @@ class Peer:
         if self.ws.closed:
             return False
         try:
-            await self.ws.send_bytes(data)
+            await self.ws.send_bytes(self.prefix + data if self.prefix else data)
         except (ConnectionError, RuntimeError):
             return False
         return True
@@ -58,8 +73,8 @@ class Peer:
 
         Only valid while no pump() task reads this socket.
         """
-        await self.ws.send_bytes(_STEP1)
-        return await _read_step2(self.ws)
+        await self.ws.send_bytes(self.prefix + _STEP1)
+        return await _read_step2(self.ws, self.prefix)
 
     def pump(self, on_message: Callable[[Peer, bytes], None]) -> None:
         """Read every message from now on in a task and pass it to on_message."""
@@ -67,10 +82,17 @@ class Peer:
 
     async def _pump(self, on_message: Callable[[Peer, bytes], None]) -> None:
         ws = self.ws
+        prefix = self.prefix
+        cut = len(prefix)
         while True:
             msg = await ws.receive()
             if msg.type is aiohttp.WSMsgType.BINARY:
-                on_message(self, msg.data)
+                data = msg.data
+                if cut:  # a Hocuspocus frame: keep Sync and Awareness, as y-websocket bytes
+                    if not data.startswith(prefix) or data[cut] > 1:
+                        continue  # SyncStatus, Auth and the like
+                    data = data[cut:]
+                on_message(self, data)
             elif msg.type in (
                 aiohttp.WSMsgType.CLOSE,
                 aiohttp.WSMsgType.CLOSING,
@@ -86,23 +108,33 @@ class Peer:
             await self.ws.close()
 
 
-async def _read_step2(ws: aiohttp.ClientWebSocketResponse) -> bytes:
+async def _read_step2(ws: aiohttp.ClientWebSocketResponse, prefix: bytes = b"") -> bytes:
     while True:
         msg = await ws.receive()
         if msg.type is not aiohttp.WSMsgType.BINARY:
             raise ConnectionError(f"closed or non-binary message before SyncStep2: {msg.type}")
-        sync = decode_sync(msg.data)
+        data = msg.data
+        if prefix:
+            if not data.startswith(prefix) or data[len(prefix)] > 1:
+                continue  # Authenticated, SyncStatus
+            data = data[len(prefix) :]
+        sync = decode_sync(data)
         if sync is None:  # awareness and the like
             continue
         if sync[0] == SyncStep.STEP1:
-            await ws.send_bytes(_EMPTY_STEP2)
+            await ws.send_bytes(prefix + _EMPTY_STEP2)
         elif sync[0] == SyncStep.STEP2:
             return sync[1]
 
 
-async def open_peer(session: aiohttp.ClientSession, url: str, room: str) -> Peer:
+async def open_peer(
+    session: aiohttp.ClientSession, url: str, room: str, hocuspocus: bool = False
+) -> Peer:
     """Connect and do the y-websocket handshake: our SyncStep1 out, the server's SyncStep1
     answered with an empty SyncStep2, wait for the server's SyncStep2.
+
+    ``hocuspocus``: ``url`` is a Hocuspocus endpoint; the room travels in every frame,
+    and an Auth message with an empty token opens it first (as a provider does).
 
     Callers bound it with asyncio.timeout().
 
@@ -111,14 +143,20 @@ async def open_peer(session: aiohttp.ClientSession, url: str, room: str) -> Peer
     """
     t0 = time.perf_counter()
     ws = await session.ws_connect(url, max_msg_size=0, autoping=True, timeout=_WS_TIMEOUT)
+    prefix = b""
+    if hocuspocus:
+        name = room.encode()
+        prefix = encode_varuint(len(name)) + name
     try:
-        await ws.send_bytes(_STEP1)
-        step2 = await _read_step2(ws)
+        if prefix:
+            await ws.send_bytes(prefix + b"\x02\x00\x00")  # Auth, token, "" (no token)
+        await ws.send_bytes(prefix + _STEP1)
+        step2 = await _read_step2(ws, prefix)
     except BaseException:
         with contextlib.suppress(OSError, asyncio.TimeoutError, RuntimeError):
             await ws.close()
         raise
-    return Peer(ws, room, (time.perf_counter() - t0) * 1000, step2)
+    return Peer(ws, room, (time.perf_counter() - t0) * 1000, step2, prefix)
 
 
 async def connect_many(

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from collab.errors import CloseCode
-from collab.relay.connection import Connection, ConnectionState
+from collab.relay.connection import DIRECT_MAX, Connection, ConnectionState, binary_frame
 from collab.store import StoreClosed
 from collab.sync.hocuspocus import (
     Address,
@@ -55,6 +55,21 @@ REFUSALS = frozenset(
     )
 )
 """Codes that refuse one document (PermissionDenied for it); others close the socket."""
+
+
+class _Last:
+    """The last message a session built, for the next session of the same broadcast."""
+
+    __slots__ = ("data", "frame", "message", "prefix")
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.prefix = b""
+        self.message = b""
+        self.frame: bytes | None = None
+
+
+_LAST = _Last()
 
 
 class Session(Connection):
@@ -112,10 +127,19 @@ class Session(Connection):
         """Send a y-websocket message (a room's reply or broadcast) as this document's.
 
         ``frame`` (the room's prebuilt WebSocket frame) cannot serve: the address makes
-        these bytes different from the y-websocket members'.
+        these bytes different from the y-websocket members'. Fan-out sends one ``data``
+        to every member in turn, so the message and frame built for the last address are
+        kept: every session of a document that shares the plain document name as address
+        (all but 4.x session-awareness ones) reuses one encoding, as Hocuspocus does.
         """
-        if self._state is ConnectionState.OPEN:
-            self.socket.send(self.prefix + data)
+        if self._state is not ConnectionState.OPEN:
+            return
+        last = _LAST
+        if last.data is not data or last.prefix != self.prefix:
+            message = self.prefix + data
+            last.data, last.prefix, last.message = data, self.prefix, message
+            last.frame = binary_frame(message) if len(message) <= DIRECT_MAX else None
+        self.socket.send(last.message, last.frame)
 
     def send_message(self, message: bytes) -> None:
         """Send a whole Hocuspocus frame (its address already in front)."""

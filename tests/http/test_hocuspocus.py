@@ -21,6 +21,7 @@ from collab.config import Config
 from collab.errors import CloseCode
 from collab.http.state import HUB, SESSIONS
 from collab.sync import hocuspocus as hp
+from collab.sync.protocol import SyncUpdate
 from tests import process
 from tests.conftest import TIMEOUT_FACTOR, Server, editor, eventually, start_server
 from tests.http.api import SECRET, call, jti_of, token
@@ -487,3 +488,28 @@ async def test_hocuspocus_and_ws_members_on_two_nodes(tmp_path: Path) -> None:
                 node.signal(signal.SIGTERM)
             for node in nodes:
                 await node.wait(20)
+
+
+async def test_each_session_gets_the_broadcast_under_its_own_address(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """Sessions of one document with different addresses (4.x session awareness adds
+    ``\\0sessionId``) each get a relayed update framed with their own address, however
+    their turns interleave in the fan-out (which reuses one encoding per address)."""
+    addresses = [hp.Address("shared"), hp.Address("shared", "s1"), hp.Address("shared")]
+    sockets = []
+    for address in addresses:
+        ws = await _raw(server, session)
+        await ws.send_bytes(hp.encode_token(address, ""))
+        assert isinstance(hp.decode(await _next_binary(ws)), hp.Authenticated)
+        sockets.append(ws)
+    async with editor(session, server.url("shared")) as member:
+        member.text += "hello"
+        for ws, address in zip(sockets, addresses, strict=True):
+            while True:
+                message = hp.decode(await _next_binary(ws))
+                assert message.address == address  # type: ignore[union-attr]
+                if isinstance(message, hp.Sync) and isinstance(message.body, SyncUpdate):
+                    break
+    for ws in sockets:
+        await ws.close()
