@@ -12,9 +12,11 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from pycrdt import Doc, Text
 
 from collab.auth import Access, mint
 from collab.config import Config
@@ -232,6 +234,62 @@ async def test_a_revoked_token_ends_only_its_document(
         assert not auth_server.app[SESSIONS] or all(
             s.address.document == "b" for s in auth_server.app[SESSIONS]
         )
+
+
+async def test_a_token_that_expires_ends_its_document(
+    auth_server: Server, session: aiohttp.ClientSession
+) -> None:
+    """A document's token that expires while open is answered with PermissionDenied
+    ("token expired") for that document; the socket stays for the others."""
+    ws = await _raw(auth_server, session)
+    await ws.send_bytes(hp.encode_token(hp.Address("brief"), token("brief", expires_in=1)))
+    await ws.send_bytes(hp.encode_token(hp.Address("long"), token("long")))
+    seen: list[object] = []
+    while hp.PermissionDenied(hp.Address("brief"), "token expired") not in seen:
+        seen.append(hp.decode(await _next_binary(ws)))
+    assert hp.Authenticated(hp.Address("long"), hp.Scope.READ_WRITE) in seen
+    hub = auth_server.app[HUB]
+    await eventually(lambda: not hub.rooms["brief"].members, what="brief left its room")
+    assert len(hub.rooms["long"].members) == 1
+    await ws.close()
+
+
+async def test_each_document_has_its_own_update_limit(
+    config: Config, session: aiohttp.ClientSession
+) -> None:
+    """The update rate limit counts per document: a burst of the limit on each of two
+    documents passes; one more on either closes the socket with 1013 (try again later)."""
+    limited = config.replace(max_updates_per_second=0.01, update_burst=3)
+    async with start_server(limited) as server:
+        ws = await _raw(server, session)
+        docs: dict[str, Doc[Any]] = {}
+        for name in ("left", "right"):
+            await ws.send_bytes(hp.encode_token(hp.Address(name), ""))
+            docs[name] = Doc()
+
+        def edit(name: str) -> bytes:
+            updates: list[bytes] = []
+            sub = docs[name].observe(lambda event: updates.append(event.update))
+            docs[name].get("content", type=Text).insert(0, "x")
+            docs[name].unobserve(sub)
+            return hp.encode_update(hp.Address(name), updates[0])
+
+        for _ in range(3):
+            for name in docs:
+                await ws.send_bytes(edit(name))
+        hub = server.app[HUB]
+
+        def stored_six() -> bool:
+            return all(n in hub.rooms and hub.rooms[n].seq == 3 for n in docs)
+
+        await eventually(stored_six, what="three edits on each document")
+        assert not ws.closed
+        await ws.send_bytes(edit("left"))
+        msg = await asyncio.wait_for(ws.receive(), 5 * TIMEOUT_FACTOR)
+        while msg.type is aiohttp.WSMsgType.BINARY:
+            msg = await asyncio.wait_for(ws.receive(), 5 * TIMEOUT_FACTOR)
+        assert ws.close_code == CloseCode.TRY_AGAIN_LATER
+        await ws.close()
 
 
 # -- bad input -----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from pycrdt import Doc, Text
 from collab.config import Config
 from collab.http.state import HUB
 from collab.relay.webhook import Webhooks, sign, verify
+from collab.sync import hocuspocus as hp
 from collab.sync.protocol import write_var_uint
 from tests.conftest import TIMEOUT_FACTOR, editor, eventually, raw_client, start_server
 
@@ -272,6 +273,32 @@ async def test_connect_and_disconnect_events(
             1000,
         )
         assert all(_verified_by_hand(r) for r in hook.requests)
+
+
+async def test_hocuspocus_documents_send_the_same_events(
+    config: Config, session: aiohttp.ClientSession
+) -> None:
+    """Each document of a Hocuspocus socket is a connection for the webhooks: opened when
+    it joins, changed by its edits (with its author), closed with its code when the
+    provider closes it."""
+    async with receiver() as hook, start_server(_hooked(config, hook.url)) as server:
+        address = hp.Address("hp-room")
+        async with session.ws_connect(f"ws://127.0.0.1:{server.port}/hocuspocus?user=hilda") as ws:
+            await ws.send_bytes(hp.encode_token(address, ""))
+            source: Doc[Any] = Doc()
+            updates: list[bytes] = []
+            source.observe(lambda event: updates.append(event.update))
+            source.get("content", type=Text).insert(0, "hi")
+            await ws.send_bytes(hp.encode_update(address, updates[-1]))
+            await eventually(lambda: bool(hook.events("document.changed")), what="changed")
+            await ws.send_bytes(hp.encode_close(address))
+            await eventually(lambda: bool(hook.events("connection.closed")), what="closed")
+        (opened,) = hook.events("connection.opened")
+        (changed,) = hook.events("document.changed")
+        (closed,) = hook.events("connection.closed")
+        assert (opened["room"], opened["user"]) == ("hp-room", "hilda")
+        assert changed["room"] == "hp-room" and "hilda" in str(changed)
+        assert (closed["connection_id"], closed["close_code"]) == (opened["connection_id"], 1000)
 
 
 async def test_shutdown_sends_the_pending_change(
