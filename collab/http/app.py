@@ -29,6 +29,7 @@ from collab.http.body import load_models
 from collab.http.errors import error_middleware, json_response
 from collab.http.openapi import Route, spec
 from collab.http.state import (
+    ACKS,
     CONFIG,
     CONNECTIONS,
     DRAINING,
@@ -42,6 +43,7 @@ from collab.http.state import (
 from collab.relay.hub import Hub
 from collab.relay.keepalive import sweep
 from collab.relay.metrics import Metrics
+from collab.relay.session import Acknowledgements
 from collab.relay.tasks import reraise_cancellation, stop_tasks
 from collab.store import DocumentStore, Store, TokenStore, now_ms
 
@@ -111,6 +113,7 @@ async def _hub_ctx(app: web.Application):  # type: ignore[no-untyped-def]
     sessions = app[SESSIONS]
     metrics = Metrics(hub, sessions=lambda: len(sessions))
     app[METRICS] = metrics
+    acks = app[ACKS] = Acknowledgements(functools.partial(store.flush, hurry=False))
     store.on_commit = metrics.commit_seconds.observe
     await _purge(store, config)
     hub.revoked.update(await TokenStore(store).revoked())
@@ -139,6 +142,7 @@ async def _hub_ctx(app: web.Application):  # type: ignore[no-untyped-def]
         await cluster.stop()
         hub.cluster = None
     await hub.close()
+    await acks.close()  # after the hub's last commit, whose acknowledgements find no socket
     await hub.webhooks.close()  # after the hub, so the last changes are announced
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 import uuid
@@ -43,6 +42,7 @@ from collab.errors import (
     UnsupportedData,
 )
 from collab.http.state import (
+    ACKS,
     CONFIG,
     CONNECTIONS,
     HUB,
@@ -219,7 +219,7 @@ class _Socket:
             address,
             f"{self.conn.id}.{self._next}",
             author=identity.author_of(self.request.query.get("user")),
-            flush=functools.partial(app[HUB].store.flush, hurry=False),
+            acks=app[ACKS],
             on_end=self._ended,
         )
         session.read_only = access is Access.READ

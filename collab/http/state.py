@@ -18,10 +18,11 @@ from collab.errors import CloseCode, Forbidden, Overloaded, Unauthorized
 from collab.relay.connection import Connection
 from collab.relay.hub import Hub
 from collab.relay.metrics import Metrics
-from collab.relay.session import Session
+from collab.relay.session import Acknowledgements, Session
 from collab.sync.room import validate_room_name
 
 __all__ = [
+    "ACKS",
     "CONFIG",
     "CONNECTIONS",
     "DRAINING",
@@ -48,6 +49,7 @@ CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")  # every li
 DRAINING: web.AppKey[asyncio.Event] = web.AppKey("draining")  # set when shutdown starts
 # Every open document of every Hocuspocus socket (each socket itself is in CONNECTIONS).
 SESSIONS: web.AppKey[set[Session]] = web.AppKey("sessions")
+ACKS = web.AppKey("acks", Acknowledgements)  # Hocuspocus SyncStatus, sent after commits
 
 
 def verifier_for(config: Config) -> Verifier | None:
