@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from collab.auth import Access
+from collab.config import Config
 from collab.http.state import HUB
 from tests.browser import MS, tiptap_page
-from tests.conftest import Server, eventually
-from tests.http.api import call
+from tests.conftest import Server, eventually, start_server
+from tests.http.api import SECRET, call, token
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
@@ -67,3 +69,48 @@ async def test_tiptap_over_hocuspocus_and_over_ws_edit_one_document(
     status, body = await call(session, server, "GET", "/api/docs/tip/content?format=json")
     assert status == 200
     assert "from hocuspocus and from ws" in str(body)
+
+
+async def test_tiptap_with_tokens_read_write_and_read_only(
+    config: Config, browser: Browser, tiptap_bundle: Path, session: aiohttp.ClientSession
+) -> None:
+    """With auth on, a Tiptap page with a read-write token edits (scope read-write, its
+    edits stored under the token's author); one with a read-only token is told
+    ``readonly``, sees those edits live, and what it types reaches nobody."""
+    async with start_server(config.replace(auth_secret=SECRET)) as auth_server:
+        await _read_write_and_read_only(auth_server, browser, tiptap_bundle, session)
+
+
+async def _read_write_and_read_only(
+    auth_server: Server, browser: Browser, tiptap_bundle: Path, session: aiohttp.ClientSession
+) -> None:
+    url = f"ws://127.0.0.1:{auth_server.port}/hocuspocus"
+    writer = await tiptap_page(
+        browser, tiptap_bundle, url=url, doc="guarded", name="Wren",
+        token=token("guarded", user="wren"),
+    )  # fmt: skip
+    reader = await tiptap_page(
+        browser, tiptap_bundle, url=url, doc="guarded", name="Rhea",
+        token=token("guarded", Access.READ, user="rhea"),
+    )  # fmt: skip
+    try:
+        await writer.wait_for_function("window.editorState().scope === 'read-write'", timeout=MS)
+        await reader.wait_for_function("window.editorState().scope === 'readonly'", timeout=MS)
+        await writer.evaluate("window.typeText('written')")
+        await reader.wait_for_function("window.editorState().text === 'written'", timeout=MS)
+        await writer.wait_for_function("window.editorState().unsynced === 0", timeout=MS)
+        await reader.evaluate("window.typeText(' sneaky')")
+        await reader.wait_for_function("window.editorState().unsynced > 0", timeout=MS)
+        # A write of the writer's after the refused one arrives alone.
+        await writer.evaluate("window.typeText('!')")
+        await writer.wait_for_function("window.editorState().unsynced === 0", timeout=MS)
+        assert (await _state(writer))["text"] == "written!"
+    finally:
+        await writer.context.close()
+        await reader.context.close()
+    admin = token()
+    status, body = await call(
+        session, auth_server, "GET", "/api/docs/guarded/history?raw=1", token=admin
+    )
+    assert status == 200
+    assert {a for entry in body["entries"] for a in entry["authors"]} == {"wren"}
