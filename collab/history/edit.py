@@ -22,8 +22,10 @@ from typing import Any
 
 from pycrdt import Doc, Text
 
-from collab.history.replay import Conflict, replay, root_kinds
+from collab.history.replay import Conflict, replay
 from collab.history.restore import restore_update
+from collab.history.richtext import XML_FRAGMENT, XML_TEXT
+from collab.history.shape import pick_root
 
 __all__ = [
     "Delete",
@@ -63,15 +65,16 @@ def text_update(text: str, root: str) -> bytes:
     return doc.get_update()
 
 
-def replace_update(state: bytes, root: str, text: str) -> bytes:
-    """The change that makes text root ``root`` of the document ``state`` hold ``text``
-    (empty: nothing to change).
+def replace_update(state: bytes, root: str | None, text: str) -> bytes:
+    """The change that makes text root ``root`` (default: the main root) of the document
+    ``state`` hold ``text`` (empty: nothing to change).
 
     Raises:
-        Conflict: ``root`` is not a text (a map, an array, XML).
+        NotFound: the document has no root ``root``.
+        Conflict: the root is not a text (a map, an array, XML).
     """
     current = replay(state, [])
-    _check_text(current, root)
+    root = _check_text(current, root)
     target = replay(state, [])
     content = target.get(root, type=Text)
     content.clear()
@@ -79,15 +82,17 @@ def replace_update(state: bytes, root: str, text: str) -> bytes:
     return restore_update(current, target)
 
 
-def patch_update(state: bytes, root: str, operations: Sequence[Operation]) -> bytes:
-    """The change that applies ``operations`` to text root ``root`` of ``state``.
+def patch_update(state: bytes, root: str | None, operations: Sequence[Operation]) -> bytes:
+    """The change that applies ``operations`` to text root ``root`` (default: the main
+    root) of ``state``.
 
     Raises:
+        NotFound: the document has no root ``root``.
         Conflict: ``root`` is not a text, or an operation reaches past the end of the text
             as it is by then (the document changed since the caller read it).
     """
     doc = replay(state, [])
-    _check_text(doc, root)
+    root = _check_text(doc, root)
     content = doc.get(root, type=Text)
     chunks = content.diff()
     # Without embeds (the usual case) a mirror string gives offsets at C speed; with them,
@@ -129,10 +134,16 @@ def patch_update(state: bytes, root: str, operations: Sequence[Operation]) -> by
     return updates[0] if updates else b""
 
 
-def _check_text(doc: Doc[Any], root: str) -> None:
-    kind = root_kinds(doc).get(root, "empty")
+def _check_text(doc: Doc[Any], root: str | None) -> str:
+    name, kind = pick_root(doc, root, "the document")
+    if kind in (XML_FRAGMENT, XML_TEXT):
+        raise Conflict(
+            f"root {name!r} is rich text ({kind}): write it as ProseMirror JSON "
+            '(Content-Type: application/json, {"type": "doc", ...})'
+        )
     if kind not in ("text", "empty"):
-        raise Conflict(f"root {root!r} is a {kind}, not a text")
+        raise Conflict(f"root {name!r} is a {kind}, not a text")
+    return name
 
 
 def _offset(text: Text, mirror: str | None, index: int) -> int:

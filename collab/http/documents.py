@@ -36,6 +36,7 @@ from collab.history.service import History
 from collab.http.body import MAX_JSON, load_models, read
 from collab.http.errors import json_response
 from collab.http.openapi import WRITE, Route
+from collab.http.rich import RICH_FORMATS, rich_response
 from collab.http.state import CONFIG, HUB, author, authorize, identify
 from collab.store import DocumentInfo, DocumentState, DocumentStore, now_ms
 from collab.sync.awareness import announced_user
@@ -236,9 +237,7 @@ async def _content(request: web.Request) -> web.StreamResponse:
     head = await history.head(name)
     fmt = request.query.get("format", "text")
     if fmt == "text":
-        text = await history.version_text(
-            head, head.last_seq, request.query.get("root", TEXT_ROOT)
-        )
+        text = await history.version_text(head, head.last_seq, request.query.get("root"))
         return web.Response(
             text=text, content_type="text/plain", charset="utf-8", headers=_seq(head.last_seq)
         )
@@ -250,7 +249,12 @@ async def _content(request: web.Request) -> web.StreamResponse:
         return web.Response(
             body=state, content_type="application/octet-stream", headers=_seq(head.last_seq)
         )
-    raise BadRequest(f"bad format {fmt!r}: expected text, json or yjs")
+    if fmt in RICH_FORMATS:
+        found, document = await history.version_rich(
+            head, head.last_seq, request.query.get("root"), fmt
+        )
+        return rich_response(document, found.seq, found.created_ms)
+    raise BadRequest(f"bad format {fmt!r}: expected text, json, yjs, prosemirror or html")
 
 
 def _seq(seq: int) -> dict[str, str]:
@@ -278,7 +282,7 @@ async def _replace(request: web.Request) -> web.StreamResponse:
         raise DocumentTooLarge(f"content larger than max_document_size ({limit} bytes)")
     await _live(request, name)
     state = await _state(request, name)
-    update = await asyncio.to_thread(replace_update, state, TEXT_ROOT, text)
+    update = await asyncio.to_thread(replace_update, state, request.query.get("root"), text)
     return await _changed(request, name, update, author(request, identity, user))
 
 
@@ -291,7 +295,8 @@ async def _patch(request: web.Request) -> web.StreamResponse:
     data = parse(PatchContent, await read(request, request.app[CONFIG].max_document_size))
     await _live(request, name)
     state = await _state(request, name)
-    update = await asyncio.to_thread(patch_update, state, TEXT_ROOT, data.operations())
+    root = request.query.get("root")
+    update = await asyncio.to_thread(patch_update, state, root, data.operations())
     return await _changed(request, name, update, author(request, identity, data.user))
 
 
@@ -317,10 +322,12 @@ _LIST_QUERY = (
     ("limit", "1-200 (default 50)", {"type": "integer"}),
     ("cursor", "the previous page's next"),
 )
+_CONTENT_FORMATS = ["text", "json", "yjs", "prosemirror", "html"]
 _CONTENT_QUERY = (
-    ("format", "text, json or yjs", {"enum": ["text", "json", "yjs"]}),
-    ("root", "for format=text: the root to read (default content)"),
+    ("format", "text, json, yjs, prosemirror or html", {"enum": _CONTENT_FORMATS}),
+    ("root", "for text, prosemirror, html: the root (default the main root)"),
 )
+_WRITE_QUERY = (("root", "the root to write (default the main root)"),)
 ROUTES = (
     Route(
         "GET", "/api/docs", _list,
@@ -351,11 +358,11 @@ ROUTES = (
         "PUT", CONTENT, _replace,
         "Replace the content text: applied as a minimal edit, relayed live, stored "
         "with the caller as author", _TAG,
-        (200, "applied"), WRITE, body="ReplaceContent", text_body=True,
+        (200, "applied"), WRITE, _WRITE_QUERY, body="ReplaceContent", text_body=True,
     ),
     Route(
         "PATCH", CONTENT, _patch,
         "Insert and delete in the content text, in order; indexes count code points", _TAG,
-        (200, "applied"), WRITE, body="PatchContent",
+        (200, "applied"), WRITE, _WRITE_QUERY, body="PatchContent",
     ),
 )  # fmt: skip

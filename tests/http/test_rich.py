@@ -1,0 +1,178 @@
+"""Rich-text documents on a real server: written by real WebSocket clients in the shape
+Tiptap and y-prosemirror write them, two authors, every history and content endpoint read
+over HTTP and checked against exact JSON and HTML."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from pycrdt import Doc, XmlElement, XmlFragment, XmlText
+
+from collab.sync.protocol import encode_update
+from tests.conftest import Server, eventually, raw_client
+from tests.http.api import call
+from tests.richdoc import add, el
+
+BOLD: dict[str, Any] = {"bold": {}}
+
+
+class Writer:
+    """One local document whose changes are sent to a room, each under an author."""
+
+    def __init__(self, session: aiohttp.ClientSession, server: Server, room: str) -> None:
+        self.session, self.server, self.room = session, server, room
+        self.doc: Doc[Any] = Doc()
+        self.fragment = self.doc.get("default", type=XmlFragment)
+        self.seq = 0
+
+    async def change(self, user: str, edit: Callable[[XmlFragment], None]) -> int:
+        """Make ``edit`` in one transaction and send it as ``user``; wait until stored."""
+        before = self.doc.get_state()
+        with self.doc.transaction():
+            edit(self.fragment)
+        update = self.doc.get_update(before)
+        async with raw_client(self.session, self.server.url(self.room, f"user={user}")) as client:
+            await client.handshake()
+            await client.ws.send_bytes(encode_update(update))
+            target = self.seq + 1
+
+            async def stored() -> bool:
+                status, info = await call(
+                    self.session, self.server, "GET", f"/api/docs/{self.room}/info"
+                )
+                return status == 200 and info["seq"] >= target
+
+            await eventually(stored, 10, "update stored")
+        self.seq += 1
+        return self.seq
+
+
+def first_text(fragment: XmlFragment, block: int) -> XmlText:
+    element = fragment.children[block]
+    assert isinstance(element, XmlElement)
+    text = element.children[0]
+    assert isinstance(text, XmlText)
+    return text
+
+
+@pytest.fixture
+async def tiptap(session: aiohttp.ClientSession, server: Server) -> AsyncIterator[Writer]:
+    """Room "tip": ann writes a heading and a paragraph (seq 1); bob makes "world" bold and
+    adds a paragraph with a literal ``<b>`` (seq 2)."""
+    writer = Writer(session, server, "tip")
+    await writer.change(
+        "ann", lambda f: add(f, [el("heading", "Title", level=2), el("paragraph", "Hello world")])
+    )
+
+    def bob(f: XmlFragment) -> None:
+        first_text(f, 1).format(6, 11, BOLD)
+        add(f, [el("paragraph", "Second <b> & more")])
+
+    await writer.change("bob", bob)
+    yield writer
+
+
+V1 = {
+    "type": "doc",
+    "content": [
+        {"type": "heading", "attrs": {"level": 2}, "content": [{"type": "text", "text": "Title"}]},
+        {"type": "paragraph", "content": [{"type": "text", "text": "Hello world"}]},
+    ],
+}
+V2 = {
+    "type": "doc",
+    "content": [
+        V1["content"][0],
+        {
+            "type": "paragraph",
+            "content": [
+                {"type": "text", "text": "Hello "},
+                {"type": "text", "text": "world", "marks": [{"type": "bold"}]},
+            ],
+        },
+        {"type": "paragraph", "content": [{"type": "text", "text": "Second <b> & more"}]},
+    ],
+}
+V2_HTML = "<h2>Title</h2><p>Hello <strong>world</strong></p><p>Second &lt;b&gt; &amp; more</p>"
+
+
+async def test_versions_and_content_as_prosemirror_and_html(
+    session: aiohttp.ClientSession, server: Server, tiptap: Writer
+) -> None:
+    """Without ?root= a Tiptap document reads its fragment: as ProseMirror JSON, HTML, and
+    escaped XML text; the seq travels in a header."""
+
+    async def get(path: str) -> tuple[int, Any]:
+        return await call(session, server, "GET", path)
+
+    assert await get("/api/docs/tip/versions/1?format=prosemirror") == (200, V1)
+    assert await get("/api/docs/tip/versions/2?format=prosemirror&root=default") == (200, V2)
+    assert await get("/api/docs/tip/content?format=prosemirror") == (200, V2)
+    async with session.get(server.http + "/api/docs/tip/content?format=html") as response:
+        assert response.status == 200
+        assert response.content_type == "text/html"
+        assert response.headers["X-Collab-Seq"] == "2"
+        assert await response.text() == V2_HTML
+    async with session.get(server.http + "/api/docs/tip/versions/1?format=html") as response:
+        assert await response.text() == "<h2>Title</h2><p>Hello world</p>"
+    assert await get("/api/docs/tip/content") == (
+        200,
+        '<heading level="2">Title</heading><paragraph>Hello <bold>world</bold></paragraph>'
+        "<paragraph>Second &lt;b&gt; &amp; more</paragraph>",
+    )
+    status, version = await get("/api/docs/tip/versions/2")
+    assert status == 200
+    assert version["content"]["default"].startswith('<heading level="2">')
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/docs/tip/versions/2?format=text&root=nope"),
+        ("GET", "/api/docs/tip/versions/2?format=prosemirror&root=nope"),
+        ("GET", "/api/docs/tip/content?root=nope"),
+        ("GET", "/api/docs/tip/content?format=html&root=nope"),
+        ("GET", "/api/docs/tip/diff?from=1&root=nope"),
+        ("GET", "/api/docs/tip/blame?root=nope"),
+        ("GET", "/api/docs/tip/samples?root=nope"),
+        ("PUT", "/api/docs/tip/content?root=nope"),
+        ("PATCH", "/api/docs/tip/content?root=nope"),
+    ],
+)
+async def test_unknown_root_is_404_everywhere(
+    session: aiohttp.ClientSession, server: Server, tiptap: Writer, method: str, path: str
+) -> None:
+    """Every endpoint that takes ?root= answers 404 for a root the document does not have."""
+    body = [{"op": "insert", "index": 0, "text": "x"}] if method == "PATCH" else None
+    kwargs: dict[str, Any] = {"data": "x"} if method == "PUT" else {}
+    status, answer = await call(session, server, method, path, body, **kwargs)
+    assert status == 404
+    assert "has no root named 'nope'" in answer["error"]
+
+
+async def test_text_writes_to_rich_text_are_409(
+    session: aiohttp.ClientSession, server: Server, tiptap: Writer
+) -> None:
+    """A text body for the fragment (named or the default) is refused, never written to
+    another root."""
+    for path in ("/api/docs/tip/content", "/api/docs/tip/content?root=default"):
+        status, answer = await call(session, server, "PUT", path, data="plain")
+        assert status == 409
+        assert "rich text" in answer["error"]
+    status, answer = await call(
+        session,
+        server,
+        "PATCH",
+        "/api/docs/tip/content",
+        [{"op": "insert", "index": 0, "text": "x"}],
+    )
+    assert status == 409
+    assert (await call(session, server, "GET", "/api/docs/tip/info"))[1]["seq"] == 2
+    status, answer = await call(
+        session, server, "GET", "/api/docs/tip/content?format=prosemirror&root=content"
+    )
+    assert status == 400
+    assert "rich-text" in answer["error"]

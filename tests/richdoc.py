@@ -1,0 +1,75 @@
+"""Rich-text documents in the shapes editors write them, built with pycrdt.
+
+y-prosemirror (and so Tiptap and BlockNote) stores a ProseMirror document in a
+``Y.XmlFragment``: each node an ``XmlElement`` named by its type with its attrs as
+attributes (``null`` attrs not stored, numbers as floats), each run of text an ``XmlText``
+whose formatting attributes are the marks (``{"bold": {}}``, ``{"link": {"href": ...}}``),
+an inline node such as a hard break an ``XmlElement`` between two ``XmlText`` siblings.
+
+A spec is a list of nodes: an element is ``(type, attrs, [children])``, a text is a list
+of runs ``[(text, formatting or None), ...]``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from typing import Any
+
+from pycrdt import Doc, XmlElement, XmlFragment, XmlText
+
+from tests.jsclient import JS_DIR, require_node
+
+__all__ = ["Spec", "add", "el", "from_update", "node_rich", "rich_doc"]
+
+Spec = list[Any]
+
+
+def el(tag: str, *children: Any, **attrs: Any) -> tuple[str, dict[str, Any], list[Any]]:
+    """An element spec; a ``str`` child is an unformatted text run."""
+    kids = [[(child, None)] if isinstance(child, str) else child for child in children]
+    return (tag, attrs, kids)
+
+
+def add(parent: XmlFragment | XmlElement, spec: Spec, at: int | None = None) -> None:
+    """Append (or insert at ``at``) the nodes of ``spec`` to ``parent``, integrated."""
+    for k, node in enumerate(spec):
+        index = len(parent.children) if at is None else at + k
+        if isinstance(node, tuple):
+            tag, attrs, kids = node
+            element = parent.children.insert(index, XmlElement(tag, attrs))
+            add(element, kids)
+        else:
+            text = parent.children.insert(index, XmlText())
+            for run, formatting in node:
+                text.insert(len(text), run, formatting)
+
+
+def rich_doc(spec: Spec, root: str = "default") -> Doc[Any]:
+    """A new document whose fragment ``root`` holds ``spec``."""
+    doc: Doc[Any] = Doc()
+    add(doc.get(root, type=XmlFragment), spec)
+    return doc
+
+
+def node_rich(command: dict[str, Any]) -> dict[str, Any]:
+    """Run one command of ``tests/js/richtext.mjs`` (the real y-prosemirror and Yjs); skips
+    when Node or the packages are missing (see ``tests.jsclient.require_node``)."""
+    node = require_node()
+    done = subprocess.run(
+        [node, str(JS_DIR / "richtext.mjs")],
+        input=json.dumps(command).encode(),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer
+
+
+def from_update(update: str) -> Doc[Any]:
+    """A document from a base64 update."""
+    doc: Doc[Any] = Doc()
+    doc.apply_update(base64.b64decode(update))
+    return doc
