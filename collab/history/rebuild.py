@@ -33,6 +33,7 @@ from collab.history.replay import (
     well_formed,
 )
 from collab.history.restore import restore_update
+from collab.history.richdiff import RichAttribution
 from collab.history.richtext import (
     XML_FRAGMENT,
     XML_TEXT,
@@ -40,7 +41,7 @@ from collab.history.richtext import (
     prosemirror_json,
     tree_of,
 )
-from collab.history.shape import pick_root
+from collab.history.shape import kinds_of, pick_root
 
 __all__ = [
     "Source",
@@ -164,32 +165,40 @@ def pick_either(target: Doc[Any], base: Doc[Any], root: str | None, seq: int) ->
         return pick_root(base, root, f"version {seq}")
 
 
-def attribute(
-    base: Source, target: Source, steps: Steps, root: str | None
-) -> tuple[str, list[Span]]:
-    """Who inserted and deleted each span of text root ``root`` (default: the main root)
-    from ``base`` to ``target``; the root's name and the spans.
+def attribute(base: Source, target: Source, steps: Steps, root: str | None) -> dict[str, Any]:
+    """Who inserted and deleted what in root ``root`` (default: the main root) from
+    ``base`` to ``target``: for a text root its spans (``spans_json``), for a rich-text
+    root the union document (``richdiff``) as ``doc``, with its totals; always ``root``.
 
     Raises:
         NotFound: neither version has the root.
-        BadRequest: the root is not text.
+        BadRequest: the root is neither text nor an XML fragment.
     """
     doc = rebuild(base)
     final = rebuild(target)
     name, kind = pick_either(final, doc, root, target.seq)
-    if kind not in ("text", "empty"):
-        raise BadRequest(f"diff and blame read text roots; {name!r} is {kind}")
+    if kind == "empty":  # a root all deleted in both: read it as the text it likely was
+        kind = XML_FRAGMENT if kinds_of(doc).get(name) == XML_FRAGMENT else "text"
+    if kind not in ("text", XML_FRAGMENT):
+        raise BadRequest(f"diff and blame read text and XML fragment roots; {name!r} is {kind}")
     if steps.single is not None:
         change = final.get_update(doc.get_state())
         step_list = [dataclasses.replace(steps.single, updates=[change])]
     else:
         step_list = _steps_by_author(steps.rows)
+    if kind == XML_FRAGMENT:
+        rich = RichAttribution(doc, name)
+        try:
+            rich.apply(step_list)
+        finally:
+            rich.close()
+        return {"root": name, **rich.totals(), "doc": rich.document()}
     attribution = Attribution(doc, name)
     try:
         attribution.apply(step_list)
     finally:
         attribution.close()
-    return name, attribution.spans()
+    return {"root": name, **spans_json(attribution.spans())}
 
 
 def span_json(span: Span) -> dict[str, Any]:

@@ -32,8 +32,6 @@ from collab.history.rebuild import (
     root_rich,
     root_text,
     sample,
-    span_json,
-    spans_json,
     state_of,
 )
 from collab.history.replay import (
@@ -206,33 +204,32 @@ class History:
     async def diff(
         self, head: DocumentHead, old: int, new: int, root: str | None
     ) -> dict[str, Any]:
-        """What changed in text root ``root`` from version ``old`` to version ``new``, and who
-        changed it."""
+        """What changed in root ``root`` from version ``old`` to version ``new``, and who
+        changed it: spans of a text, or the union document of rich text (``doc``)."""
         if old > new:
             raise BadRequest(f"from ({old}) must not be after to ({new})")
         base = await self._source(head, old)
         target = await self._source(head, new)
         steps_source = await self._steps(head, base.seq, target)
-        name, spans = await asyncio.to_thread(attribute, base, target, steps_source, root)
+        found = await asyncio.to_thread(attribute, base, target, steps_source, root)
         return {
-            "root": name,
+            "root": found.pop("root"),
             "from": {"seq": base.seq, "time": format_ms(base.created_ms)},
             "to": {"seq": target.seq, "time": format_ms(target.created_ms)},
-            **spans_json(spans),
+            **found,
         }
 
     async def blame(self, head: DocumentHead, seq: int, root: str | None) -> dict[str, Any]:
-        """Who wrote each span of text root ``root`` in version ``seq``."""
+        """Who wrote each span of root ``root`` in version ``seq``: spans of a text, or
+        the version of rich text with every run marked (``doc``)."""
         empty = VersionSource(0, head.created_ms, None, 0, [])
         target = await self._source(head, seq)
         steps_source = await self._steps(head, 0, target)
-        name, spans = await asyncio.to_thread(attribute, empty, target, steps_source, root)
-        return {
-            "root": name,
-            "seq": target.seq,
-            "time": format_ms(target.created_ms),
-            "spans": [span_json(span) for span in spans],
-        }
+        found = await asyncio.to_thread(attribute, empty, target, steps_source, root)
+        out = {"root": found.pop("root"), "seq": target.seq, "time": format_ms(target.created_ms)}
+        if "doc" in found:
+            return {**out, "authors": found["authors"], "doc": found["doc"]}
+        return {**out, "spans": found["spans"]}
 
     async def _steps(self, head: DocumentHead, after: int, target: VersionSource) -> Steps:
         """What attribution needs between two versions: when one author made every update

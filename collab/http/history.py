@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 from aiohttp import web
 
 from collab.auth import Access
 from collab.clock import format_ms
 from collab.errors import BadRequest
+from collab.history.markup import html_of
 from collab.history.service import History
 from collab.http.body import MAX_JSON, load_models, read
 from collab.http.errors import json_response
@@ -138,13 +140,25 @@ async def _diff(request: web.Request) -> web.StreamResponse:
         raise BadRequest("give the older version as from=SEQ or from_at=TIME")
     old = await history.resolve(head, query.get("from"), query.get("from_at"))
     new = await history.resolve(head, query.get("to"), query.get("to_at"))
-    return json_response(await history.diff(head, old, new, query.get("root")))
+    return _changes(request, await history.diff(head, old, new, query.get("root")))
 
 
 async def _blame(request: web.Request) -> web.StreamResponse:
     history, head = await _open(request, Access.READ)
     seq = await history.resolve(head, request.query.get("seq"), request.query.get("at"))
-    return json_response(await history.blame(head, seq, request.query.get("root")))
+    return _changes(request, await history.blame(head, seq, request.query.get("root")))
+
+
+def _changes(request: web.Request, found: dict[str, Any]) -> web.StreamResponse:
+    """A diff or blame as JSON, or (``format=html``, rich text only) its document as HTML."""
+    fmt = request.query.get("format", "json")
+    if fmt == "json":
+        return json_response(found)
+    if fmt != "html":
+        raise BadRequest(f"bad format {fmt!r}: expected json or html")
+    if "doc" not in found:
+        raise BadRequest(f"format=html reads rich-text roots; {found['root']!r} is text")
+    return web.Response(text=html_of(found["doc"]), content_type="text/html", charset="utf-8")
 
 
 async def _restore(request: web.Request) -> web.StreamResponse:

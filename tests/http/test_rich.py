@@ -50,6 +50,13 @@ class Writer:
         return self.seq
 
 
+async def get_html(session: aiohttp.ClientSession, server: Server, path: str) -> tuple[int, str]:
+    """A GET answered with HTML: its status and text (the content type checked)."""
+    async with session.get(server.http + path) as response:
+        assert response.content_type == "text/html"
+        return response.status, await response.text()
+
+
 def first_text(fragment: XmlFragment, block: int) -> XmlText:
     element = fragment.children[block]
     assert isinstance(element, XmlElement)
@@ -176,3 +183,100 @@ async def test_text_writes_to_rich_text_are_409(
     )
     assert status == 400
     assert "rich-text" in answer["error"]
+
+
+def ychange(kind: str, user: str, seq: int, **extra: Any) -> dict[str, Any]:
+    return {"type": kind, "user": user, "seqs": [seq, seq], **extra}
+
+
+def marked(text: str, change: dict[str, Any], *marks: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "text", "text": text, "marks": [*marks, {"type": "ychange", "attrs": change}]}
+
+
+async def test_diff_of_rich_text(
+    session: aiohttp.ClientSession, server: Server, tiptap: Writer
+) -> None:
+    """The diff of a Tiptap document is the union document with bob's added paragraph and
+    his bold marked, the counts and authors; as HTML too."""
+    status, diff = await call(session, server, "GET", "/api/docs/tip/diff?from=1")
+    assert status == 200
+    assert (diff["from"]["seq"], diff["to"]["seq"]) == (1, 2)
+    del diff["from"], diff["to"]
+    added = ychange("added", "bob", 2)
+    assert diff == {
+        "root": "default",
+        "inserted": 17,
+        "deleted": 0,
+        "formatted": 5,
+        "authors": ["bob"],
+        "doc": {
+            "type": "doc",
+            "content": [
+                V1["content"][0],
+                {
+                    "type": "paragraph",
+                    "content": [
+                        {"type": "text", "text": "Hello "},
+                        marked(
+                            "world", ychange("formatted", "bob", 2, before=[]), {"type": "bold"}
+                        ),
+                    ],
+                },
+                {
+                    "type": "paragraph",
+                    "attrs": {"ychange": added},
+                    "content": [marked("Second <b> & more", added)],
+                },
+            ],
+        },
+    }
+    status, html = await get_html(
+        session, server, "/api/docs/tip/diff?from=1&to=2&format=html&root=default"
+    )
+    assert (status, html) == (
+        200,
+        '<h2>Title</h2><p>Hello <span data-change="formatted" data-user="bob" data-seqs="2-2">'
+        '<strong>world</strong></span></p><ins data-user="bob" data-seqs="2-2"><p>'
+        '<ins data-user="bob" data-seqs="2-2">Second &lt;b&gt; &amp; more</ins></p></ins>',
+    )
+
+
+async def test_blame_of_rich_text(
+    session: aiohttp.ClientSession, server: Server, tiptap: Writer
+) -> None:
+    """Blame marks every run with the author and seqs that wrote it; formatting a run
+    someone else wrote does not change who wrote it."""
+    status, blame = await call(session, server, "GET", "/api/docs/tip/blame")
+    assert status == 200
+    ann, bob = ychange("added", "ann", 1), ychange("added", "bob", 2)
+    assert (blame["root"], blame["seq"], blame["authors"]) == ("default", 2, ["ann", "bob"])
+    assert blame["doc"] == {
+        "type": "doc",
+        "content": [
+            {
+                "type": "heading",
+                "attrs": {"level": 2, "ychange": ann},
+                "content": [marked("Title", ann)],
+            },
+            {
+                "type": "paragraph",
+                "attrs": {"ychange": ann},
+                "content": [marked("Hello ", ann), marked("world", ann, {"type": "bold"})],
+            },
+            {
+                "type": "paragraph",
+                "attrs": {"ychange": bob},
+                "content": [marked("Second <b> & more", bob)],
+            },
+        ],
+    }
+    status, html = await get_html(session, server, "/api/docs/tip/blame?seq=1&format=html")
+    ins = '<ins data-user="ann" data-seqs="1-1">'
+    assert (status, html) == (
+        200,
+        f"{ins}<h2>{ins}Title</ins></h2></ins>{ins}<p>{ins}Hello world</ins></p></ins>",
+    )
+    status, error = await call(
+        session, server, "GET", "/api/docs/tip/blame?root=content&format=html"
+    )
+    assert status == 400
