@@ -280,3 +280,25 @@ async def test_blame_of_rich_text(
         session, server, "GET", "/api/docs/tip/blame?root=content&format=html"
     )
     assert status == 400
+
+
+async def test_restore_keeps_structure_and_undoes(
+    session: aiohttp.ClientSession, server: Server, tiptap: Writer
+) -> None:
+    """Restoring version 1 brings back its structure and formatting exactly (bold gone,
+    bob's paragraph gone) as one change; restoring the version just before that restore
+    gives back version 2 exactly."""
+
+    async def content() -> Any:
+        return (await call(session, server, "GET", "/api/docs/tip/content?format=prosemirror"))[1]
+
+    status, restored = await call(session, server, "POST", "/api/docs/tip/restore", {"seq": 1})
+    assert (status, restored) == (200, {"restored": 1, "seq": 3, "changed": True})
+    assert await content() == V1
+    status, diff = await call(session, server, "GET", "/api/docs/tip/diff?from=2&to=3")
+    assert (diff["inserted"], diff["deleted"], diff["formatted"]) == (0, 17, 5)
+    status, undone = await call(session, server, "POST", "/api/docs/tip/restore", {"seq": 2})
+    assert (status, undone) == (200, {"restored": 2, "seq": 4, "changed": True})
+    assert await content() == V2
+    status, again = await call(session, server, "POST", "/api/docs/tip/restore", {"seq": 4})
+    assert again["changed"] is False
