@@ -7,6 +7,8 @@ update like any client's (relayed live, stored under the caller's name).
 - ``replace_update`` turns the text root into a given text with a minimal character
   diff (``restore.restore_update``), so the parts that did not change keep their identity
   and concurrent edits there still merge.
+- ``rich_update`` makes an XML fragment hold a ProseMirror document, as a tree edit
+  (``xmledit``), so unchanged blocks keep their identity;
 - ``patch_update`` applies ``insert`` and ``delete`` operations one after the other, each
   index counted against the text as the previous operations left it.
 
@@ -20,12 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Doc, Text
+from pycrdt import Doc, Text, XmlFragment
 
+from collab.history.prosemirror import tree_from_prosemirror
 from collab.history.replay import Conflict, replay
 from collab.history.restore import restore_update
 from collab.history.richtext import XML_FRAGMENT, XML_TEXT
-from collab.history.shape import pick_root
+from collab.history.shape import RICH_ROOTS, kinds_of, pick_root
+from collab.history.xmledit import sync_fragment
 
 __all__ = [
     "Delete",
@@ -33,6 +37,7 @@ __all__ = [
     "Operation",
     "patch_update",
     "replace_update",
+    "rich_update",
     "text_update",
 ]
 
@@ -80,6 +85,39 @@ def replace_update(state: bytes, root: str | None, text: str) -> bytes:
     content.clear()
     content.insert(0, text)
     return restore_update(current, target)
+
+
+def rich_update(state: bytes, root: str | None, document: Any) -> bytes:
+    """The change that makes the XML fragment ``root`` of ``state`` hold the ProseMirror
+    ``document``, as a tree edit (``xmledit``: unchanged blocks keep their identity); empty
+    when it already does. Without ``root``: the main root when it is a fragment, else a
+    new Tiptap ``default`` root.
+
+    Raises:
+        BadRequest: ``document`` is no ProseMirror document (``prosemirror``).
+        NotFound: the document has no root ``root``.
+        Conflict: the root is not an XML fragment (text, a map, Lexical's XmlText root).
+    """
+    tree = tree_from_prosemirror(document)
+    doc = replay(state, [])
+    name, kind = pick_root(doc, root, "the document")
+    if root is None and kind != XML_FRAGMENT:
+        # No fragment is the main root: write Tiptap's, unless that name holds another kind.
+        name = RICH_ROOTS[0]
+        kind = kinds_of(doc).get(name, "empty")
+    if kind not in (XML_FRAGMENT, "empty"):
+        raise Conflict(
+            f"root {name!r} is {'a ' + kind if kind != XML_TEXT else 'rich text (xml_text)'}: "
+            "a ProseMirror body writes an XML fragment (give ?root= of one)"
+        )
+    updates: list[bytes] = []
+    subscription = doc.observe(lambda event: updates.append(event.update))
+    try:
+        with doc.transaction():
+            sync_fragment(doc.get(name, type=XmlFragment), tree)
+    finally:
+        doc.unobserve(subscription)
+    return updates[0] if updates else b""
 
 
 def patch_update(state: bytes, root: str | None, operations: Sequence[Operation]) -> bytes:

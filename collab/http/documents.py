@@ -8,7 +8,8 @@ Owns parsing these requests and shaping their responses:
   /api/docs/{room}`` deletes it softly (hidden, its room closed with 4404, restorable for
   ``deleted_retention``); ``POST /api/docs/{room}/undelete`` brings it back;
 - ``GET /api/docs/{room}/content`` reads the newest version (text, JSON or a Yjs update);
-  ``PUT`` replaces the ``content`` text, ``PATCH`` inserts and deletes in it. Both are
+  ``PUT`` replaces a root's text, or with a ProseMirror document a rich-text root's tree,
+  ``PATCH`` inserts and deletes in a text. Both are
   computed here (``edit.py``, in a worker thread) and applied through ``Hub.apply``: relayed
   live to the room, stored with the caller as author, like any client's edit.
 
@@ -20,6 +21,7 @@ no SQL (``collab.store``) and no Yjs logic (``edit.py``).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from typing import Any
@@ -30,7 +32,7 @@ from aiohttp import web
 from collab.auth import Access
 from collab.clock import format_ms
 from collab.errors import BadRequest, Conflict, DocumentTooLarge, NotFound
-from collab.history.edit import patch_update, replace_update, text_update
+from collab.history.edit import patch_update, replace_update, rich_update, text_update
 from collab.history.replay import TEXT_ROOT
 from collab.history.service import History
 from collab.http.body import MAX_JSON, load_models, read
@@ -263,14 +265,19 @@ def _seq(seq: int) -> dict[str, str]:
 
 async def _replace(request: web.Request) -> web.StreamResponse:
     await load_models()  # pydantic, imported off the loop once
-    from collab.http.models import ReplaceContent, parse
+    from collab.http.models import ReplaceContent, ReplaceRichContent, parse
 
     name = request.match_info["room"]
     identity = authorize(request, name, Access.WRITE)
     limit = request.app[CONFIG].max_document_size
     body = await read(request, limit)
     user = None
-    if request.content_type == "application/json":
+    document: Any = None
+    root = request.query.get("root")
+    if request.content_type == "application/json" and ReplaceRichContent.wanted(_json(body)):
+        rich = parse(ReplaceRichContent, body)
+        text, document, user = "", rich.doc, rich.user
+    elif request.content_type == "application/json":
         data = parse(ReplaceContent, body)
         text, user = data.text, data.user
     else:
@@ -282,8 +289,19 @@ async def _replace(request: web.Request) -> web.StreamResponse:
         raise DocumentTooLarge(f"content larger than max_document_size ({limit} bytes)")
     await _live(request, name)
     state = await _state(request, name)
-    update = await asyncio.to_thread(replace_update, state, request.query.get("root"), text)
+    if document is not None:
+        update = await asyncio.to_thread(rich_update, state, root, document)
+    else:
+        update = await asyncio.to_thread(replace_update, state, root, text)
     return await _changed(request, name, update, author(request, identity, user))
+
+
+def _json(body: bytes) -> Any:
+    """The body as JSON, or ``None`` when it is not (``parse`` then says why)."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
 
 
 async def _patch(request: web.Request) -> web.StreamResponse:
@@ -356,8 +374,8 @@ ROUTES = (
     ),
     Route(
         "PUT", CONTENT, _replace,
-        "Replace the content text: applied as a minimal edit, relayed live, stored "
-        "with the caller as author", _TAG,
+        "Replace a root's content (text, or a ProseMirror document for rich text): "
+        "applied as a minimal edit, relayed live, stored with the caller as author", _TAG,
         (200, "applied"), WRITE, _WRITE_QUERY, body="ReplaceContent", text_body=True,
     ),
     Route(

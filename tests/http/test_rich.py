@@ -302,3 +302,82 @@ async def test_restore_keeps_structure_and_undoes(
     assert await content() == V2
     status, again = await call(session, server, "POST", "/api/docs/tip/restore", {"seq": 4})
     assert again["changed"] is False
+
+
+async def test_prosemirror_put_is_a_tree_edit(
+    session: aiohttp.ClientSession, server: Server, tiptap: Writer
+) -> None:
+    """A ProseMirror body replaces the fragment: the diff shows only what differs (the
+    heading and first paragraph kept), attributed to the writer."""
+    new = {
+        "type": "doc",
+        "content": [
+            V2["content"][0],
+            V2["content"][1],
+            {
+                "type": "paragraph",
+                "content": [
+                    {"type": "text", "text": "Second & last", "marks": [{"type": "italic"}]}
+                ],
+            },
+        ],
+    }
+    status, answer = await call(
+        session,
+        server,
+        "PUT",
+        "/api/docs/tip/content?root=default&user=cy",
+        {"doc": new, "user": "cy"},
+    )
+    assert (status, answer) == (200, {"name": "tip", "seq": 3, "changed": True})
+    assert (await call(session, server, "GET", "/api/docs/tip/content?format=prosemirror"))[
+        1
+    ] == new
+    status, diff = await call(session, server, "GET", "/api/docs/tip/diff?from=2")
+    assert diff["authors"] == ["cy"]
+    assert diff["doc"]["content"][:2] == V2["content"][:2]  # kept blocks: no change marks
+    assert (diff["inserted"], diff["deleted"]) == (6, 10)
+    cy = ychange("added", "cy", 3)
+    assert diff["doc"]["content"][2] == {
+        "type": "paragraph",
+        "content": [
+            marked("Second ", ychange("formatted", "cy", 3, before=[]), {"type": "italic"}),
+            marked("<b> & more", ychange("removed", "cy", 3)),
+            marked("& last", cy, {"type": "italic"}),
+        ],
+    }
+    status, again = await call(session, server, "PUT", "/api/docs/tip/content", new)  # bare
+    assert (status, again) == (200, {"name": "tip", "seq": 3, "changed": False})
+
+
+async def test_prosemirror_put_refusals(
+    session: aiohttp.ClientSession, server: Server, tiptap: Writer
+) -> None:
+    """A ProseMirror body to a text root is 409, to a missing root 404, a malformed one
+    400 naming the place; a new document gets Tiptap's ``default`` root."""
+    doc = {
+        "type": "doc",
+        "content": [{"type": "paragraph", "content": [{"type": "text", "text": "x"}]}],
+    }
+    status, answer = await call(session, server, "PUT", "/api/docs/tip/content?root=content", doc)
+    assert status == 409
+    assert "writes an XML fragment" in answer["error"]
+    status, answer = await call(session, server, "PUT", "/api/docs/tip/content?root=nope", doc)
+    assert status == 404
+    status, answer = await call(
+        session, server, "PUT", "/api/docs/tip/content", {"type": "doc", "content": [{"type": 3}]}
+    )
+    assert (status, answer) == (
+        400,
+        {"error": "content.0.type: expected a name of 1 to 200 characters, no <>&\"'/= or spaces"},
+    )
+    status, answer = await call(
+        session, server, "PUT", "/api/docs/tip/content", {"text": "x", "doc": doc}
+    )
+    assert status == 400
+    assert (await call(session, server, "POST", "/api/docs", {"name": "fresh"}))[0] == 201
+    assert (await call(session, server, "PUT", "/api/docs/fresh/content", doc))[0] == 200
+    assert await call(session, server, "GET", "/api/docs/fresh/content?format=html") == (
+        200,
+        b"<p>x</p>",
+    )
