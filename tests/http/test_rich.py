@@ -381,3 +381,18 @@ async def test_prosemirror_put_refusals(
         200,
         b"<p>x</p>",
     )
+
+
+async def test_timeline_counts_rich_text_edits(
+    session: aiohttp.ClientSession, server: Server, tiptap: Writer
+) -> None:
+    """Each author's entry counts the characters typed into the fragment's texts."""
+
+    def bob_deletes(f: XmlFragment) -> None:
+        del first_text(f, 0)[0:2]  # "Ti"
+
+    await tiptap.change("bob", bob_deletes)
+    status, page = await call(session, server, "GET", "/api/docs/tip/history?raw=1")
+    assert status == 200
+    counts = [(e["seq"], e["authors"], e["inserted"], e["deleted"]) for e in page["entries"]]
+    assert counts == [(3, ["bob"], 0, 2), (2, ["bob"], 17, 0), (1, ["ann"], 16, 0)]
