@@ -21,7 +21,7 @@ from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
 from tests.jsclient import JS_DIR, require_node
 
-__all__ = ["Spec", "add", "el", "from_update", "node_rich", "rich_doc"]
+__all__ = ["Spec", "add", "el", "from_update", "node_rich", "normalized", "rich_doc"]
 
 Spec = list[Any]
 
@@ -73,3 +73,15 @@ def from_update(update: str) -> Doc[Any]:
     doc: Doc[Any] = Doc()
     doc.apply_update(base64.b64decode(update))
     return doc
+
+
+def normalized(doc: Any) -> Any:
+    """y-prosemirror's JSON as collab writes it: empty attrs left out, marks sorted."""
+    if isinstance(doc, list):
+        return [normalized(item) for item in doc]
+    if not isinstance(doc, dict):
+        return doc
+    out = {k: normalized(v) for k, v in doc.items() if not (k == "attrs" and v == {})}
+    if "marks" in out:
+        out["marks"] = sorted(out["marks"], key=lambda mark: mark["type"])
+    return out

@@ -17,7 +17,7 @@ from collab.history.richtext import (
     xml_kind,
     xml_string,
 )
-from tests.richdoc import el, from_update, node_rich, rich_doc
+from tests.richdoc import el, from_update, node_rich, normalized, rich_doc
 
 BOLD: dict[str, Any] = {"bold": {}}
 
@@ -166,18 +166,6 @@ def test_tree_keeps_attributes_exactly() -> None:
     element = tree[0]
     assert isinstance(element, type(tree[0])) and not isinstance(element, XmlElement)
     assert getattr(element, "attrs") == {"level": 1.0}
-
-
-def normalized(doc: Any) -> Any:
-    """y-prosemirror's JSON as collab writes it: empty attrs left out, marks sorted."""
-    if isinstance(doc, list):
-        return [normalized(item) for item in doc]
-    if not isinstance(doc, dict):
-        return doc
-    out = {k: normalized(v) for k, v in doc.items() if not (k == "attrs" and v == {})}
-    if "marks" in out:
-        out["marks"] = sorted(out["marks"], key=lambda mark: mark["type"])
-    return out
 
 
 def test_json_matches_y_prosemirror() -> None:

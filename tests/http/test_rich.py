@@ -4,6 +4,7 @@ over HTTP and checked against exact JSON and HTML."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -11,10 +12,11 @@ import aiohttp
 import pytest
 from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
+from collab.history.richtext import prosemirror_json, tree_of
 from collab.sync.protocol import encode_update
-from tests.conftest import Server, eventually, raw_client
+from tests.conftest import Server, editor, eventually, raw_client
 from tests.http.api import call
-from tests.richdoc import add, el
+from tests.richdoc import add, el, node_rich, normalized
 
 BOLD: dict[str, Any] = {"bold": {}}
 
@@ -396,3 +398,102 @@ async def test_timeline_counts_rich_text_edits(
     assert status == 200
     counts = [(e["seq"], e["authors"], e["inserted"], e["deleted"]) for e in page["entries"]]
     assert counts == [(3, ["bob"], 0, 2), (2, ["bob"], 17, 0), (1, ["ann"], 16, 0)]
+
+
+async def test_prosemirror_put_merges_with_a_concurrent_edit_of_the_same_paragraph(
+    session: aiohttp.ClientSession, server: Server, tiptap: Writer
+) -> None:
+    """An editor types at the end of a paragraph it had before a PUT changed the same
+    paragraph; its update reaches the server after the PUT: both survive, and a freshly
+    synced editor reads the same document."""
+    offline: Doc[Any] = Doc()
+    offline.apply_update(tiptap.doc.get_update())
+    before = offline.get_state()
+    first_text(offline.get("default", type=XmlFragment), 1).insert(11, "!")
+    typed = offline.get_update(before)
+
+    new = {
+        "type": "doc",
+        "content": [
+            V2["content"][0],
+            {
+                "type": "paragraph",
+                "content": [
+                    {"type": "text", "text": "Hello big "},
+                    {"type": "text", "text": "world", "marks": [{"type": "bold"}]},
+                ],
+            },
+            V2["content"][2],
+        ],
+    }
+    assert (await call(session, server, "PUT", "/api/docs/tip/content", new))[0] == 200
+    async with raw_client(session, server.url("tip", "user=ed")) as client:
+        await client.handshake()
+        await client.ws.send_bytes(encode_update(typed))
+
+        async def merged() -> bool:
+            status, doc = await call(
+                session, server, "GET", "/api/docs/tip/content?format=prosemirror"
+            )
+            return status == 200 and doc["content"][1]["content"][-1]["text"] == "!"
+
+        await eventually(merged, 10, "the typed character merged")
+    status, doc = await call(session, server, "GET", "/api/docs/tip/content?format=prosemirror")
+    assert doc["content"][1] == {
+        "type": "paragraph",
+        "content": [
+            {"type": "text", "text": "Hello big "},
+            {"type": "text", "text": "world", "marks": [{"type": "bold"}]},
+            {"type": "text", "text": "!"},
+        ],
+    }
+    async with editor(session, server.url("tip")) as live:
+        fragment = live.doc.get("default", type=XmlFragment)
+        assert prosemirror_json(tree_of(fragment)) == doc
+
+
+async def test_a_document_y_prosemirror_wrote_and_reads_back(
+    session: aiohttp.ClientSession, server: Server
+) -> None:
+    """A document made by the real y-prosemirror reads as y-prosemirror reads it; a
+    ProseMirror PUT to it is read back by y-prosemirror exactly (numbers stay numbers)."""
+    document = {
+        "type": "doc",
+        "content": [
+            {"type": "heading", "attrs": {"level": 1}, "content": [{"type": "text", "text": "Y"}]},
+            {
+                "type": "paragraph",
+                "content": [{"type": "text", "text": "pm", "marks": [{"type": "em"}]}],
+            },
+        ],
+    }
+    made = node_rich({"op": "from_json", "doc": document, "root": "prosemirror"})["update"]
+    async with raw_client(session, server.url("yp", "user=yjs")) as client:
+        await client.handshake()
+        await client.ws.send_bytes(encode_update(base64.b64decode(made)))
+
+        async def stored() -> bool:
+            return (await call(session, server, "GET", "/api/docs/yp/info"))[0] == 200
+
+        await eventually(stored, 10, "stored")
+    theirs = node_rich({"op": "to_json", "update": made, "root": "prosemirror"})["doc"]
+    assert await call(session, server, "GET", "/api/docs/yp/versions/1?format=prosemirror") == (
+        200,
+        normalized(theirs),
+    )
+    changed = {
+        "type": "doc",
+        "content": [
+            {"type": "heading", "attrs": {"level": 3}, "content": [{"type": "text", "text": "Y"}]},
+            document["content"][1],
+            {"type": "horizontal_rule"},
+        ],
+    }
+    assert (await call(session, server, "PUT", "/api/docs/yp/content?user=api", changed))[0] == 200
+    status, state = await call(session, server, "GET", "/api/docs/yp/content?format=yjs")
+    assert status == 200
+    back = node_rich(
+        {"op": "to_json", "update": base64.b64encode(state).decode(), "root": "prosemirror"}
+    )["doc"]
+    assert normalized(back) == changed
+    assert back["content"][0]["attrs"] == {"level": 3}
