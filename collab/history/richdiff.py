@@ -114,16 +114,25 @@ def _remove(node: _Node, step: Step) -> _Node | None:
         return None
     if node.status == _EQUAL:
         node.status, node.step = _REMOVED, step
+        if node.changed is not None:  # removed content shows as the older version had it
+            node.attrs, node.changed = node.changed[1], None
     node.children = [kept for child in node.children if (kept := _remove(child, step))]
     runs = []
     for run in node.runs:
         if run.status == _ADDED:
             continue
         if run.status == _EQUAL:
-            run.status, run.step = _REMOVED, step
+            _delete(run, step)
         runs.append(run)
     node.runs = runs
     return node
+
+
+def _delete(run: _Run, step: Step) -> None:
+    """Mark a kept run deleted; it shows with the formatting the older version gave it."""
+    run.status, run.step = _REMOVED, step
+    if run.formatted is not None:
+        run.attrs, run.formatted = run.formatted[1], None
 
 
 def _format(run: _Run, attributes: dict[str, Any], step: Step) -> None:
@@ -249,7 +258,7 @@ class RichAttribution:
                 units -= run.units
                 if deleting:
                     if run.status == _EQUAL:
-                        run.status, run.step = _REMOVED, step
+                        _delete(run, step)
                         out.append(run)
                     # inserted in the range and deleted again: no trace
                     continue
