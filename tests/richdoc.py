@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import subprocess
 from typing import Any
 
@@ -21,7 +22,16 @@ from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
 from tests.jsclient import JS_DIR, require_node
 
-__all__ = ["Spec", "add", "el", "from_update", "node_rich", "normalized", "rich_doc"]
+__all__ = [
+    "Spec",
+    "add",
+    "el",
+    "from_update",
+    "node_rich",
+    "normalized",
+    "random_edit",
+    "rich_doc",
+]
 
 Spec = list[Any]
 
@@ -85,3 +95,67 @@ def normalized(doc: Any) -> Any:
     if "marks" in out:
         out["marks"] = sorted(out["marks"], key=lambda mark: mark["type"])
     return out
+
+
+_FORMATS: list[dict[str, Any]] = [
+    {"bold": {}},
+    {"italic": {}},
+    {"link": {"href": "h"}},
+    {"bold": None},
+]
+
+
+def _texts(node: XmlFragment | XmlElement) -> list[XmlText]:
+    out: list[XmlText] = []
+    for child in node.children:
+        if isinstance(child, XmlText):
+            out.append(child)
+        elif isinstance(child, XmlElement):
+            out.extend(_texts(child))
+    return out
+
+
+def _bounds(text: XmlText) -> list[int]:
+    out, at = [0], 0
+    for content, _ in text.diff():
+        for ch in content:
+            at += len(ch.encode())
+            out.append(at)
+    return out
+
+
+def random_edit(rng: random.Random, fragment: XmlFragment) -> None:
+    """One edit an editor could make: add or remove a block, change a heading's level,
+    type, delete or (un)format a range, non-ASCII characters included."""
+    roll = rng.random()
+    texts = _texts(fragment)
+    if roll < 0.15 or not texts:
+        tag = rng.choice(["paragraph", "heading", "blockquote"])
+        attrs: dict[str, Any] = {"level": 1.0} if tag == "heading" else {}  # numbers, as in Yjs
+        block = fragment.children.insert(
+            rng.randint(0, len(fragment.children)), XmlElement(tag, attrs)
+        )
+        if tag == "blockquote":
+            block = block.children.append(XmlElement("paragraph"))
+        block.children.append(XmlText()).insert(0, rng.choice(["ab", "é x", "new"]))
+    elif roll < 0.25 and len(fragment.children):
+        del fragment.children[rng.randrange(len(fragment.children))]
+    elif roll < 0.3:
+        headings = [
+            c for c in fragment.children if isinstance(c, XmlElement) and c.tag == "heading"
+        ]
+        if headings:
+            rng.choice(headings).attributes["level"] = float(rng.randint(1, 3))
+    else:
+        text = rng.choice(texts)
+        bounds = _bounds(text)
+        kind = rng.random()
+        if kind < 0.5:
+            text.insert(rng.choice(bounds), rng.choice("xyzé"))
+        elif len(bounds) > 1:
+            i = rng.randrange(len(bounds) - 1)
+            j = rng.randrange(i + 1, len(bounds))
+            if kind < 0.8:
+                del text[bounds[i] : bounds[j]]
+            else:
+                text.format(bounds[i], bounds[j], rng.choice(_FORMATS))

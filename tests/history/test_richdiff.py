@@ -13,7 +13,7 @@ from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 from collab.history.attribution import Step
 from collab.history.richdiff import RichAttribution
 from collab.history.richtext import prosemirror_json, tree_of
-from tests.richdoc import add, el
+from tests.richdoc import add, el, random_edit
 
 
 class Source:
@@ -223,69 +223,6 @@ def test_blame_from_the_empty_document() -> None:
 
 # -- the union spells both versions --------------------------------------------------------
 
-_FORMATS: list[dict[str, Any]] = [
-    {"bold": {}},
-    {"italic": {}},
-    {"link": {"href": "h"}},
-    {"bold": None},
-]
-
-
-def _texts(node: XmlFragment | XmlElement) -> list[XmlText]:
-    out: list[XmlText] = []
-    for child in node.children:
-        if isinstance(child, XmlText):
-            out.append(child)
-        elif isinstance(child, XmlElement):
-            out.extend(_texts(child))
-    return out
-
-
-def _bounds(text: XmlText) -> list[int]:
-    out, at = [0], 0
-    for content, _ in text.diff():
-        for ch in content:
-            at += len(ch.encode())
-            out.append(at)
-    return out
-
-
-def _random_edit(rng: random.Random, fragment: XmlFragment) -> None:
-    """One edit an editor could make: add or remove a block, change a heading's level,
-    type, delete or (un)format a range, non-ASCII characters included."""
-    roll = rng.random()
-    texts = _texts(fragment)
-    if roll < 0.15 or not texts:
-        tag = rng.choice(["paragraph", "heading", "blockquote"])
-        attrs: dict[str, Any] = {"level": 1.0} if tag == "heading" else {}  # numbers, as in Yjs
-        block = fragment.children.insert(
-            rng.randint(0, len(fragment.children)), XmlElement(tag, attrs)
-        )
-        if tag == "blockquote":
-            block = block.children.append(XmlElement("paragraph"))
-        block.children.append(XmlText()).insert(0, rng.choice(["ab", "é x", "new"]))
-    elif roll < 0.25 and len(fragment.children):
-        del fragment.children[rng.randrange(len(fragment.children))]
-    elif roll < 0.3:
-        headings = [
-            c for c in fragment.children if isinstance(c, XmlElement) and c.tag == "heading"
-        ]
-        if headings:
-            rng.choice(headings).attributes["level"] = float(rng.randint(1, 3))
-    else:
-        text = rng.choice(texts)
-        bounds = _bounds(text)
-        kind = rng.random()
-        if kind < 0.5:
-            text.insert(rng.choice(bounds), rng.choice("xyzé"))
-        elif len(bounds) > 1:
-            i = rng.randrange(len(bounds) - 1)
-            j = rng.randrange(i + 1, len(bounds))
-            if kind < 0.8:
-                del text[bounds[i] : bounds[j]]
-            else:
-                text.format(bounds[i], bounds[j], rng.choice(_FORMATS))
-
 
 def _side(nodes: list[dict[str, Any]], drop: str | None, newer: bool) -> list[dict[str, Any]]:
     """One version read out of a union document: the ``drop`` changes left out, change
@@ -338,7 +275,7 @@ def test_union_spells_both_versions(seed: int) -> None:
     source = Source()
     for _ in range(5):
         with source.doc.transaction():
-            _random_edit(rng, source.fragment)
+            random_edit(rng, source.fragment)
     base = source.copy()
     older = _read(base)
     steps = []
@@ -346,7 +283,7 @@ def test_union_spells_both_versions(seed: int) -> None:
         before = source.doc.get_state()
         for _ in range(rng.randint(1, 5)):
             with source.doc.transaction():
-                _random_edit(rng, source.fragment)
+                random_edit(rng, source.fragment)
         steps.append(
             Step(("ann", "bob", "cat")[k % 3], k + 1, k + 1, 0, 0, [source.doc.get_update(before)])
         )
