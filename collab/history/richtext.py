@@ -193,6 +193,14 @@ def _escape(text: str, quote: bool = False) -> str:
     return text.replace('"', "&quot;") if quote else text
 
 
+def _tag(name: str) -> str:
+    """An element, mark or attribute name as the XML string shows it: names come from
+    clients, so markup characters are escaped and spaces, ``=`` and ``/`` (which would
+    read as more attributes or a closing tag) become ``_``."""
+    cleaned = "".join("_" if ch.isspace() or ch in "=/" else ch for ch in name)
+    return _escape(cleaned, True).replace("'", "&#39;")
+
+
 def _attr_text(value: Any) -> str:
     value = plain(value)
     if isinstance(value, str):
@@ -202,7 +210,7 @@ def _attr_text(value: Any) -> str:
 
 def _attributes(attrs: dict[str, Any]) -> str:
     return "".join(
-        f' {key}="{_escape(_attr_text(attrs[key]), True)}"'
+        f' {_tag(key)}="{_escape(_attr_text(attrs[key]), True)}"'
         for key in sorted(attrs)
         if attrs[key] is not None
     )
@@ -214,7 +222,7 @@ def xml_string(tree: Tree) -> str:
     parts: list[str] = []
     for child in tree:
         if isinstance(child, Element):
-            tag = child.tag
+            tag = _tag(child.tag)
             parts.append(f"<{tag}{_attributes(child.attrs)}>{xml_string(child.children)}</{tag}>")
             continue
         for content, formatting in child.chunks:
@@ -222,9 +230,9 @@ def xml_string(tree: Tree) -> str:
             opened = ""
             for key in keys:
                 value = (formatting or {})[key]
-                opened += f"<{key}{_attributes(value) if isinstance(value, dict) else ''}>"
+                opened += f"<{_tag(key)}{_attributes(value) if isinstance(value, dict) else ''}>"
             body = _escape(content) if isinstance(content, str) else _escape(_attr_text(content))
-            parts.append(opened + body + "".join(f"</{key}>" for key in reversed(keys)))
+            parts.append(opened + body + "".join(f"</{_tag(key)}>" for key in reversed(keys)))
     return "".join(parts)
 
 

@@ -215,3 +215,13 @@ def test_json_matches_y_prosemirror() -> None:
     ours = pm(from_update(update), "prosemirror")
     assert ours == normalized(theirs)
     assert ours["content"][0]["attrs"] == {"level": 2}
+
+
+def test_xml_string_names_cannot_make_markup() -> None:
+    """Element, attribute and mark names a client chose cannot open or close tags or add
+    attributes in the XML string."""
+    doc = rich_doc([el('p onclick="x"><script', [("t", {"b></b": {}})], **{"a b=": "v"})])
+    assert xml_string(tree_of(doc.get("default", type=XmlFragment))) == (
+        '<p_onclick_&quot;x&quot;&gt;&lt;script a_b_="v"><b&gt;&lt;_b>t</b&gt;&lt;_b>'
+        "</p_onclick_&quot;x&quot;&gt;&lt;script>"
+    )
