@@ -98,6 +98,13 @@ class ReplaceContent(Body):
     text: str = Field(description="the new text of a text root")
     user: User = None
 
+    @classmethod
+    def openapi_schema(cls, ref: dict[str, str], schemas: dict[str, Any]) -> dict[str, Any]:
+        """This object, or a ProseMirror document (``ReplaceRichContent``)."""
+        template = ref["$ref"].replace(cls.__name__, "{model}")
+        schemas.update(json_schemas(["ReplaceRichContent"], template))
+        return {"oneOf": [ref, {"$ref": template.format(model="ReplaceRichContent")}]}
+
 
 class ReplaceRichContent(Body):
     """``PUT /api/docs/{room}/content`` with a ProseMirror document, bare
