@@ -4,7 +4,7 @@
 //       -> {"update": base64}: prosemirrorJSONToYDoc with prosemirror-schema-basic + lists
 //   {"op": "to_json", "update": base64, "root": "prosemirror"}
 //       -> {"doc": yXmlFragmentToProsemirrorJSON of that root}
-//   {"op": "lexical"} -> {"update": base64}: a document in the shape Lexical's Yjs binding
+//   {"op": "lexical", "text": "Hello"} -> {"update": base64}: a document in the shape Lexical's Yjs binding
 //       writes (an XmlText root "root", paragraphs as XmlTexts with __type, text-node
 //       properties in a map embed before the text)
 import * as Y from 'yjs'
@@ -37,7 +37,7 @@ if (command.op === 'from_json') {
   paragraph.setAttribute('__type', 'paragraph')
   paragraph.setAttribute('__format', 0)
   paragraph.insertEmbed(0, new Y.Map([['__type', 'text'], ['__format', 1], ['__style', '']]))
-  paragraph.insert(1, 'Hello')
+  paragraph.insert(1, command.text ?? 'Hello')
   answer = { update: encode(doc) }
 } else {
   throw new Error('unknown op ' + command.op)
