@@ -497,3 +497,22 @@ async def test_a_document_y_prosemirror_wrote_and_reads_back(
     )["doc"]
     assert normalized(back) == changed
     assert back["content"][0]["attrs"] == {"level": 3}
+
+
+async def test_blocknote_document_is_read_whole(
+    session: aiohttp.ClientSession, server: Server
+) -> None:
+    """A BlockNote document (fragment ``document-store`` of blockGroup / blockContainer
+    nodes) is the main root; its nodes outside the common set are kept in the HTML as
+    divs with their type and attrs, never dropped."""
+    writer = Writer(session, server, "bn")
+    writer.fragment = writer.doc.get("document-store", type=XmlFragment)
+    block = ("blockContainer", {"id": "b1"}, [el("paragraph", "Hi", textColor="default")])
+    await writer.change("ann", lambda f: add(f, [("blockGroup", {}, [block])]))
+    assert await get_html(session, server, "/api/docs/bn/content?format=html") == (
+        200,
+        '<div data-type="blockGroup"><div data-type="blockContainer" '
+        'data-attrs="{&quot;id&quot;: &quot;b1&quot;}"><p>Hi</p></div></div>',
+    )
+    status, blame = await call(session, server, "GET", "/api/docs/bn/blame")
+    assert (status, blame["root"], blame["authors"]) == (200, "document-store", ["ann"])
