@@ -127,8 +127,10 @@ def _children(node: dict[str, Any], depth: int) -> str:
 
 
 def _node(node: Any, depth: int, inline: bool) -> str:
-    if not isinstance(node, dict) or depth > _MAX_DEPTH:
+    if not isinstance(node, dict):
         return ""
+    if depth > _MAX_DEPTH:  # no editor nests so deep; say so rather than recurse on
+        return f'<div data-truncated="nested deeper than {_MAX_DEPTH}"></div>'
     kind = node.get("type")
     if kind == "text":
         return _text(node)

@@ -133,3 +133,14 @@ def test_malformed_input_is_skipped() -> None:
         == "<p></p>"
     )
     assert html_of({"type": "doc"}) == ""
+
+
+def test_nesting_past_the_bound_is_marked() -> None:
+    """Content nested deeper than any editor's is cut with a visible marker, not silently."""
+    node: dict[str, Any] = {"type": "paragraph", "content": [{"type": "text", "text": "deep"}]}
+    for _ in range(250):
+        node = {"type": "blockquote", "content": [node]}
+    html = html_of(doc(node))
+    assert html.count("<blockquote>") == 200
+    assert '<div data-truncated="nested deeper than 200"></div>' in html
+    assert "<p>deep</p>" not in html
