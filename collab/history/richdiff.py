@@ -81,7 +81,7 @@ class _Run:
 
 
 class _Node:
-    __slots__ = ("attrs", "changed", "children", "runs", "status", "step", "tag")
+    __slots__ = ("attrs", "changed", "children", "removed", "runs", "status", "step", "tag")
 
     def __init__(
         self, tag: str | None, attrs: dict[str, Any], status: str, step: Step | None
@@ -89,6 +89,7 @@ class _Node:
         self.tag = tag  # None: an XmlText, whose content is runs
         self.attrs = attrs
         self.children: list[_Node] = []
+        self.removed = 0  # how many of the children are removed: none, paths index them
         self.runs: list[_Run] = []
         self.status = status
         self.step = step
@@ -184,7 +185,11 @@ class RichAttribution:
     def _event(self, event: Any, step: Step) -> None:
         node: _Node | None = self.tree
         for index in event.path:
-            visible = [c for c in node.children if c.status != _REMOVED] if node else []
+            if node is None:
+                break
+            visible = node.children
+            if node.removed:
+                visible = [c for c in visible if c.status != _REMOVED]
             node = visible[index] if isinstance(index, int) and index < len(visible) else None
         if node is None:
             return  # a path the mirror cannot follow: nothing to attribute it to
@@ -230,6 +235,7 @@ class RichAttribution:
                     out.append(child)
         out.extend(rest[i:])
         node.children = out
+        node.removed = sum(1 for child in out if child.status == _REMOVED)
 
     def _text(self, node: _Node, delta: list[dict[str, Any]], step: Step) -> None:
         out: list[_Run] = []
