@@ -26,7 +26,10 @@ from pycrdt import merge_updates
 
 from collab.config import Config
 
-__all__ = ["Plan", "Policy", "RowInfo", "Run", "merge", "plan"]
+__all__ = ["Plan", "Policy", "RowInfo", "Run", "batches", "merge", "plan"]
+
+MAX_BATCH_ROWS = 5000
+"""Rows one compaction transaction rewrites at most."""
 
 # merge_updates grows faster than linearly with the number of updates (5 ms for 1,000
 # keystrokes, 90 ms for 5,000): runs are capped, and merged in chunks.
@@ -189,3 +192,17 @@ def merge(updates: Sequence[bytes]) -> bytes:
     while len(parts) > 1:
         parts = [merge_updates(*parts[i : i + _CHUNK]) for i in range(0, len(parts), _CHUNK)]
     return parts[0]
+
+
+def batches(runs: Sequence[Run], max_rows: int = MAX_BATCH_ROWS) -> list[list[Run]]:
+    """``runs`` cut into consecutive batches of at most ``max_rows`` rows (a run larger
+    than that is a batch of its own): each batch is replaced in one transaction."""
+    out: list[list[Run]] = []
+    size = 0
+    for run in runs:
+        if not out or size + run.rows > max_rows:
+            out.append([])
+            size = 0
+        out[-1].append(run)
+        size += run.rows
+    return out

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pycrdt import Doc
+from pycrdt import Doc, Text, XmlFragment
 
 from collab.clock import format_ms
 from collab.history.attribution import Attribution, Span, Step
+from collab.history.markup import html_of
 from collab.history.replay import (
-    TEXT_ROOT,
     BadRequest,
     NotFound,
     Row,
@@ -33,6 +33,15 @@ from collab.history.replay import (
     well_formed,
 )
 from collab.history.restore import restore_update
+from collab.history.richdiff import RichAttribution
+from collab.history.richtext import (
+    XML_FRAGMENT,
+    XML_TEXT,
+    lexical_json,
+    prosemirror_json,
+    tree_of,
+)
+from collab.history.shape import kinds_of, pick_root
 
 __all__ = [
     "Source",
@@ -41,6 +50,9 @@ __all__ = [
     "content_json",
     "rebuild",
     "restore_change",
+    "pick_either",
+    "root_of",
+    "root_rich",
     "root_text",
     "sample",
     "span_json",
@@ -86,19 +98,40 @@ def content_json(source: Source) -> dict[str, Any]:
     return content_of(rebuild(source))
 
 
-def root_text(source: Source, root: str) -> str:
-    """Root ``root`` of version ``source.seq`` as text (JSON for maps and arrays).
+def root_text(source: Source, root: str | None) -> str:
+    """Root ``root`` (default: the main root) of version ``source.seq`` as text: JSON for
+    maps and arrays, escaped XML for rich text.
 
     Raises:
-        NotFound: the version has no such root (the default text root reads as empty).
+        NotFound: the version has no such root (``content`` reads as empty).
     """
     doc = rebuild(source)
-    kinds = root_kinds(doc)
-    if root not in kinds:
-        if root == TEXT_ROOT:
-            return ""
-        raise NotFound(f"version {source.seq} has no root named {root!r}")
-    return json_text(root_value(doc, root, kinds[root]))
+    name, kind = pick_root(doc, root, f"version {source.seq}")
+    if kind in (XML_FRAGMENT, XML_TEXT):
+        kind = "xml"
+    return json_text(root_value(doc, name, kind)) if name in doc.keys() else ""
+
+
+def root_rich(source: Source, root: str | None, fmt: str) -> Any:
+    """A rich-text root of version ``source.seq`` as ProseMirror JSON (``fmt`` is
+    ``"prosemirror"``) or HTML (``"html"``); a root whose content was all deleted reads as
+    the empty document.
+
+    Raises:
+        NotFound: the version has no such root.
+        BadRequest: the root is not rich text.
+    """
+    doc = rebuild(source)
+    name, kind = pick_root(doc, root, f"version {source.seq}")
+    if kind == XML_FRAGMENT:
+        document = prosemirror_json(tree_of(doc.get(name, type=XmlFragment)))
+    elif kind == XML_TEXT:
+        document = lexical_json(doc.get(name, type=Text))
+    elif kind == "empty":
+        document = {"type": "doc", "content": []}
+    else:
+        raise BadRequest(f"format={fmt} reads rich-text (XML) roots; {name!r} is {kind}")
+    return document if fmt == "prosemirror" else html_of(document)
 
 
 def _steps_by_author(rows: Sequence[Row]) -> list[Step]:
@@ -121,37 +154,51 @@ def _steps_by_author(rows: Sequence[Row]) -> list[Step]:
     return steps
 
 
-def attribute(base: Source, target: Source, steps: Steps, root: str) -> list[Span]:
-    """Who inserted and deleted each span of text root ``root`` from ``base`` to ``target``.
+def pick_either(target: Doc[Any], base: Doc[Any], root: str | None, seq: int) -> tuple[str, str]:
+    """The root a diff reads, and its kind: as ``pick_root`` on the newer version, or on the
+    older one when only it has the root (all of it deleted since)."""
+    try:
+        return pick_root(target, root, f"version {seq}")
+    except NotFound:
+        if root is None or root not in base.keys():
+            raise
+        return pick_root(base, root, f"version {seq}")
+
+
+def attribute(base: Source, target: Source, steps: Steps, root: str | None) -> dict[str, Any]:
+    """Who inserted and deleted what in root ``root`` (default: the main root) from
+    ``base`` to ``target``: for a text root its spans (``spans_json``), for a rich-text
+    root the union document (``richdiff``) as ``doc``, with its totals; always ``root``.
 
     Raises:
         NotFound: neither version has the root.
-        BadRequest: the root is not text.
+        BadRequest: the root is neither text nor an XML fragment.
     """
     doc = rebuild(base)
+    final = rebuild(target)
+    name, kind = pick_either(final, doc, root, target.seq)
+    if kind == "empty":  # a root all deleted in both: read it as the text it likely was
+        kind = XML_FRAGMENT if kinds_of(doc).get(name) == XML_FRAGMENT else "text"
+    if kind not in ("text", XML_FRAGMENT):
+        raise BadRequest(f"diff and blame read text and XML fragment roots; {name!r} is {kind}")
     if steps.single is not None:
-        final = rebuild(target)
-        _check_text_root(final, doc, root, target.seq)
         change = final.get_update(doc.get_state())
         step_list = [dataclasses.replace(steps.single, updates=[change])]
     else:
         step_list = _steps_by_author(steps.rows)
-    attribution = Attribution(doc, root)
+    if kind == XML_FRAGMENT:
+        rich = RichAttribution(doc, name)
+        try:
+            rich.apply(step_list)
+        finally:
+            rich.close()
+        return {"root": name, **rich.totals(), "doc": rich.document()}
+    attribution = Attribution(doc, name)
     try:
         attribution.apply(step_list)
     finally:
         attribution.close()
-    if steps.single is None:
-        _check_text_root(doc, doc, root, target.seq)
-    return attribution.spans()
-
-
-def _check_text_root(target: Doc[Any], base: Doc[Any], root: str, seq: int) -> None:
-    kind = root_kinds(target).get(root) or root_kinds(base).get(root)
-    if kind is None and root != TEXT_ROOT:
-        raise NotFound(f"version {seq} has no root named {root!r}")
-    if kind not in (None, "text", "empty"):
-        raise BadRequest(f"diff and blame read text roots; {root!r} is {kind}")
+    return {"root": name, **spans_json(attribution.spans())}
 
 
 def span_json(span: Span) -> dict[str, Any]:
@@ -187,11 +234,20 @@ def restore_change(target: Source, latest: Source | None, current: bytes | None)
     return restore_update(now, rebuild(target))
 
 
+def root_of(source: Source, root: str | None) -> str:
+    """The root of version ``source.seq`` a request names (default: the main root).
+
+    Raises:
+        NotFound: the version has no such root.
+    """
+    return pick_root(rebuild(source), root, f"version {source.seq}")[0]
+
+
 def sample(
     plan: Sequence[tuple[Source | None, list[Row], int]], root: str
 ) -> list[tuple[int, Any]]:
-    """The text of ``root`` at each stop of ``plan``: a rebuilt source, or rows applied to
-    the previous stop's document."""
+    """The value of ``root`` at each stop of ``plan``: a rebuilt source, or rows applied
+    to the previous stop's document."""
     stops: list[tuple[int, Any]] = []
     doc: Doc[Any] | None = None
     for source, rows, seq in plan:

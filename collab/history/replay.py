@@ -25,6 +25,7 @@ from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 from collab.clock import format_ms
 from collab.errors import BadRequest, Conflict, HistoryError, NotFound, ProtocolError
+from collab.history.richtext import XML_FRAGMENT, tree_of, xml_kind, xml_string
 from collab.row import Row, identity
 from collab.sync.tree import unreadable_roots
 from collab.sync.update import measure
@@ -240,12 +241,15 @@ def root_kinds(doc: Doc[Any]) -> dict[str, str]:
 
 
 def root_value(doc: Doc[Any], name: str, kind: str) -> Any:
-    """The JSON value of one root: text and XML as strings, maps and arrays as JSON, and
+    """The JSON value of one root: text and XML as strings (a fragment's XML escaped,
+    ``richtext.xml_string``), maps and arrays as JSON, and
     ``None`` for an empty or unreadable root."""
     if kind == "text":
         return str(doc.get(name, type=Text))
     if kind == "xml":
-        return str(doc.get(name, type=XmlFragment))
+        if xml_kind(doc.get(name, type=Text)) == XML_FRAGMENT:
+            return xml_string(tree_of(doc.get(name, type=XmlFragment)))
+        return str(doc.get(name, type=XmlFragment))  # Lexical's XmlText root, as yrs prints it
     if kind == "map":
         return _json_value(doc.get(name, type=Map))
     if kind == "array":

@@ -6,27 +6,27 @@ never rewritten: the restore is an ordinary edit (it shows in the timeline under
 author, is relayed to everyone in the room, and restoring the version just before it
 undoes it).
 
-The change is small where it can be: a Y.Text gets a character diff (the C
-diff-match-patch, in code points) turned into deletions and insertions, so the parts that
-did not change keep their identity and concurrent edits there still merge; map keys are
-set or deleted one by one; arrays and XML fragments keep their common first and last
-elements. Formatting is restored on re-inserted text; formatting changes on text that
-stayed are not undone.
+The change is small where it can be: a Y.Text gets a character diff (``textedit``), so the
+parts that did not change keep their identity and concurrent edits there still merge, and
+its formatting is set back where it differs; an XML fragment (rich text) is edited as a
+tree (``xmledit``: unchanged blocks kept, structure, attributes and formatting exactly the
+target's); map keys are set or deleted one by one; arrays keep their common first and
+last elements. Lexical's XmlText root is not restored (``Conflict``): pycrdt cannot write
+its nested XmlTexts, and a copy as text would corrupt it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import fast_diff_match_patch as dmp
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
-from collab.history.replay import root_kinds
+from collab.history.replay import Conflict, root_kinds
+from collab.history.richtext import XML_FRAGMENT, lexical_json, tree_of, xml_kind
+from collab.history.textedit import restore_chunks
+from collab.history.xmledit import sync_fragment
 
 __all__ = ["restore_update"]
-
-_EMBED = "\ufffc"
-_DIFF_SECONDS = 2.0  # diff-match-patch gives a valid, less minimal diff past this
 
 
 def restore_update(current: Doc[Any], target: Doc[Any]) -> bytes:
@@ -53,13 +53,31 @@ def restore_update(current: Doc[Any], target: Doc[Any]) -> bytes:
                     _restore_map(current.get(name, type=Map), target.get(name, type=Map))
                 elif kind == "array":
                     _restore_array(current.get(name, type=Array), target.get(name, type=Array))
-                else:
-                    _restore_xml(
-                        current.get(name, type=XmlFragment), target.get(name, type=XmlFragment)
+                elif xml_kind(target.get(name, type=Text)) == XML_FRAGMENT and (
+                    current_kinds.get(name) != "xml"
+                    or xml_kind(current.get(name, type=Text)) == XML_FRAGMENT
+                ):
+                    sync_fragment(
+                        current.get(name, type=XmlFragment),
+                        tree_of(target.get(name, type=XmlFragment)),
+                    )
+                elif current_kinds.get(name) != "xml" or _lexical(current, name) != _lexical(
+                    target, name
+                ):
+                    # Lexical's XmlText root: pycrdt cannot write its nested XmlTexts, and
+                    # copying them as text would corrupt the document. Refuse instead.
+                    raise Conflict(
+                        f"root {name!r} is Lexical's rich text (xml_text): restoring it is "
+                        "not supported yet (docs/rich-text.md, limits)"
                     )
     finally:
         current.unobserve(subscription)
     return updates[0] if updates else b""
+
+
+def _lexical(doc: Doc[Any], name: str) -> tuple[str, Any]:
+    """What a Lexical root reads as, to tell whether a restore would change it."""
+    return str(doc.get(name, type=XmlFragment)), lexical_json(doc.get(name, type=Text))
 
 
 def _clear(doc: Doc[Any], name: str, kind: str) -> None:
@@ -74,86 +92,8 @@ def _clear(doc: Doc[Any], name: str, kind: str) -> None:
         del children[0 : len(children)]
 
 
-def _pieces(text: Text) -> tuple[str, list[tuple[Any, dict[str, Any] | None]]]:
-    """The text as one string (embeds as U+FFFC) and as its formatted chunks, one chunk
-    per embed."""
-    chunks = text.diff()
-    parts = [c if isinstance(c, str) else _EMBED for c, _ in chunks]
-    return "".join(parts), chunks
-
-
 def _restore_text(current: Text, target: Text) -> None:
-    old, old_chunks = _pieces(current)
-    new, new_chunks = _pieces(target)
-    if old == new:
-        return
-    embeds_old = _embed_positions(old_chunks)
-    # Inserted text would inherit the formatting on its left; name every attribute in use,
-    # with None for "not set", so each piece gets exactly the target's formatting.
-    keys = {key for _, attrs in old_chunks + new_chunks for key in (attrs or {})}
-    pos = 0  # in pycrdt units: UTF-8 bytes, an embed counts one
-    i = j = 0  # code points consumed in old and new
-    for op, part in dmp.diff(old, new, timelimit=_DIFF_SECONDS, counts_only=False):
-        n = len(part)
-        if op == "=":
-            pos += _units(part, i, embeds_old)
-            i += n
-            j += n
-        elif op == "-":
-            units = _units(part, i, embeds_old)
-            del current[pos : pos + units]
-            i += n
-        else:
-            pos = _insert(current, pos, new_chunks, j, j + n, keys)
-            j += n
-
-
-def _embed_positions(chunks: list[tuple[Any, dict[str, Any] | None]]) -> set[int]:
-    positions, at = set(), 0
-    for content, _ in chunks:
-        if isinstance(content, str):
-            at += len(content)
-        else:
-            positions.add(at)
-            at += 1
-    return positions
-
-
-def _units(part: str, start: int, embeds: set[int]) -> int:
-    if _EMBED not in part:
-        return len(part) if part.isascii() else len(part.encode())
-    units = 0
-    for k, ch in enumerate(part):
-        units += 1 if (ch == _EMBED and start + k in embeds) else len(ch.encode())
-    return units
-
-
-def _insert(
-    text: Text,
-    pos: int,
-    chunks: list[tuple[Any, dict[str, Any] | None]],
-    start: int,
-    end: int,
-    keys: set[str],
-) -> int:
-    """Insert code points ``start..end`` of the target, chunk by chunk with formatting."""
-    at = 0
-    for content, formatting in chunks:
-        size = len(content) if isinstance(content, str) else 1
-        lo, hi = max(start, at), min(end, at + size)
-        if lo < hi:
-            attrs = {key: (formatting or {}).get(key) for key in keys} or None
-            if isinstance(content, str):
-                piece = content[lo - at : hi - at]
-                text.insert(pos, piece, attrs or None)
-                pos += len(piece.encode())
-            else:
-                text.insert_embed(pos, content, attrs or None)
-                pos += 1
-        at += size
-        if at >= end:
-            break
-    return pos
+    restore_chunks(current, target.diff())
 
 
 def _plain(value: Any) -> Any:
@@ -217,14 +157,3 @@ def _restore_array(current: Array[Any], target: Array[Any]) -> None:
         del current[prefix : len(old) - suffix]
     for k, item in enumerate(new_items[prefix : len(new_items) - suffix]):
         current.insert(prefix + k, _prelim(item))
-
-
-def _restore_xml(current: XmlFragment, target: XmlFragment) -> None:
-    old = [str(child) for child in current.children]
-    new_children = list(target.children)
-    prefix, suffix = _common_ends(old, [str(child) for child in new_children])
-    if len(old) - prefix - suffix:
-        del current.children[prefix : len(old) - suffix]
-    for k, child in enumerate(new_children[prefix : len(new_children) - suffix]):
-        copy = _prelim(child)
-        current.children.insert(prefix + k, copy)

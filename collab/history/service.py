@@ -28,10 +28,10 @@ from collab.history.rebuild import (
     attribute,
     content_json,
     restore_change,
+    root_of,
+    root_rich,
     root_text,
     sample,
-    span_json,
-    spans_json,
     state_of,
 )
 from collab.history.replay import (
@@ -59,7 +59,6 @@ __all__ = ["History", "Version"]
 
 _FETCH = 5000  # timeline rows fetched per query, at most
 _MAX_NAME = 255
-_MAX_BATCH_ROWS = 5000  # rows one compaction transaction rewrites at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,14 +142,29 @@ class History:
         content = await asyncio.to_thread(content_json, source)
         return {"seq": source.seq, "time": format_ms(source.created_ms), "content": content}
 
-    async def version_text(self, head: DocumentHead, seq: int, root: str) -> str:
-        """One root of a version as text (JSON for maps and arrays).
+    async def version_text(self, head: DocumentHead, seq: int, root: str | None) -> str:
+        """One root of a version (default: its main root) as text: JSON for maps and
+        arrays, escaped XML for rich text.
 
         Raises:
             NotFound: the version has no such root.
         """
         source = await self._source(head, seq)
         return await asyncio.to_thread(root_text, source, root)
+
+    async def version_rich(
+        self, head: DocumentHead, seq: int, root: str | None, fmt: str
+    ) -> tuple[Version, Any]:
+        """A rich-text root of a version as ProseMirror JSON or HTML (``fmt``); the
+        version (without its state) and the document.
+
+        Raises:
+            NotFound: the version has no such root.
+            BadRequest: the root is not rich text.
+        """
+        source = await self._source(head, seq)
+        document = await asyncio.to_thread(root_rich, source, root, fmt)
+        return Version(source.seq, source.created_ms, b""), document
 
     # -- timeline --
 
@@ -187,34 +201,35 @@ class History:
 
     # -- diff and blame --
 
-    async def diff(self, head: DocumentHead, old: int, new: int, root: str) -> dict[str, Any]:
-        """What changed in text root ``root`` from version ``old`` to version ``new``, and who
-        changed it."""
+    async def diff(
+        self, head: DocumentHead, old: int, new: int, root: str | None
+    ) -> dict[str, Any]:
+        """What changed in root ``root`` from version ``old`` to version ``new``, and who
+        changed it: spans of a text, or the union document of rich text (``doc``)."""
         if old > new:
             raise BadRequest(f"from ({old}) must not be after to ({new})")
         base = await self._source(head, old)
         target = await self._source(head, new)
         steps_source = await self._steps(head, base.seq, target)
-        spans = await asyncio.to_thread(attribute, base, target, steps_source, root)
+        found = await asyncio.to_thread(attribute, base, target, steps_source, root)
         return {
-            "root": root,
+            "root": found.pop("root"),
             "from": {"seq": base.seq, "time": format_ms(base.created_ms)},
             "to": {"seq": target.seq, "time": format_ms(target.created_ms)},
-            **spans_json(spans),
+            **found,
         }
 
-    async def blame(self, head: DocumentHead, seq: int, root: str) -> dict[str, Any]:
-        """Who wrote each span of text root ``root`` in version ``seq``."""
+    async def blame(self, head: DocumentHead, seq: int, root: str | None) -> dict[str, Any]:
+        """Who wrote each span of root ``root`` in version ``seq``: spans of a text, or
+        the version of rich text with every run marked (``doc``)."""
         empty = VersionSource(0, head.created_ms, None, 0, [])
         target = await self._source(head, seq)
         steps_source = await self._steps(head, 0, target)
-        spans = await asyncio.to_thread(attribute, empty, target, steps_source, root)
-        return {
-            "root": root,
-            "seq": target.seq,
-            "time": format_ms(target.created_ms),
-            "spans": [span_json(span) for span in spans],
-        }
+        found = await asyncio.to_thread(attribute, empty, target, steps_source, root)
+        out = {"root": found.pop("root"), "seq": target.seq, "time": format_ms(target.created_ms)}
+        if "doc" in found:
+            return {**out, "authors": found["authors"], "doc": found["doc"]}
+        return {**out, "spans": found["spans"]}
 
     async def _steps(self, head: DocumentHead, after: int, target: VersionSource) -> Steps:
         """What attribution needs between two versions: when one author made every update
@@ -310,12 +325,13 @@ class History:
         return result
 
     async def samples(
-        self, head: DocumentHead, old: int, new: int, count: int, root: str
+        self, head: DocumentHead, old: int, new: int, count: int, root: str | None
     ) -> dict[str, Any]:
         """``count`` versions spread evenly from ``old`` to ``new``, each as the text of
         ``root``: a slider's stops, in one request."""
         if old > new:
             raise BadRequest(f"from ({old}) must not be after to ({new})")
+        root = await asyncio.to_thread(root_of, await self._source(head, new), root)
         checkpoints = await self.db.checkpoint_seqs(head.id)
         plan: list[tuple[VersionSource | None, list[Row], int]] = []
         at = -1  # the version the thread's document will be at
@@ -400,7 +416,7 @@ class History:
             infos, horizon=horizon, checkpoints=checkpoints, named=named, policy=policy
         )
         merged_bytes = removed_bytes = 0
-        for batch in _batches(plan.runs):
+        for batch in compaction.batches(plan.runs):
             rows = await self.db.rows(
                 head.id, after=batch[0].first_seq - 1, upto=batch[-1].last_seq
             )
@@ -440,18 +456,6 @@ class History:
             "checkpoints_dropped": len(plan.drop_checkpoints),
             "upto_seq": horizon,
         }
-
-
-def _batches(runs: Sequence[compaction.Run]) -> list[list[compaction.Run]]:
-    batches: list[list[compaction.Run]] = []
-    size = 0
-    for run in runs:
-        if not batches or size + run.rows > _MAX_BATCH_ROWS:
-            batches.append([])
-            size = 0
-        batches[-1].append(run)
-        size += run.rows
-    return batches
 
 
 def _merge_runs(runs: Sequence[compaction.Run], rows: Sequence[Row]) -> list[MergedRun]:

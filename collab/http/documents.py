@@ -8,7 +8,8 @@ Owns parsing these requests and shaping their responses:
   /api/docs/{room}`` deletes it softly (hidden, its room closed with 4404, restorable for
   ``deleted_retention``); ``POST /api/docs/{room}/undelete`` brings it back;
 - ``GET /api/docs/{room}/content`` reads the newest version (text, JSON or a Yjs update);
-  ``PUT`` replaces the ``content`` text, ``PATCH`` inserts and deletes in it. Both are
+  ``PUT`` replaces a root's text, or with a ProseMirror document a rich-text root's tree,
+  ``PATCH`` inserts and deletes in a text. Both are
   computed here (``edit.py``, in a worker thread) and applied through ``Hub.apply``: relayed
   live to the room, stored with the caller as author, like any client's edit.
 
@@ -20,6 +21,7 @@ no SQL (``collab.store``) and no Yjs logic (``edit.py``).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from typing import Any
@@ -30,12 +32,13 @@ from aiohttp import web
 from collab.auth import Access
 from collab.clock import format_ms
 from collab.errors import BadRequest, Conflict, DocumentTooLarge, NotFound
-from collab.history.edit import patch_update, replace_update, text_update
+from collab.history.edit import patch_update, replace_update, rich_update, text_update
 from collab.history.replay import TEXT_ROOT
 from collab.history.service import History
 from collab.http.body import MAX_JSON, load_models, read
 from collab.http.errors import json_response
 from collab.http.openapi import WRITE, Route
+from collab.http.rich import RICH_FORMATS, rich_response
 from collab.http.state import CONFIG, HUB, author, authorize, identify
 from collab.store import DocumentInfo, DocumentState, DocumentStore, now_ms
 from collab.sync.awareness import announced_user
@@ -236,9 +239,7 @@ async def _content(request: web.Request) -> web.StreamResponse:
     head = await history.head(name)
     fmt = request.query.get("format", "text")
     if fmt == "text":
-        text = await history.version_text(
-            head, head.last_seq, request.query.get("root", TEXT_ROOT)
-        )
+        text = await history.version_text(head, head.last_seq, request.query.get("root"))
         return web.Response(
             text=text, content_type="text/plain", charset="utf-8", headers=_seq(head.last_seq)
         )
@@ -250,7 +251,12 @@ async def _content(request: web.Request) -> web.StreamResponse:
         return web.Response(
             body=state, content_type="application/octet-stream", headers=_seq(head.last_seq)
         )
-    raise BadRequest(f"bad format {fmt!r}: expected text, json or yjs")
+    if fmt in RICH_FORMATS:
+        found, document = await history.version_rich(
+            head, head.last_seq, request.query.get("root"), fmt
+        )
+        return rich_response(document, found.seq, found.created_ms)
+    raise BadRequest(f"bad format {fmt!r}: expected text, json, yjs, prosemirror or html")
 
 
 def _seq(seq: int) -> dict[str, str]:
@@ -259,14 +265,19 @@ def _seq(seq: int) -> dict[str, str]:
 
 async def _replace(request: web.Request) -> web.StreamResponse:
     await load_models()  # pydantic, imported off the loop once
-    from collab.http.models import ReplaceContent, parse
+    from collab.http.models import ReplaceContent, ReplaceRichContent, parse
 
     name = request.match_info["room"]
     identity = authorize(request, name, Access.WRITE)
     limit = request.app[CONFIG].max_document_size
     body = await read(request, limit)
     user = None
-    if request.content_type == "application/json":
+    document: Any = None
+    root = request.query.get("root")
+    if request.content_type == "application/json" and ReplaceRichContent.wanted(_json(body)):
+        rich = parse(ReplaceRichContent, body)
+        text, document, user = "", rich.doc, rich.user
+    elif request.content_type == "application/json":
         data = parse(ReplaceContent, body)
         text, user = data.text, data.user
     else:
@@ -278,8 +289,19 @@ async def _replace(request: web.Request) -> web.StreamResponse:
         raise DocumentTooLarge(f"content larger than max_document_size ({limit} bytes)")
     await _live(request, name)
     state = await _state(request, name)
-    update = await asyncio.to_thread(replace_update, state, TEXT_ROOT, text)
+    if document is not None:
+        update = await asyncio.to_thread(rich_update, state, root, document)
+    else:
+        update = await asyncio.to_thread(replace_update, state, root, text)
     return await _changed(request, name, update, author(request, identity, user))
+
+
+def _json(body: bytes) -> Any:
+    """The body as JSON, or ``None`` when it is not (``parse`` then says why)."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
 
 
 async def _patch(request: web.Request) -> web.StreamResponse:
@@ -291,7 +313,8 @@ async def _patch(request: web.Request) -> web.StreamResponse:
     data = parse(PatchContent, await read(request, request.app[CONFIG].max_document_size))
     await _live(request, name)
     state = await _state(request, name)
-    update = await asyncio.to_thread(patch_update, state, TEXT_ROOT, data.operations())
+    root = request.query.get("root")
+    update = await asyncio.to_thread(patch_update, state, root, data.operations())
     return await _changed(request, name, update, author(request, identity, data.user))
 
 
@@ -317,10 +340,12 @@ _LIST_QUERY = (
     ("limit", "1-200 (default 50)", {"type": "integer"}),
     ("cursor", "the previous page's next"),
 )
+_CONTENT_FORMATS = ["text", "json", "yjs", "prosemirror", "html"]
 _CONTENT_QUERY = (
-    ("format", "text, json or yjs", {"enum": ["text", "json", "yjs"]}),
-    ("root", "for format=text: the root to read (default content)"),
+    ("format", "text, json, yjs, prosemirror or html", {"enum": _CONTENT_FORMATS}),
+    ("root", "for text, prosemirror, html: the root (default the main root)"),
 )
+_WRITE_QUERY = (("root", "the root to write (default the main root)"),)
 ROUTES = (
     Route(
         "GET", "/api/docs", _list,
@@ -349,13 +374,13 @@ ROUTES = (
     ),
     Route(
         "PUT", CONTENT, _replace,
-        "Replace the content text: applied as a minimal edit, relayed live, stored "
-        "with the caller as author", _TAG,
-        (200, "applied"), WRITE, body="ReplaceContent", text_body=True,
+        "Replace a root's content (text, or a ProseMirror document for rich text): "
+        "applied as a minimal edit, relayed live, stored with the caller as author", _TAG,
+        (200, "applied"), WRITE, _WRITE_QUERY, body="ReplaceContent", text_body=True,
     ),
     Route(
         "PATCH", CONTENT, _patch,
         "Insert and delete in the content text, in order; indexes count code points", _TAG,
-        (200, "applied"), WRITE, body="PatchContent",
+        (200, "applied"), WRITE, _WRITE_QUERY, body="PatchContent",
     ),
 )  # fmt: skip

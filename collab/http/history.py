@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 from aiohttp import web
 
 from collab.auth import Access
 from collab.clock import format_ms
 from collab.errors import BadRequest
-from collab.history.replay import TEXT_ROOT
+from collab.history.markup import html_of
 from collab.history.service import History
 from collab.http.body import MAX_JSON, load_models, read
 from collab.http.errors import json_response
 from collab.http.openapi import READ, WRITE, Route
+from collab.http.rich import RICH_FORMATS, rich_response
 from collab.http.state import HUB, author, authorize, identify
 from collab.store import DocumentHead
 
@@ -123,10 +125,12 @@ async def _version(request: web.Request) -> web.StreamResponse:
             },
         )
     if fmt == "text":
-        root = request.query.get("root", TEXT_ROOT)
-        text = await history.version_text(head, seq, root)
+        text = await history.version_text(head, seq, request.query.get("root"))
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
-    raise BadRequest(f"bad format {fmt!r}: expected json, yjs or text")
+    if fmt in RICH_FORMATS:
+        found, document = await history.version_rich(head, seq, request.query.get("root"), fmt)
+        return rich_response(document, found.seq, found.created_ms)
+    raise BadRequest(f"bad format {fmt!r}: expected json, yjs, text, prosemirror or html")
 
 
 async def _diff(request: web.Request) -> web.StreamResponse:
@@ -136,13 +140,25 @@ async def _diff(request: web.Request) -> web.StreamResponse:
         raise BadRequest("give the older version as from=SEQ or from_at=TIME")
     old = await history.resolve(head, query.get("from"), query.get("from_at"))
     new = await history.resolve(head, query.get("to"), query.get("to_at"))
-    return json_response(await history.diff(head, old, new, query.get("root", TEXT_ROOT)))
+    return _changes(request, await history.diff(head, old, new, query.get("root")))
 
 
 async def _blame(request: web.Request) -> web.StreamResponse:
     history, head = await _open(request, Access.READ)
     seq = await history.resolve(head, request.query.get("seq"), request.query.get("at"))
-    return json_response(await history.blame(head, seq, request.query.get("root", TEXT_ROOT)))
+    return _changes(request, await history.blame(head, seq, request.query.get("root")))
+
+
+def _changes(request: web.Request, found: dict[str, Any]) -> web.StreamResponse:
+    """A diff or blame as JSON, or (``format=html``, rich text only) its document as HTML."""
+    fmt = request.query.get("format", "json")
+    if fmt == "json":
+        return json_response(found)
+    if fmt != "html":
+        raise BadRequest(f"bad format {fmt!r}: expected json or html")
+    if "doc" not in found:
+        raise BadRequest(f"format=html reads rich-text roots; {found['root']!r} is text")
+    return web.Response(text=html_of(found["doc"]), content_type="text/html", charset="utf-8")
 
 
 async def _restore(request: web.Request) -> web.StreamResponse:
@@ -208,7 +224,7 @@ async def _samples(request: web.Request) -> web.StreamResponse:
     old = await history.resolve(head, request.query.get("from", "0"), None)
     new = await history.resolve(head, request.query.get("to"), None)
     count = _int(request, "count", 20, 1, _MAX_SAMPLES)
-    root = request.query.get("root", TEXT_ROOT)
+    root = request.query.get("root")
     return json_response(await history.samples(head, old, new, count, root))
 
 
@@ -218,9 +234,10 @@ async def _info(request: web.Request) -> web.StreamResponse:
 
 
 _TAG = "history"
+_FORMATS = ["json", "yjs", "text", "prosemirror", "html"]
 _VERSION_QUERY = (
-    ("format", "json (default), yjs or text", {"enum": ["json", "yjs", "text"]}),
-    ("root", "for format=text: the root to read (default content)"),
+    ("format", "json (default), yjs, text, prosemirror or html", {"enum": _FORMATS}),
+    ("root", "for text, prosemirror, html: the root (default the main root)"),
 )
 ROUTES = (
     Route(
@@ -252,13 +269,19 @@ ROUTES = (
             ("from_at", "... or its time"),
             ("to", "the newer version's seq (default the newest)"),
             ("to_at", "... or its time"),
-            ("root", "text root (default content)"),
+            ("root", "the root (default the main root)"),
+            ("format", "json (default), or html for a rich-text root", {"enum": ["json", "html"]}),
         ),
     ),
     Route(
         "GET", _DOC + "/blame", _blame, "Who wrote each span of a text root in a version",
         _TAG, (200, "spans"), READ,
-        (("seq", "version"), ("at", "time"), ("root", "text root (default content)")),
+        (
+            ("seq", "version"),
+            ("at", "time"),
+            ("root", "the root (default the main root)"),
+            ("format", "json (default), or html for a rich-text root", {"enum": ["json", "html"]}),
+        ),
     ),
     Route(
         "POST", _DOC + "/restore", _restore,
@@ -295,7 +318,7 @@ ROUTES = (
             ("from", "first version"),
             ("to", "last version"),
             ("count", "1-200 (default 20)", {"type": "integer"}),
-            ("root", "root whose value is returned (default content)"),
+            ("root", "root whose value is returned (default the main root)"),
         ),
     ),
     Route(

@@ -90,12 +90,44 @@ class CreateDocument(Body):
 
 
 class ReplaceContent(Body):
-    """``PUT /api/docs/{room}/content`` as JSON (a text/plain body is the text itself)."""
+    """``PUT /api/docs/{room}/content`` as JSON (a text/plain body is the text itself);
+    a rich-text root takes a ProseMirror document instead (``ReplaceRichContent``)."""
 
-    hint = 'give {"text": "..."} or a text/plain body'
+    hint = 'give {"text": "..."}, a ProseMirror {"type": "doc", ...}, or a text/plain body'
     problems = {"text": 'give "text" as a string'}
-    text: str = Field(description="the new text of the content root")
+    text: str = Field(description="the new text of a text root")
     user: User = None
+
+    @classmethod
+    def openapi_schema(cls, ref: dict[str, str], schemas: dict[str, Any]) -> dict[str, Any]:
+        """This object, or a ProseMirror document (``ReplaceRichContent``)."""
+        template = ref["$ref"].replace(cls.__name__, "{model}")
+        schemas.update(json_schemas(["ReplaceRichContent"], template))
+        return {"oneOf": [ref, {"$ref": template.format(model="ReplaceRichContent")}]}
+
+
+class ReplaceRichContent(Body):
+    """``PUT /api/docs/{room}/content`` with a ProseMirror document, bare
+    (``{"type": "doc", ...}``) or as ``{"doc": {...}, "user": ...}``."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+    hint = 'give a ProseMirror document {"type": "doc", "content": [...]}'
+    problems = {
+        "doc": 'give "doc" as a ProseMirror document object',
+        "text": 'give "text" or "doc", not both',
+    }
+    doc: dict[str, Any] = Field(description='a ProseMirror document: {"type": "doc", ...}')
+    user: User = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_document(cls, data: Any) -> Any:
+        return {"doc": data} if isinstance(data, dict) and "type" in data else data
+
+    @staticmethod
+    def wanted(data: Any) -> bool:
+        """Whether a parsed JSON body is meant as a ProseMirror document."""
+        return isinstance(data, dict) and ("type" in data or "doc" in data)
 
 
 class InsertOperation(Body):

@@ -42,7 +42,9 @@ def add_history_commands(commands: Any) -> None:
         which.add_argument("--at", help="the version at a time (ISO-8601, UTC if no zone)")
         sub.add_argument("--root", help="one root (default: content, else all as JSON)")
         if name == "export":
-            sub.add_argument("--format", required=True, choices=["text", "json", "yjs"])
+            sub.add_argument(
+                "--format", required=True, choices=["text", "json", "yjs", "prosemirror", "html"]
+            )
             sub.add_argument("-o", "--output", help="file to write (default: stdout)")
 
     compact = commands.add_parser(
@@ -134,8 +136,12 @@ def _export(config: Config, args: argparse.Namespace) -> int:
             data = (await history.version(head, seq)).state
         elif args.format == "json":
             data = json.dumps(await history.version_json(head, seq), ensure_ascii=False).encode()
-        else:
-            data = (await history.version_text(head, seq, args.root or "content")).encode()
+        elif args.format in ("prosemirror", "html"):  # a rich-text root (docs/rich-text.md)
+            _, document = await history.version_rich(head, seq, args.root, args.format)
+            text = document if isinstance(document, str) else json.dumps(document)
+            data = text.encode()
+        else:  # the main root (content, else the rich-text root) unless --root
+            data = (await history.version_text(head, seq, args.root)).encode()
         if args.output:
             await asyncio.to_thread(_write, args.output, data)
         else:

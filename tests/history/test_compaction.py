@@ -6,6 +6,7 @@ from typing import Any
 
 from pycrdt import Doc, Text
 
+from collab.history import compaction
 from collab.history.compaction import MAX_RUN, Policy, RowInfo, Run, merge, plan
 
 _POLICY = Policy(
@@ -62,3 +63,15 @@ def test_merge_equals_applying_the_updates_in_order() -> None:
     target.apply_update(merge(updates))
     assert str(target.get("content", type=Text)) == "merged"
     assert merge(updates[:1]) == updates[0]
+
+
+def test_batches_bound_the_rows_of_one_transaction() -> None:
+    """Runs are cut into consecutive batches of at most max_rows rows; a larger run is a
+    batch of its own."""
+    runs = [Run(k * 10 + 1, k * 10 + rows, rows) for k, rows in enumerate([3, 4, 9, 2, 2])]
+    assert [[run.rows for run in batch] for batch in compaction.batches(runs, 8)] == [
+        [3, 4],
+        [9],
+        [2, 2],
+    ]
+    assert compaction.batches([], 8) == []

@@ -5,16 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pycrdt import Doc, Map, Text
+from pycrdt import Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 from collab.history.edit import (
     Delete,
     Insert,
     patch_update,
     replace_update,
+    rich_update,
     text_update,
 )
 from collab.history.replay import Conflict, replay
+from collab.history.richtext import prosemirror_json, tree_of
+from tests.richdoc import el, rich_doc
 
 ROOT = "content"
 
@@ -97,3 +100,37 @@ def test_patch_of_an_empty_document() -> None:
     state = Doc().get_update()
     assert text_of(state, patch_update(state, ROOT, [Insert(0, "new")])) == "new"
     assert patch_update(state, ROOT, [Delete(0, 0)]) == b""
+
+
+def test_rich_update_merges_with_a_concurrent_edit() -> None:
+    """A ProseMirror write replaces only the block that differs: a concurrent edit in a
+    block it kept survives; a second identical write changes nothing."""
+    base = rich_doc([el("paragraph", "keep"), el("paragraph", "old")])
+    state = base.get_update()
+    wanted = {
+        "type": "doc",
+        "content": [
+            {"type": "paragraph", "content": [{"type": "text", "text": "keep"}]},
+            {
+                "type": "paragraph",
+                "content": [{"type": "text", "text": "new", "marks": [{"type": "bold"}]}],
+            },
+        ],
+    }
+    update = rich_update(state, None, wanted)
+    first = base.get("default", type=XmlFragment).children[0]
+    assert isinstance(first, XmlElement) and isinstance(first.children[0], XmlText)
+    first.children[0].insert(4, "ing")  # meanwhile, in an editor
+    base.apply_update(update)
+    result = prosemirror_json(tree_of(base.get("default", type=XmlFragment)))
+    assert result["content"][0] == {
+        "type": "paragraph",
+        "content": [{"type": "text", "text": "keeping"}],
+    }
+    assert result["content"][1] == wanted["content"][1]
+    replayed: Doc[Any] = Doc()
+    replayed.apply_update(state)
+    replayed.apply_update(update)
+    assert rich_update(replayed.get_update(), "default", wanted) == b""
+    with pytest.raises(Conflict, match="writes an XML fragment"):
+        rich_update(text_update("x", "content"), "content", wanted)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from pycrdt import Array, Doc, Map, Text
 
+from collab.history.replay import Conflict
 from collab.history.restore import restore_update
+from tests.richdoc import from_update, node_rich
 
 
 def _doc(update: bytes | None = None) -> Doc[Any]:
@@ -47,3 +50,25 @@ def test_restoring_the_current_content_changes_nothing() -> None:
     doc = _doc()
     doc.get("content", type=Text).insert(0, "same")
     assert restore_update(_doc(doc.get_update()), _doc(doc.get_update())) == b""
+
+
+def test_a_lexical_root_is_refused_not_corrupted() -> None:
+    """Restoring a different Lexical root is a Conflict (pycrdt cannot write its nested
+    XmlTexts); restoring the same content changes nothing."""
+    current = from_update(node_rich({"op": "lexical", "text": "Hello"})["update"])
+    target = from_update(node_rich({"op": "lexical", "text": "Bye"})["update"])
+    with pytest.raises(Conflict, match="Lexical"):
+        restore_update(current, target)
+    same = from_update(node_rich({"op": "lexical", "text": "Bye"})["update"])
+    assert restore_update(same, target) == b""
+
+
+def test_formatting_of_kept_text_is_set_back() -> None:
+    """Text made bold since the target version is plain again after the restore."""
+    target: Doc[Any] = Doc()
+    target["content"] = Text("plain words")
+    current: Doc[Any] = Doc()
+    current.apply_update(target.get_update())
+    current.get("content", type=Text).format(0, 5, {"bold": True})
+    assert restore_update(current, target)
+    assert current.get("content", type=Text).diff() == [("plain words", None)]

@@ -13,7 +13,7 @@ from aiohttp.test_utils import make_mocked_request
 from collab import __version__
 from collab.config import Config
 from collab.http.app import API, create_app
-from collab.http.models import PatchContent, model
+from collab.http.models import PatchContent, ReplaceContent, model
 from collab.http.openapi import openapi_path, spec
 from tests.conftest import Server
 from tests.http.api import call
@@ -105,7 +105,8 @@ async def test_spec_describes_exactly_the_registered_api_routes(
 
 
 def test_request_bodies_are_the_models_schemas() -> None:
-    """Each JSON body in the document is its model's JSON schema (PATCH also a bare list)."""
+    """Each JSON body in the document is its model's JSON schema (PATCH also a bare list,
+    PUT content also a ProseMirror document)."""
     document = spec(API, __version__)
     schemas = document["components"]["schemas"]
     for route in API:
@@ -122,6 +123,15 @@ def test_request_bodies_are_the_models_schemas() -> None:
         schema = item["requestBody"]["content"]["application/json"]["schema"]
         if route.body == PatchContent.__name__:
             assert schema["oneOf"][0]["type"] == "array"
+        elif route.body == ReplaceContent.__name__:  # text, or a ProseMirror document
+            assert schema == {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/ReplaceContent"},
+                    {"$ref": "#/components/schemas/ReplaceRichContent"},
+                ]
+            }
+            rich = model("ReplaceRichContent").model_json_schema()
+            assert schemas["ReplaceRichContent"]["properties"] == rich["properties"]
         else:
             assert schema == {"$ref": f"#/components/schemas/{name}"}
 

@@ -12,14 +12,16 @@ from typing import Any
 
 import aiohttp
 import pytest
-from pycrdt import Doc, Text
+from pycrdt import Doc, Text, XmlFragment
 
 from collab.config import Config, database_url
 from collab.history.service import History
 from collab.store import Store
+from collab.sync.protocol import encode_update
 from collab.tools.cli import main
-from tests.conftest import ROOT, editor, eventually, start_server
+from tests.conftest import ROOT, editor, eventually, raw_client, start_server
 from tests.http.test_history import get, last_seq, post, send
+from tests.richdoc import add, el
 from tests.trace import Trace, trace
 
 N_ALICE, N_BOB = 1200, 300
@@ -182,3 +184,36 @@ async def test_compaction_while_serving(tmp_path: Path, session: aiohttp.ClientS
 
 async def _stored(session: aiohttp.ClientSession, server: Any, seq: int) -> bool:
     return await last_seq(session, server, "live") >= seq
+
+
+async def test_export_rich_text(
+    tmp_path: Path, session: aiohttp.ClientSession, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``export`` writes a Tiptap document's fragment as ProseMirror JSON and HTML, and
+    as escaped XML text by default (its main root)."""
+    db = tmp_path / "collab.db"
+    doc: Doc[Any] = Doc()
+    add(doc.get("default", type=XmlFragment), [el("paragraph", [("a<b", {"bold": {}})])])
+    async with start_server(_config(db)) as server:
+        async with raw_client(session, server.url("tip", "user=ann")) as client:
+            await client.handshake()
+            await client.ws.send_bytes(encode_update(doc.get_update()))
+            await eventually(lambda: _tip_stored(session, server), 10, "stored")
+    assert await _run(["export", "tip", "--format", "prosemirror", "--db", str(db)]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "type": "doc",
+        "content": [
+            {
+                "type": "paragraph",
+                "content": [{"type": "text", "text": "a<b", "marks": [{"type": "bold"}]}],
+            }
+        ],
+    }
+    assert await _run(["export", "tip", "--format", "html", "--db", str(db)]) == 0
+    assert capsys.readouterr().out == "<p><strong>a&lt;b</strong></p>"
+    assert await _run(["export", "tip", "--format", "text", "--db", str(db)]) == 0
+    assert capsys.readouterr().out == "<paragraph><bold>a&lt;b</bold></paragraph>"
+
+
+async def _tip_stored(session: aiohttp.ClientSession, server: Any) -> bool:
+    return await last_seq(session, server, "tip") >= 1
