@@ -108,7 +108,20 @@ async def test_rolling_restart_behind_nginx_loses_nothing(
                 texts = [await c.text() for c in clients]
                 return all(_tokens(t) == every for t in texts)
 
-            await eventually(converged, timeout=30, what="every edit in every client, once")
+            try:
+                await eventually(converged, timeout=30, what="every edit in every client, once")
+            except AssertionError:
+                # Say what differs: missing or doubled edits, per client, and its status.
+                report = []
+                for client in clients:
+                    state = await client.state()
+                    seen = _tokens(str(state["text"]))
+                    missing, doubled = every - seen, seen - every
+                    report.append(
+                        f"{state['status']} synced={state['synced']} "
+                        f"missing={sorted(missing)[:5]} extra={sorted(doubled)[:5]}"
+                    )
+                raise AssertionError("not converged:\n" + "\n".join(report)) from None
             # No client was without a node for longer than a reconnect or two.
             waits = [w for c in clients for w in _offline(c)]
             assert waits and max(waits) < 3.0 * TIMEOUT_FACTOR, waits
