@@ -30,6 +30,7 @@ __all__ = [
     "RateLimited",
     "RoomPoisoned",
     "SlowConsumer",
+    "StaleLineage",
     "StoreUnavailable",
     "Unauthorized",
     "UnsupportedData",
@@ -55,6 +56,7 @@ class CloseCode(IntEnum):
     FORBIDDEN = 4403  # no access to the room, or Origin not allowed
     DOCUMENT_DELETED = 4404  # the document was deleted (restorable by POST .../undelete)
     DOCUMENT_TOO_LARGE = 4413  # the edit would grow the document past its limit
+    LINEAGE_RETIRED = 4410  # the client holds a replaced history of the document
     RESET_CONNECTION = 4205  # Hocuspocus's: too much sent for documents not authenticated
 
 
@@ -174,6 +176,15 @@ class DocumentDeleted(CollabError):
 
     close_code = CloseCode.DOCUMENT_DELETED
     http_status = 404
+
+
+class StaleLineage(CollabError):
+    """The update carries structs of a history the document retired (it was replaced or
+    started over: ``collab.sync.lineage``). The client's copy is of another document;
+    retrying can never merge it, hence a 4xxx code (the y-websocket client stops)."""
+
+    close_code = CloseCode.LINEAGE_RETIRED
+    http_status = 409
 
 
 class DocumentTooLarge(CollabError):

@@ -52,6 +52,7 @@ REFUSALS = frozenset(
         CloseCode.FORBIDDEN,
         CloseCode.DOCUMENT_DELETED,
         CloseCode.DOCUMENT_TOO_LARGE,
+        CloseCode.LINEAGE_RETIRED,
     )
 )
 """Codes that refuse one document (PermissionDenied for it); others close the socket."""

@@ -33,7 +33,9 @@ from collab.errors import (
     MissingStructs,
     ProtocolError,
     RoomPoisoned,
+    StaleLineage,
 )
+from collab.sync.lineage import Retired
 from collab.sync.name import has_control_characters
 from collab.sync.protocol import (
     EMPTY_UPDATE,
@@ -184,6 +186,9 @@ class Room(Generic[M]):
     _clocks: dict[int, int] = field(default_factory=dict)
     resyncs: int = 0
     """Updates that depended on structs the document lacks, answered with a SyncStep1."""
+    retired: Retired | None = None
+    """The lineages this document retired: updates carrying their structs are refused
+    (``collab.sync.lineage``). ``None``: it never retired one."""
 
     def __post_init__(self) -> None:
         self._sync_clocks()
@@ -336,6 +341,9 @@ class Room(Generic[M]):
         # yrs kept pending for want of their dependencies.
         clocks = self._clocks
         spans = check_update_for(update, clocks)
+        retired = self.retired
+        if retired is not None and retired.stale(spans, clocks):
+            raise StaleLineage("this copy of the document was replaced; reload it")
         # Some clients (pycrdt's Provider) send back every update they receive. Keep such
         # echoes, whose structs are all known already, out of the log and off the wire:
         # they would show as empty versions in history (see collab.sync.ydoc.known).
