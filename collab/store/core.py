@@ -1,8 +1,9 @@
 """The Store: the one object the server and the tools hold to reach the database.
 
 It owns the store's life (``open``: connections, the schema upgrade, the writer; ``close``:
-drain the writer, close the connections), loading rooms (``load``, creating the document
-through the writer when the name is new) and the bounds every wait on the database gets.
+drain the writer, close the connections), loading rooms (``load``: one read; a new name
+gets a provisional id and its row is queued for the writer, which the server's rooms do
+not wait for) and the bounds every wait on the database gets.
 The rest it composes: the single writer with group commit is ``writer.py`` (a ``Store``
 is a ``Writer``: ``append``, ``checkpoint``, ``flush``, ``stalled`` and the counters are
 the writer's), connections and failures ``engine.py``, the schema ``schema.py``, the
@@ -12,6 +13,8 @@ Reads (``load``) use pooled connections of their own; in SQLite's WAL mode they 
 block the writer. Every wait on the database (``load``, ``schema_status``, the reads of
 the other store modules through ``connect``/``begin``) is bounded by ``db_timeout``, and
 a timeout or a database failure raises ``StoreUnavailable`` (close 1013, HTTP 503).
+``connect``/``begin`` first wait for the documents queued for creation: every read (the
+list, ``POST /api/docs``'s 409, a delete) finds each document a room has opened.
 """
 
 from __future__ import annotations
@@ -155,6 +158,7 @@ class Store(Writer):
         otherwise (long maintenance: dump, load, compaction, purge); a database failure
         raises ``StoreUnavailable`` either way."""
         async with guard(self.db_timeout if bounded else None):
+            await self._creations_settled()
             async with self.engine.connect() as conn:
                 yield conn
 
@@ -163,6 +167,7 @@ class Store(Writer):
         """Like ``connect``, in a transaction committed at the end of the block (the
         small direct writes of the other store modules)."""
         async with guard(self.db_timeout if bounded else None):
+            await self._creations_settled()
             async with self.engine.begin() as conn:
                 yield conn
 
@@ -199,20 +204,33 @@ class Store(Writer):
         if self._head is None:
             # Reading the migration scripts touches the disk: once, off the event loop.
             self._head = await asyncio.to_thread(head_revision)
-        async with self.connect() as conn:
+        # Not through connect(): readiness need not wait for documents being created.
+        async with self.bounded(), self.engine.connect() as conn:
             return await conn.run_sync(current_revision), self._head
 
-    async def load(self, name: str) -> Loaded:
-        """Fetch what the room ``name`` needs to start, creating the document if new.
+    async def load(self, name: str, *, provisional: bool = False) -> Loaded:
+        """Fetch what the room ``name`` needs to start (one read), creating the document
+        if new.
+
+        ``provisional``: a new document is not waited for. It gets a provisional
+        (negative) id at once (``Writer.provisional``) and its row is created by the next
+        group commit, with or before the first updates queued under that id; register
+        ``when_created`` before the next ``await`` to learn the real id. Without it (the
+        tools), the document is created now and its real id returned.
 
         Raises:
             StoreUnavailable: the database did not answer (or create the document)
                 within ``db_timeout``, or failed.
         """
         async with self.bounded():
+            tmp = self._pending.get(name)
+            if tmp is not None and provisional:
+                return Loaded(tmp, None, 0, [], 0)  # a room opened it and left: still new
             loaded = await self._db.read(_load_rows, name)
             if loaded is not None:
                 return loaded
+            if provisional:
+                return Loaded(self.provisional(name), None, 0, [], 0)
             # Outside the read connection: holding one pooled connection while asking for
             # another is how a burst of new rooms would exhaust the pool. A creation that
             # times out stays queued: the document is created once the writer can.
