@@ -181,8 +181,11 @@ class Store(Writer):
         check_url(self.url)
         await self._db.open()
         if upgrade:
-            # Alembic reads the migration scripts from disk: kept off the event loop.
-            await asyncio.to_thread(upgrade_schema, self.url)
+            # One query says whether the schema is current; only then is Alembic imported
+            # (and its scripts read, off the event loop) to upgrade it.
+            self._head = await asyncio.to_thread(head_revision)
+            if await self._db.read(current_revision) != self._head:
+                await asyncio.to_thread(upgrade_schema, self.url)
         self._start_writer()
 
     async def close(self) -> None:
