@@ -26,6 +26,12 @@ from tests.conftest import ROOT, TIMEOUT_FACTOR, Server, eventually, raw_client,
 _LONG_WINDOW = 30.0
 
 
+def _quiet(config: Config, **changes: Any) -> Config:
+    """``config`` with no background reads (the revocation poll) that a statement count
+    would see."""
+    return replace(config, revocation_poll=0, **changes)
+
+
 @contextmanager
 def statements(store: Store) -> Iterator[list[str]]:
     """Every SQL statement the store's engines run meanwhile (``COMMIT`` for each commit),
@@ -69,20 +75,13 @@ def _update(text: str) -> bytes:
     return encode_update(doc.get_update())
 
 
-async def _joined(session: aiohttp.ClientSession, server: Server, room: str) -> Any:
-    client = raw_client(session, server.url(room))
-    raw = await client.__aenter__()
-    await raw.handshake()
-    return client, raw
-
-
 async def test_a_join_to_a_new_room_waits_for_no_commit(
     config: Config, session: aiohttp.ClientSession
 ) -> None:
     """With a 30 s window, a join to a new room completes its handshake with one read and no
     commit; the document row is then created by the commit that stores the first update,
     in the same transaction, and the room takes its real id."""
-    config = replace(config, commit_interval=_LONG_WINDOW)
+    config = _quiet(config, commit_interval=_LONG_WINDOW)
     async with start_server(config) as server:
         store = server.app[HUB].store
         commits = store.commits
@@ -107,18 +106,16 @@ async def test_a_join_to_a_loaded_room_runs_no_sql(
     config: Config, session: aiohttp.ClientSession
 ) -> None:
     """Once a room is loaded, more joins (and their handshakes) never reach the database."""
-    async with start_server(config) as server:
+    async with start_server(_quiet(config)) as server:
         store = server.app[HUB].store
-        first, _ = await _joined(session, server, "loaded")
-        try:
+        async with raw_client(session, server.url("loaded")) as first:
+            await first.handshake()
             await asyncio.wait_for(store.flush(), 5 * TIMEOUT_FACTOR)
             with statements(store) as seen:
                 for _ in range(3):
                     async with raw_client(session, server.url("loaded")) as client:
                         await client.handshake()
             assert seen == []
-        finally:
-            await first.__aexit__(None, None, None)
 
 
 async def test_reads_find_a_document_a_join_opened_before_its_commit(
