@@ -20,7 +20,7 @@ from collab.config import Config
 from collab.http.state import HUB
 from collab.store import Store
 from collab.sync.protocol import encode_update
-from tests.conftest import ROOT, TIMEOUT_FACTOR, Server, eventually, raw_client, start_server
+from tests.conftest import ROOT, TIMEOUT_FACTOR, eventually, raw_client, start_server
 
 # A group window no test waits for: whatever commits, something else made it commit.
 _LONG_WINDOW = 30.0
