@@ -3,6 +3,9 @@
 PURE: decides from a token string and a room name; never reads a socket or the database.
 Tokens are JWTs (PyJWT), signed with the server's shared secret (HS256) or, for tokens
 minted by a team's own application, verified with its public key (RS256/ES256/EdDSA).
+PyJWT (and the ``cryptography`` package it loads, about 9 MB of memory) is imported by
+the first ``Verifier``, ``mint`` or ``token_id_of``, so a server without authentication
+never loads it.
 
 Claims collab reads:
 
@@ -23,9 +26,8 @@ import secrets
 import time
 from dataclasses import dataclass
 from enum import IntEnum
+from types import ModuleType
 from typing import Any
-
-import jwt
 
 from collab.errors import Unauthorized
 
@@ -33,6 +35,12 @@ __all__ = ["OPEN", "Access", "Identity", "Rule", "Verifier", "mint", "token_id_o
 
 _LEEWAY_SECONDS = 10
 _ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"]
+
+
+def _jwt() -> ModuleType:
+    import jwt
+
+    return jwt
 
 
 class Access(IntEnum):
@@ -101,6 +109,7 @@ class Verifier:
     def __init__(self, secret: str | None, public_key: str | None = None) -> None:
         if not secret and not public_key:
             raise ValueError("a secret or a public key is needed")
+        self._jwt = _jwt()
         self._keys: list[tuple[Any, list[str]]] = []
         if secret:
             self._keys.append((secret, ["HS256"]))
@@ -117,6 +126,7 @@ class Verifier:
             raise Unauthorized("missing token")
         claims: dict[str, Any] | None = None
         error = "invalid token"
+        jwt = self._jwt
         for key, algorithms in self._keys:
             try:
                 claims = jwt.decode(
@@ -171,6 +181,7 @@ def token_id_of(token: str) -> tuple[str, float | None]:
     Raises:
         ValueError: not a JWT, or one without a ``jti``.
     """
+    jwt = _jwt()
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
@@ -213,4 +224,5 @@ def mint(
         claims["exp"] = int(issued + expires_in)
     if admin:
         claims["admin"] = True
-    return jwt.encode(claims, secret, algorithm="HS256")
+    token: str = _jwt().encode(claims, secret, algorithm="HS256")
+    return token

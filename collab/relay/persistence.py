@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
 from collab.config import Config
@@ -33,6 +34,11 @@ _REPLAY_IN_THREAD = 256 * 1024
 async def load_room(store: Store, config: Config, name: str) -> tuple[Room[Connection], int]:
     """Read room ``name`` from ``store``: its latest checkpoint, then the updates after it.
 
+    A new document is not waited for: the room starts with a provisional id, under which
+    its rows are queued from the first update on (the writer creates the document in the
+    same commit as, or before, them), and takes the real id once that commit is done. So
+    a join to a new room costs one read, never a commit of its own.
+
     Returns:
         The room, and how many stored rows were skipped because they cannot be applied.
 
@@ -40,7 +46,7 @@ async def load_room(store: Store, config: Config, name: str) -> tuple[Room[Conne
         DocumentDeleted: the room's document is deleted.
         StoreUnavailable: the database did not answer in time.
     """
-    loaded = await store.load(name)
+    loaded = await store.load(name, provisional=True)
     if loaded.deleted_ms is not None:
         raise DocumentDeleted("document deleted")
     size = len(loaded.checkpoint or b"") + sum(map(len, loaded.updates))
@@ -70,6 +76,10 @@ async def load_room(store: Store, config: Config, name: str) -> tuple[Room[Conne
         size=size,
         max_size=config.max_document_size,
     )
+    if room.doc_id < 0:
+        # A new document has nothing to replay: no await since ``load``, so the writer
+        # cannot have created it and forgotten the provisional id yet.
+        store.when_created(room.doc_id, partial(setattr, room, "doc_id"))
     log.debug("loaded room %r: %d updates after checkpoint", name, len(loaded.updates))
     return room, len(skipped)
 

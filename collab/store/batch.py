@@ -1,12 +1,15 @@
 """One batch of the writer's rows, written in one transaction.
 
-Owns the SQL of a group commit: creating the documents new rooms asked for, numbering the
-updates queued without a seq (the next after the largest stored one), inserting the
-updates through the driver's executemany, keeping only the first copy of a checkpoint,
-and after a failed commit leaving out the rows that commit stored anyway. Synchronous: it
-runs in the SQLite writer's thread, or for an async driver (asyncpg) through
-``AsyncConnection.run_sync``. It never queues, retries or orders anything: ``writer.py``
-decides what goes into a batch and what happens when it fails.
+Owns the SQL of a group commit: creating the documents new rooms asked for (a name
+another node or an earlier commit stored is reused, never an error: ``ON CONFLICT DO
+NOTHING``, then one read of the ids) and giving the rows queued under their provisional
+ids the real ones; numbering the updates queued without a seq (the next after the
+largest stored one); inserting the updates through the driver's executemany; keeping
+only the first copy of a checkpoint; and after a failed commit leaving out the rows that
+commit stored anyway. Synchronous: it runs in the SQLite writer's thread, or for an
+async driver (asyncpg) through ``AsyncConnection.run_sync``. It never queues, retries or
+orders anything: ``writer.py`` decides what goes into a batch and what happens when it
+fails.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 
-from collab.clock import now_ms
 from collab.store.models import CheckpointRow, Document, UpdateRow
 
 __all__ = ["BatchWriter"]
+
+_NAMES_PER_QUERY = 500  # names per IN (...) list: well under every engine's limit
+_CHECKPOINT_COLUMNS = ("doc_id", "upto_seq", "created_ms", "state")
 
 
 class BatchWriter:
@@ -35,32 +40,31 @@ class BatchWriter:
         conn: Connection,
         updates: list[dict[str, Any]],
         checkpoints: list[dict[str, Any]],
-        creates: list[str],
-    ) -> dict[str, int]:
-        """Write one batch in one transaction; return the ids of the documents created.
+        creates: list[dict[str, Any]],
+    ) -> dict[int, int]:
+        """Write one batch in one transaction; return the ids of the documents created,
+        by provisional id.
 
-        It only reads the rows handed to it, which the event loop leaves alone until the
-        commit is over, and numbers them.
+        ``creates`` are ``{"name", "tmp", "created_ms"}``: the documents to create, which
+        the rows queued under provisional id ``tmp`` refer to; each such row gets the real
+        id (its provisional one kept as ``_tmp``, which the writer puts back if the
+        commit fails). It only reads and numbers the rows handed to it, which the event
+        loop leaves alone until the commit is over.
         """
-        created: dict[str, int] = {}
         if self.recheck and updates:
             # The previous commit failed; if it failed only after the database had made
             # it durable (a connection cut at COMMIT), its rows are there already, and
-            # writing them again would fail on the primary key forever.
+            # writing them again would fail on the primary key forever. Documents it
+            # created are there too: their rows are looked up under the real ids.
+            if creates:
+                _resolve(updates, self._ids(conn, creates), missing_ok=True)
             updates = self._unwritten(conn, updates)
+        created: dict[int, int] = {}
         with conn.begin():
             if creates:
-                # Names another node (or an earlier batch) created already are reused.
-                find = select(Document.name, Document.id).where(Document.name.in_(creates))
-                existing = {row[0]: row[1] for row in conn.execute(find)}
-                missing = [n for n in creates if n not in existing]
-                if missing:
-                    at = now_ms()
-                    conn.execute(
-                        insert(Document), [{"name": n, "created_ms": at} for n in missing]
-                    )
-                    existing.update((row[0], row[1]) for row in conn.execute(find))
-                created = existing
+                created = self._create(conn, creates)
+                _resolve(updates, created)
+                _resolve(checkpoints, created)
             if updates:
                 self._number(conn, updates)
                 # The one statement run per keystroke's worth of rows: straight to the
@@ -70,6 +74,51 @@ class BatchWriter:
             if checkpoints:
                 self._insert_checkpoints(conn, checkpoints)
         return created
+
+    def _create(self, conn: Connection, creates: list[dict[str, Any]]) -> dict[int, int]:
+        """Insert the documents of ``creates`` that no one stored yet; their ids, by
+        provisional id."""
+        rows = [{"name": c["name"], "created_ms": c["created_ms"]} for c in creates]
+        dialect = conn.dialect.name
+        if dialect == "sqlite" or dialect == "postgresql":
+            # Two nodes creating the same new document at once: on PostgreSQL the second
+            # insert waits for the first transaction and then does nothing, and the read
+            # below (a statement of its own, so a snapshot of its own) sees its row.
+            if dialect == "sqlite":
+                from sqlalchemy.dialects import sqlite
+
+                statement: Any = sqlite.insert(Document).on_conflict_do_nothing()
+            else:
+                from sqlalchemy.dialects import postgresql
+
+                statement = postgresql.insert(Document).on_conflict_do_nothing(
+                    index_elements=["name"]
+                )
+            conn.execute(statement, rows)
+        else:
+            stored = self._ids(conn, creates)
+            missing = [row for c, row in zip(creates, rows) if c["tmp"] not in stored]
+            if missing:
+                conn.execute(insert(Document), missing)
+        ids = self._ids(conn, creates)
+        if len(ids) != len(creates):
+            raise RuntimeError("a document created in this transaction cannot be read back")
+        return ids
+
+    @staticmethod
+    def _ids(conn: Connection, creates: list[dict[str, Any]]) -> dict[int, int]:
+        """The stored ids of the documents named in ``creates``, by provisional id."""
+        tmp = {c["name"]: c["tmp"] for c in creates}
+        names = list(tmp)
+        ids: dict[int, int] = {}
+        for start in range(0, len(names), _NAMES_PER_QUERY):
+            found = conn.execute(
+                select(Document.name, Document.id).where(
+                    Document.name.in_(names[start : start + _NAMES_PER_QUERY])
+                )
+            )
+            ids.update((tmp[name], doc_id) for name, doc_id in found)
+        return ids
 
     def _insert_checkpoints(self, conn: Connection, checkpoints: list[dict[str, Any]]) -> None:
         # The same checkpoint may be built twice (by two nodes, or by one node for two
@@ -90,7 +139,9 @@ class BatchWriter:
             if found.first() is None:
                 fresh.append(row)
         if fresh:
-            conn.execute(insert(CheckpointRow), fresh)
+            conn.execute(
+                insert(CheckpointRow), [{c: row[c] for c in _CHECKPOINT_COLUMNS} for row in fresh]
+            )
 
     def _unwritten(self, conn: Connection, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The rows of ``updates`` with a seq of their own that are not stored yet."""
@@ -138,3 +189,15 @@ class BatchWriter:
             row["_assigned"] = True  # renumbered again if this commit is retried
             next_seq[row["doc_id"]] += 1
         return True
+
+
+def _resolve(rows: list[dict[str, Any]], ids: dict[int, int], *, missing_ok: bool = False) -> None:
+    """Give each row queued under a provisional id (negative) the real one from ``ids``,
+    keeping the provisional one as ``_tmp``."""
+    for row in rows:
+        tmp = row["doc_id"]
+        if tmp < 0:
+            if missing_ok and tmp not in ids:
+                continue
+            row["_tmp"] = tmp
+            row["doc_id"] = ids[tmp]

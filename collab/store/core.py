@@ -1,8 +1,9 @@
 """The Store: the one object the server and the tools hold to reach the database.
 
 It owns the store's life (``open``: connections, the schema upgrade, the writer; ``close``:
-drain the writer, close the connections), loading rooms (``load``, creating the document
-through the writer when the name is new) and the bounds every wait on the database gets.
+drain the writer, close the connections), loading rooms (``load``: one read; a new name
+gets a provisional id and its row is queued for the writer, which the server's rooms do
+not wait for) and the bounds every wait on the database gets.
 The rest it composes: the single writer with group commit is ``writer.py`` (a ``Store``
 is a ``Writer``: ``append``, ``checkpoint``, ``flush``, ``stalled`` and the counters are
 the writer's), connections and failures ``engine.py``, the schema ``schema.py``, the
@@ -12,16 +13,19 @@ Reads (``load``) use pooled connections of their own; in SQLite's WAL mode they 
 block the writer. Every wait on the database (``load``, ``schema_status``, the reads of
 the other store modules through ``connect``/``begin``) is bounded by ``db_timeout``, and
 a timeout or a database failure raises ``StoreUnavailable`` (close 1013, HTTP 503).
+``connect``/``begin`` first wait for the documents queued for creation: every read (the
+list, ``POST /api/docs``'s 409, a delete) finds each document a room has opened.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -77,25 +81,64 @@ async def newest_checkpoint(
     return (row[0], row[1]) if row else (0, None)
 
 
+class _Statement:
+    """A query compiled once per dialect and run straight through the driver
+    (``exec_driver_sql``): for a point query on SQLite that is 34 µs of CPU instead of
+    the 114 µs a Core ``select`` costs in parameter and result processing, which a room
+    load paid up to three times (``docs/performance.md``)."""
+
+    __slots__ = ("_build", "_compiled")
+
+    def __init__(self, build: Callable[[], Select[*tuple[Any, ...]]]) -> None:
+        self._build = build
+        self._compiled: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+
+    def run(self, conn: Connection, **params: Any) -> Sequence[Any]:
+        compiled = self._compiled.get(conn.dialect.name)
+        if compiled is None:
+            query = self._build().compile(dialect=conn.dialect)
+            if query.positiontup is None:  # a dialect with named parameters
+                raise RuntimeError(f"unsupported parameter style {conn.dialect.paramstyle}")
+            compiled = (query.string, tuple(query.positiontup), dict(query.params))
+            self._compiled[conn.dialect.name] = compiled
+        sql, order, defaults = compiled
+        values = {**defaults, **params}
+        return conn.exec_driver_sql(sql, tuple(values[n] for n in order)).all()
+
+
+_FIND = _Statement(
+    lambda: select(Document.id, Document.deleted_ms).where(Document.name == bindparam("name"))
+)
+_NEWEST_CHECKPOINT = _Statement(
+    lambda: (
+        select(CheckpointRow.upto_seq, CheckpointRow.state)
+        .where(CheckpointRow.doc_id == bindparam("doc_id"))
+        .order_by(CheckpointRow.upto_seq.desc())
+        .limit(1)
+    )
+)
+_UPDATES_AFTER = _Statement(
+    lambda: (
+        select(UpdateRow.seq, UpdateRow.data)
+        .where(UpdateRow.doc_id == bindparam("doc_id"), UpdateRow.seq > bindparam("after"))
+        .order_by(UpdateRow.seq)
+    )
+)
+
+
 def _load_rows(conn: Connection, name: str) -> Loaded | None:
     """What room ``name`` needs to start; ``None`` if there is no such document."""
-    found = conn.execute(
-        select(Document.id, Document.deleted_ms).where(Document.name == name)
-    ).first()
-    if found is None:
+    found = _FIND.run(conn, name=name)
+    if not found:
         return None
-    doc_id = found.id
-    if found.deleted_ms is not None:
-        return Loaded(doc_id, None, 0, [], 0, found.deleted_ms)
-    newest = conn.execute(_newest_checkpoint_query(doc_id, None)).first()
-    checkpoint_seq, checkpoint = (newest[0], newest[1]) if newest else (0, None)
-    rows = conn.execute(
-        select(UpdateRow.seq, UpdateRow.data)
-        .where(UpdateRow.doc_id == doc_id, UpdateRow.seq > checkpoint_seq)
-        .order_by(UpdateRow.seq)
-    ).all()
+    doc_id, deleted_ms = found[0]
+    if deleted_ms is not None:
+        return Loaded(doc_id, None, 0, [], 0, deleted_ms)
+    newest = _NEWEST_CHECKPOINT.run(conn, doc_id=doc_id)
+    checkpoint_seq, checkpoint = (newest[0][0], bytes(newest[0][1])) if newest else (0, None)
+    rows = _UPDATES_AFTER.run(conn, doc_id=doc_id, after=checkpoint_seq)
     last_seq = rows[-1][0] if rows else checkpoint_seq
-    return Loaded(doc_id, checkpoint, checkpoint_seq, [r[1] for r in rows], last_seq)
+    return Loaded(doc_id, checkpoint, checkpoint_seq, [bytes(r[1]) for r in rows], last_seq)
 
 
 class Store(Writer):
@@ -155,6 +198,7 @@ class Store(Writer):
         otherwise (long maintenance: dump, load, compaction, purge); a database failure
         raises ``StoreUnavailable`` either way."""
         async with guard(self.db_timeout if bounded else None):
+            await self._creations_settled()
             async with self.engine.connect() as conn:
                 yield conn
 
@@ -163,6 +207,7 @@ class Store(Writer):
         """Like ``connect``, in a transaction committed at the end of the block (the
         small direct writes of the other store modules)."""
         async with guard(self.db_timeout if bounded else None):
+            await self._creations_settled()
             async with self.engine.begin() as conn:
                 yield conn
 
@@ -176,8 +221,11 @@ class Store(Writer):
         check_url(self.url)
         await self._db.open()
         if upgrade:
-            # Alembic reads the migration scripts from disk: kept off the event loop.
-            await asyncio.to_thread(upgrade_schema, self.url)
+            # One query says whether the schema is current; only then is Alembic imported
+            # (and its scripts read, off the event loop) to upgrade it.
+            self._head = await asyncio.to_thread(head_revision)
+            if await self._db.read(current_revision) != self._head:
+                await asyncio.to_thread(upgrade_schema, self.url)
         self._start_writer()
 
     async def close(self) -> None:
@@ -199,20 +247,33 @@ class Store(Writer):
         if self._head is None:
             # Reading the migration scripts touches the disk: once, off the event loop.
             self._head = await asyncio.to_thread(head_revision)
-        async with self.connect() as conn:
+        # Not through connect(): readiness need not wait for documents being created.
+        async with self.bounded(), self.engine.connect() as conn:
             return await conn.run_sync(current_revision), self._head
 
-    async def load(self, name: str) -> Loaded:
-        """Fetch what the room ``name`` needs to start, creating the document if new.
+    async def load(self, name: str, *, provisional: bool = False) -> Loaded:
+        """Fetch what the room ``name`` needs to start (one read), creating the document
+        if new.
+
+        ``provisional``: a new document is not waited for. It gets a provisional
+        (negative) id at once (``Writer.provisional``) and its row is created by the next
+        group commit, with or before the first updates queued under that id; register
+        ``when_created`` before the next ``await`` to learn the real id. Without it (the
+        tools), the document is created now and its real id returned.
 
         Raises:
             StoreUnavailable: the database did not answer (or create the document)
                 within ``db_timeout``, or failed.
         """
         async with self.bounded():
+            tmp = self._pending.get(name)
+            if tmp is not None and provisional:
+                return Loaded(tmp, None, 0, [], 0)  # a room opened it and left: still new
             loaded = await self._db.read(_load_rows, name)
             if loaded is not None:
                 return loaded
+            if provisional:
+                return Loaded(self.provisional(name), None, 0, [], 0)
             # Outside the read connection: holding one pooled connection while asking for
             # another is how a burst of new rooms would exhaust the pool. A creation that
             # times out stays queued: the document is created once the writer can.

@@ -5,24 +5,34 @@ Owns the glue to Alembic: where the migration scripts are (they ship inside the 
 ``collab db upgrade``; ``migrations/env.py`` serializes concurrent upgrades under its
 migration lock), and the revision a database is at versus the newest this code knows. It
 never changes the schema any other way: every change is an Alembic revision.
+
+Alembic is imported only to upgrade. Reading a database's revision is one plain query of
+``alembic_version``, and the newest revision is read from the scripts' ``revision`` and
+``down_revision`` assignments: Alembic, and the dialects and templates it loads, cost a
+server whose schema is current about 11 MB of memory for nothing (``docs/performance.md``).
 """
 
 from __future__ import annotations
 
+import ast
 from importlib.resources import files
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 __all__ = ["current_revision", "head_revision", "upgrade_schema"]
 
 _MIGRATIONS = files("collab.migrations")
+_VERSION_TABLE = "alembic_version"  # Alembic's default, which migrations/env.py keeps
 
 
 def _alembic_config(url: str | None = None) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     if url is not None:
@@ -32,14 +42,56 @@ def _alembic_config(url: str | None = None) -> AlembicConfig:
 
 def upgrade_schema(url: str) -> None:
     """Create or upgrade the schema to the newest revision (blocking: run in a thread)."""
+    from alembic import command
+
     command.upgrade(_alembic_config(url), "head")
 
 
 def current_revision(connection: Connection) -> str | None:
     """The revision the database's schema is at (``None``: no schema yet)."""
-    return MigrationContext.configure(connection).get_current_revision()
+    if not inspect(connection).has_table(_VERSION_TABLE):
+        return None
+    found = connection.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).first()
+    return None if found is None else str(found[0])
 
 
 def head_revision() -> str | None:
-    """The newest revision the migration scripts know (blocking: it reads them)."""
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    """The newest revision the migration scripts know: the one no script revises
+    (blocking: it reads them).
+
+    Raises:
+        RuntimeError: the scripts have more than one head (a merge revision is missing).
+    """
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for script in _MIGRATIONS.joinpath("versions").iterdir():
+        if not script.name.endswith(".py") or script.name.startswith("_"):
+            continue
+        assigned = _assignments(script.read_text(encoding="utf-8"))
+        revisions.add(str(assigned["revision"]))
+        down = assigned.get("down_revision")
+        if isinstance(down, str):
+            revised.add(down)
+        elif isinstance(down, tuple | list):
+            revised.update(map(str, down))
+    heads = revisions - revised
+    if len(heads) > 1:
+        raise RuntimeError(f"the migration scripts have several heads: {sorted(heads)}")
+    return next(iter(heads), None)
+
+
+def _assignments(source: str) -> dict[str, Any]:
+    """The literal values a migration script assigns to ``revision`` and
+    ``down_revision`` at its top level."""
+    found: dict[str, Any] = {}
+    for node in ast.parse(source).body:
+        target: ast.expr
+        if isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+            found[target.id] = ast.literal_eval(value)
+    return found

@@ -12,8 +12,17 @@ rooms keep serving from memory meanwhile. The queue is bounded in bytes: past
 ``max_backlog`` the hub turns writers away (close 1013) so memory cannot grow without
 limit, and their clients keep their edits and resend them on reconnect.
 
-Owns the queue, the batch loop, backlog accounting, the stalled state, and flushes and
-their waiters. The SQL of one batch is ``batch.py``'s; the connections are ``engine.py``'s.
+New documents go through the same queue: ``provisional(name)`` gives a room a
+provisional (negative) id at once and queues the document's row, which the next group
+commit creates in the same transaction as, and before, the first rows that use the id
+(the batch resolves the name to the real id there). So a room opens without waiting for
+a commit of its own, and no update row can ever be stored without its document.
+``when_created`` tells the holder of the provisional id the real one right after that
+commit; rows queued meanwhile are given it when their batch is taken.
+
+Owns the queue, the batch loop, backlog accounting, the stalled state, provisional
+document ids, and flushes and their waiters. The SQL of one batch is ``batch.py``'s; the
+connections are ``engine.py``'s.
 ``Store`` is a ``Writer``: the queue and its counters are the store's own attributes, so
 ``append`` (once per relayed update) and the hub's per-update look at ``backlog_bytes``
 cost no more than a plain attribute.
@@ -43,8 +52,9 @@ log = logging.getLogger(__name__)
 BATCH_BYTES = 4 * 1024 * 1024  # per transaction: a few MB fits wherever a commit can
 BATCH_ROWS = 10_000
 _MAX_BACKOFF = 5.0
-# A queued row: (row, its bytes, whether it is a checkpoint, its number in the queue).
-_Entry = tuple[dict[str, Any], int, bool, int]
+# A queued row: (row, its bytes, its kind, its number in the queue).
+_Entry = tuple[dict[str, Any], int, int, int]
+_UPDATE, _CHECKPOINT, _CREATE = 0, 1, 2
 
 
 class StoreClosed(RuntimeError):
@@ -81,7 +91,16 @@ class Writer:
         self.close_timeout = close_timeout
         self._batch = BatchWriter()
         self._rows: deque[_Entry] = deque()  # to write, oldest first
-        self._creates: dict[str, asyncio.Future[int]] = {}  # documents to create, by name
+        # Provisional document ids (negative): queued for creation, by name and by id...
+        self._pending: dict[str, int] = {}
+        self._pending_names: dict[int, str] = {}
+        self._on_created: dict[int, list[Callable[[int], None]]] = {}
+        self._last_tmp = 0
+        # ... and created: the real id, kept until every row queued with the provisional
+        # one is settled (``_retire``: the row count at creation, and the id).
+        self._ids: dict[int, int] = {}
+        self._retire: deque[tuple[int, int]] = deque()
+        self._creations = 0  # rows queued up to the newest creation (a read waits for it)
         self._queued = 0  # rows ever queued
         # Every row numbered below this is committed (or, a checkpoint, dropped). Rows are
         # settled oldest first, so one number says it; a flush waits for it to pass.
@@ -128,7 +147,14 @@ class Writer:
         largest stored one. That is how several server nodes share one document's log:
         two nodes racing for the same numbers make one commit fail on the primary key,
         and the writer retries it with fresh numbers.
+
+        ``doc_id`` may be a provisional id (``provisional``).
+
+        Raises:
+            ValueError: a negative ``doc_id`` that is no provisional id of this store.
         """
+        if doc_id < 0:
+            doc_id = self._document(doc_id)
         self._queue(
             {
                 "doc_id": doc_id,
@@ -139,16 +165,65 @@ class Writer:
                 "author": author,
             },
             len(data),
-            False,
+            _UPDATE,
         )
 
     def checkpoint(self, doc_id: int, upto_seq: int, state: bytes) -> None:
-        """Queue a checkpoint: the whole document as of update ``upto_seq``."""
+        """Queue a checkpoint: the whole document as of update ``upto_seq`` (``doc_id``
+        may be provisional, as for ``append``)."""
+        if doc_id < 0:
+            doc_id = self._document(doc_id)
         self._queue(
             {"doc_id": doc_id, "upto_seq": upto_seq, "created_ms": now_ms(), "state": state},
             len(state),
-            True,
+            _CHECKPOINT,
         )
+
+    def provisional(self, name: str) -> int:
+        """A provisional id for the new document ``name``, at once: its row is queued
+        and created by the group commit that carries it (the same one as the first
+        updates queued with the id, or an earlier one). The same name gets the same id
+        until then. Rows may be queued with it right away.
+
+        The caller has checked that no document ``name`` is stored; one that appears
+        meanwhile (another node, ``POST /api/docs``) is the one the id resolves to.
+        """
+        tmp = self._pending.get(name)
+        if tmp is None:
+            self._last_tmp -= 1
+            tmp = self._last_tmp
+            self._queue({"name": name, "tmp": tmp, "created_ms": now_ms()}, 0, _CREATE)
+            self._pending[name] = tmp
+            self._pending_names[tmp] = name
+            self._creations = self._queued
+        return tmp
+
+    def when_created(self, tmp: int, callback: Callable[[int], None]) -> None:
+        """Call ``callback(real_id)`` once the document of provisional id ``tmp`` is
+        committed (at once if it is). Register it before the next ``await`` after
+        ``provisional``: the real id is only kept while rows queued with ``tmp`` remain.
+
+        Raises:
+            ValueError: ``tmp`` is not a provisional id of this store (any more).
+        """
+        real = self._ids.get(tmp)
+        if real is not None:
+            callback(real)
+        elif tmp in self._pending_names:
+            self._on_created.setdefault(tmp, []).append(callback)
+        else:
+            raise ValueError(f"unknown provisional document id {tmp}")
+
+    def _document(self, tmp: int) -> int:
+        """The id to queue a row under for provisional id ``tmp``: the real one once
+        created, else ``tmp`` (the batch that creates it resolves it)."""
+        real = self._ids.get(tmp)
+        if real is not None:
+            return real
+        if tmp not in self._pending_names:
+            # Queued, it would fail every commit that carries it: refuse it here.
+            raise ValueError(f"unknown provisional document id {tmp}")
+        return tmp
 
     async def flush(self, *, hurry: bool = True) -> None:
         """Wait until every row queued so far is committed (a checkpoint dropped after a
@@ -159,10 +234,18 @@ class Writer:
         for the commit that would happen anyway (an acknowledgement that must mean
         "stored" but must not cost a transaction of its own: Hocuspocus's SyncStatus).
         """
-        if self._settled >= self._queued:
+        await self._settled_up_to(self._queued, hurry)
+
+    async def _creations_settled(self) -> None:
+        """Wait until every document queued for creation so far is committed (now, not at
+        the end of the window): a read must find every document a room has opened."""
+        await self._settled_up_to(self._creations, True)
+
+    async def _settled_up_to(self, target: int, hurry: bool) -> None:
+        if self._settled >= target:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((self._queued, future))
+        self._waiters.append((target, future))
         if hurry:
             self._urgent.set()
         await future
@@ -190,18 +273,19 @@ class Writer:
         self._writer = None
 
     async def _create(self, name: str) -> int:
-        # Creation goes through the writer like every other write, but does not wait for
-        # the group window: someone is waiting to join. A burst of new rooms still shares
-        # one transaction per batch.
-        future = self._creates.get(name)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._creates[name] = future
-            self._wakeup.set()
-            self._urgent.set()
-        return await asyncio.shield(future)
+        """Create document ``name`` now (not at the end of the window: someone waits for
+        its id) and return its id."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
-    def _queue(self, row: dict[str, Any], size: int, checkpoint: bool) -> None:
+        def created(doc_id: int) -> None:
+            if not future.done():  # the waiter may have given up
+                future.set_result(doc_id)
+
+        self.when_created(self.provisional(name), created)
+        self._urgent.set()
+        return await future
+
+    def _queue(self, row: dict[str, Any], size: int, kind: int) -> None:
         if self._closing and self._writer is None:
             raise StoreClosed("store is closed")
         rows = self._rows
@@ -209,7 +293,7 @@ class Writer:
             # Rows queued while a batch commits find the queue empty too, so each batch's
             # window starts with its own first row.
             self._first_queued_at = asyncio.get_running_loop().time()
-        rows.append((row, size, checkpoint, self._queued))
+        rows.append((row, size, kind, self._queued))
         self._queued += 1
         self.backlog_bytes += size
         self._wakeup.set()
@@ -231,7 +315,7 @@ class Writer:
         loop = asyncio.get_running_loop()
         backoff = 0.0
         while True:
-            if not (self._rows or self._creates):
+            if not self._rows:
                 if self._closing:
                     return
                 self._wakeup.clear()
@@ -246,19 +330,21 @@ class Writer:
             self._urgent.clear()
             # Oldest first; what is left is older than the window, so it goes next at once.
             batch = self._take_batch()
-            creates, self._creates = self._creates, {}
-            updates = [entry[0] for entry in batch if not entry[2]]
-            checkpoints = [entry[0] for entry in batch if entry[2]]
+            updates, checkpoints, creates = self._split(batch)
             started = loop.time()
             self._commit_started = time.monotonic()
             try:
-                created = await self._db.write(
-                    self._batch.write, updates, checkpoints, list(creates)
-                )
+                created = await self._db.write(self._batch.write, updates, checkpoints, creates)
             except Exception as exc:  # any failure: keep the updates, retry; never drop them
                 self._commit_started = None
+                for row in updates:
+                    # The ids this transaction resolved were rolled back with it.
+                    if "_tmp" in row:
+                        row["doc_id"] = row.pop("_tmp")
+                for row in checkpoints:
+                    if "_tmp" in row:
+                        row["doc_id"] = row.pop("_tmp")
                 self._rows.extendleft(reversed(batch))
-                self._creates = {**creates, **self._creates}
                 if isinstance(exc, IntegrityError) and any(r.get("_assigned") for r in updates):
                     # Another node took the same update numbers first: renumber and retry
                     # (after a random pause, so two nodes do not collide in lockstep). A
@@ -290,13 +376,46 @@ class Writer:
             self.commits += 1
             if self.on_commit is not None:
                 self.on_commit(loop.time() - started)
-            for name, future in creates.items():
-                if not future.done():
-                    future.set_result(created[name])
+            if created:
+                self._created(created)
             self.backlog_bytes -= sum(entry[1] for entry in batch)
             if self.stalled_since is not None:
                 await self._recovered()
             self._settle()
+
+    def _split(
+        self, batch: list[_Entry]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """A batch's updates, checkpoints and creations; rows queued with a provisional
+        id whose document an earlier commit created get its real id now."""
+        updates: list[dict[str, Any]] = []
+        checkpoints: list[dict[str, Any]] = []
+        creates: list[dict[str, Any]] = []
+        ids = self._ids
+        for row, _size, kind, _number in batch:
+            if kind == _CREATE:
+                creates.append(row)
+                continue
+            if ids and row["doc_id"] < 0:
+                row["doc_id"] = ids.get(row["doc_id"], row["doc_id"])
+            (updates if kind == _UPDATE else checkpoints).append(row)
+        return updates, checkpoints, creates
+
+    def _created(self, created: dict[int, int]) -> None:
+        """After a commit that created documents: remember their real ids until the rows
+        queued with the provisional ones are settled, and tell whoever waits for them."""
+        for tmp, real in created.items():
+            name = self._pending_names.pop(tmp, None)
+            if name is None:
+                continue  # created by an earlier commit that was cut off at COMMIT
+            del self._pending[name]
+            self._ids[tmp] = real
+            self._retire.append((self._queued, tmp))
+            for callback in self._on_created.pop(tmp, ()):
+                try:
+                    callback(real)
+                except Exception:  # one holder's failure never stops the writer
+                    log.exception("telling the id of new document %r failed", name)
 
     def _failed(self) -> tuple[bool, int]:
         """After a failed commit: count it, and drop every queued checkpoint. Returns
@@ -310,10 +429,10 @@ class Writer:
         # A checkpoint is the document as of some update, which the log holds anyway:
         # retrying it only makes the transaction that must fit larger. Loads read the
         # newest checkpoint that was stored, and the updates after it.
-        kept = deque(entry for entry in self._rows if not entry[2])
+        kept = deque(entry for entry in self._rows if entry[2] != _CHECKPOINT)
         dropped = len(self._rows) - len(kept)
         if dropped:
-            self.backlog_bytes -= sum(entry[1] for entry in self._rows if entry[2])
+            self.backlog_bytes -= sum(e[1] for e in self._rows if e[2] == _CHECKPOINT)
             self.checkpoints_dropped += dropped
             self._rows = kept
             self._settle()  # a flush waiting for nothing but checkpoints is done
@@ -344,6 +463,9 @@ class Writer:
         """Move ``_settled`` up to the oldest row still queued, and release the flushes
         that were waiting for it (called by the writer between commits only)."""
         self._settled = self._rows[0][3] if self._rows else self._queued
+        retire = self._retire
+        while retire and retire[0][0] <= self._settled:
+            self._ids.pop(retire.popleft()[1], None)
         self._release_waiters()
 
     def _release_waiters(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import uuid
@@ -161,6 +162,48 @@ async def test_concurrent_writes_on_three_nodes_are_stored_once(
         assert len({data for _, data in rows}) == 120  # no update stored twice
         async with editor(session, servers[1].url(name)) as late:
             assert sorted(str(late)) == sorted(str(a))
+
+
+async def _documents_named(db: str, names: list[str]) -> dict[str, int]:
+    conn = await asyncpg.connect(db.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        records = await conn.fetch(
+            "SELECT name, count(*) AS n FROM documents WHERE name = ANY($1) GROUP BY name",
+            names,
+        )
+        return {r["name"]: r["n"] for r in records}
+    finally:
+        await conn.close()
+
+
+async def test_two_nodes_creating_the_same_new_documents_at_once_make_one_each(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """Editors join the same new rooms on two nodes at the same moment and type at once:
+    neither node waits for the other's document row, each room ends up with one document,
+    and every update of both is stored once, numbered without a gap."""
+    names = [room() for _ in range(5)]
+    async with nodes(tmp_path, 2) as (db, (one, two)), contextlib.AsyncExitStack() as stack:
+        clients = await asyncio.gather(
+            *(
+                stack.enter_async_context(raw_client(session, node.url(name)))
+                for name in names
+                for node in (one, two)
+            )
+        )
+        await asyncio.gather(*(client.handshake() for client in clients))
+        for client in clients:
+            doc: Doc[Any] = Doc()
+            doc.get("content", type=Text).insert(0, "x")
+            await client.ws.send_bytes(encode_update(doc.get_update()))
+
+        async def all_stored() -> bool:
+            return all([len(await _rows(db, name)) == 2 for name in names])
+
+        await eventually(all_stored, timeout=15, what="every update committed")
+        assert await _documents_named(db, names) == dict.fromkeys(names, 1)
+        for name in names:
+            assert [seq for seq, _ in await _rows(db, name)] == [1, 2]
 
 
 async def test_a_killed_node_loses_nothing_relayed_or_committed(

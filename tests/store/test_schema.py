@@ -1,5 +1,5 @@
 """The schema glue: upgrading a new SQLite file and a new PostgreSQL database to the
-newest revision, and reading the revision back."""
+newest revision, and reading the revision back without Alembic, the same as Alembic."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from collab.config import database_url
 from collab.store import Store, upgrade_schema
-from collab.store.schema import head_revision
+from collab.store.schema import current_revision, head_revision
 from tests.services import postgres_database
 
 
@@ -21,6 +21,83 @@ def test_head_revision_is_the_newest_script() -> None:
     assert head is not None
     versions = Path(__file__).parents[2] / "migrations" / "versions"
     assert any(f'revision: str = "{head}"' in path.read_text() for path in versions.glob("*.py"))
+
+
+def test_head_revision_is_alembics_head() -> None:
+    """Read from the scripts' assignments, the head is the one Alembic's script directory
+    computes from the same scripts."""
+    from alembic.script import ScriptDirectory
+
+    from collab.store.schema import _alembic_config
+
+    assert head_revision() == ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def test_several_heads_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two scripts revising the same revision (a missing merge) make no head at all."""
+    from collab.store import schema
+
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    scripts = [("a", "0001", None), ("b", "0002", "0001"), ("c", "0003", "0001")]
+    for name, revision, down in scripts:
+        text = f"revision = {revision!r}\ndown_revision = {down!r}\n"
+        (versions / f"{name}.py").write_text(text)
+    monkeypatch.setattr(schema, "_MIGRATIONS", tmp_path)
+    with pytest.raises(RuntimeError, match="several heads"):
+        head_revision()
+
+
+def _both_revisions(url: str) -> tuple[str | None, str | None]:
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    sync_url = url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg")
+    engine = create_engine(sync_url) if "sqlite" in url else None
+    if engine is None:
+        return _pg_revisions(url)
+    try:
+        with engine.connect() as conn:
+            return current_revision(conn), MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def _pg_revisions(url: str) -> tuple[str | None, str | None]:
+    import asyncio as aio
+
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def read() -> tuple[str | None, str | None]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return (
+                    await conn.run_sync(current_revision),
+                    await conn.run_sync(
+                        lambda c: MigrationContext.configure(c).get_current_revision()
+                    ),
+                )
+        finally:
+            await engine.dispose()
+
+    return aio.run(read())
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+async def test_the_revision_read_is_alembics(tmp_path: Path, engine: str) -> None:
+    """The plain query of ``alembic_version`` reads what Alembic's migration context
+    reads, before the schema exists and after the upgrade."""
+    async with contextlib.AsyncExitStack() as stack:
+        if engine == "sqlite":
+            url = database_url(str(tmp_path / "read.db"))
+        else:
+            url = await stack.enter_async_context(postgres_database())
+        assert await asyncio.to_thread(_both_revisions, url) == (None, None)
+        await asyncio.to_thread(upgrade_schema, url)
+        head = await asyncio.to_thread(head_revision)
+        assert await asyncio.to_thread(_both_revisions, url) == (head, head)
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])

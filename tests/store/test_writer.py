@@ -307,3 +307,64 @@ async def test_rows_a_failed_commit_stored_anyway_are_not_written_twice(tmp_path
             3,
             False,
         )
+
+
+async def test_a_provisional_document_is_created_with_its_first_rows(store: Store) -> None:
+    """``load(provisional=True)`` of a new name commits nothing and gives the same
+    provisional id to every load until the commit; rows queued under it are stored under
+    the real id, in one transaction with the document, which ``when_created`` reports."""
+    first = await store.load("new", provisional=True)
+    again = await store.load("new", provisional=True)
+    assert first.doc_id == again.doc_id < 0 and store.commits == 0
+    told: list[int] = []
+    store.when_created(first.doc_id, told.append)
+    store.append(first.doc_id, 1, b"a", connection_id=None, author=None)
+    store.checkpoint(first.doc_id, 1, b"state")
+    await store.flush()
+    assert store.commits == 1
+    loaded = await store.load("new")
+    assert (told, loaded.updates, loaded.checkpoint) == ([loaded.doc_id], [], b"state")
+    assert loaded.last_seq == 1 and loaded.doc_id > 0
+    with pytest.raises(ValueError):  # forgotten once its rows are settled
+        store.when_created(first.doc_id, told.append)
+
+
+async def test_an_unknown_provisional_id_is_refused_before_it_is_queued(store: Store) -> None:
+    """A negative id the store never gave cannot reach the queue, where it would fail
+    every commit that carried it."""
+    with pytest.raises(ValueError):
+        store.append(-99, 1, b"a", connection_id=None, author=None)
+    with pytest.raises(ValueError):
+        store.checkpoint(-99, 1, b"state")
+    assert store.backlog_bytes == 0
+
+
+async def test_a_provisional_document_survives_failed_commits(tmp_path: Path) -> None:
+    """While SQLite's write lock is held elsewhere, a new document and its rows wait in
+    memory (their ids rolled back with each failed commit), then land as one document."""
+    async with open_store("sqlite", tmp_path, commit_interval=0.01, busy_timeout_ms=20) as store:
+        locked, release = threading.Event(), threading.Event()
+
+        def hold_lock() -> None:
+            conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+            conn.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            release.wait(30)
+            conn.execute("COMMIT")
+            conn.close()
+
+        await store.load("before")  # the database file exists and is at head
+        holder = asyncio.create_task(asyncio.to_thread(hold_lock))
+        await asyncio.to_thread(locked.wait, 10)
+        tmp = (await store.load("held", provisional=True)).doc_id
+        told: list[int] = []
+        store.when_created(tmp, told.append)
+        store.append(tmp, 1, b"a", connection_id=None, author=None)
+        await eventually(lambda: store.write_errors >= 2, what="failed commits")
+        store.append(tmp, 2, b"b", connection_id=None, author=None)
+        assert told == []
+        release.set()
+        await holder
+        await asyncio.wait_for(store.flush(), 10 * TIMEOUT_FACTOR)
+        loaded = await store.load("held")
+        assert (told, loaded.updates) == ([loaded.doc_id], [b"a", b"b"])

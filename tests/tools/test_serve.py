@@ -1,9 +1,10 @@
 """``collab serve``: refusing unsafe settings, the startup line, graceful shutdown on
-signals, and durability after ``kill -9``."""
+signals, durability after ``kill -9``, and what a started server has imported."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import sqlite3
@@ -17,10 +18,13 @@ import pytest
 from pycrdt import Doc, Text
 
 from collab.errors import CloseCode
+from collab.store.schema import head_revision
 from collab.sync.protocol import encode_update
 from collab.tools.cli import main
 from tests import process
 from tests.conftest import ROOT, TIMEOUT_FACTOR, editor, raw_client
+
+ROOT_DIR = Path(__file__).parents[2]
 
 
 def _count(db: Path) -> int:
@@ -136,3 +140,77 @@ def test_in_memory_database_is_refused(capsys: pytest.CaptureFixture[str]) -> No
     """Every connection would open its own empty database: say so instead of serving."""
     assert main(["serve", "--db", ":memory:", "--port", "1"]) == 2
     assert "in-memory SQLite" in capsys.readouterr().err
+
+
+# Runs `collab serve` in this interpreter; once /healthz answers, writes what is imported
+# (and VmRSS) to argv[2] and stops the server with SIGTERM.
+_IMPORTS_AFTER_START = """
+import json, os, signal, socket, sys, threading, time
+
+port, out = int(sys.argv[1]), sys.argv[2]
+
+def probe():
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /healthz HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n")
+                if b" 200 " in s.recv(100):
+                    break
+        except OSError:
+            pass
+        time.sleep(0.05)
+    status = open("/proc/self/status").read()
+    rss = int(status.split("VmRSS:")[1].split()[0])
+    with open(out, "w") as f:
+        json.dump({"modules": sorted(sys.modules), "rss_kb": rss}, f)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=probe, daemon=True).start()
+from collab.tools.cli import main
+sys.exit(main(["serve", "--port", str(port), *sys.argv[3:]]))
+"""
+
+
+async def _imports_after_start(tmp_path: Path, *args: str) -> set[str]:
+    out = tmp_path / "modules.json"
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _IMPORTS_AFTER_START,
+        str(process.free_port()),
+        str(out),
+        *args,
+        cwd=ROOT_DIR,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(child.communicate(), 60 * TIMEOUT_FACTOR)
+    assert child.returncode == 0, err.decode(errors="replace")[-3000:]
+    return set(json.loads(await asyncio.to_thread(out.read_text))["modules"])
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+async def test_a_plain_sqlite_server_loads_no_driver_alembic_or_jwt(
+    tmp_path: Path, fresh: bool
+) -> None:
+    """A started ``collab serve`` on SQLite without Redis, auth or webhooks has not imported
+    asyncpg, redis, Alembic (a new database is upgraded by a child process) or PyJWT, and
+    its schema is at the newest revision."""
+    db = tmp_path / "collab.db"
+    if not fresh:
+        assert await asyncio.to_thread(main, ["db", "upgrade", "--db", str(db)]) == 0
+    modules = await _imports_after_start(tmp_path, "--db", str(db), "--log-level", "warning")
+    tops = {name.split(".")[0] for name in modules}
+    assert tops & {"asyncpg", "redis", "alembic", "mako", "jwt", "cryptography"} == set()
+    with sqlite3.connect(db) as conn:
+        revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+    assert revision == await asyncio.to_thread(head_revision)
+
+
+async def test_with_auth_the_server_loads_jwt(tmp_path: Path) -> None:
+    """Configured authentication is what brings PyJWT in (the check above can fail)."""
+    modules = await _imports_after_start(
+        tmp_path, "--db", str(tmp_path / "collab.db"), "--auth-secret", "s" * 32
+    )
+    assert "jwt" in modules and "alembic" not in modules
