@@ -1,7 +1,8 @@
 """Fan-out across nodes: the same load with every room's members on one node, then split
 over two nodes sharing PostgreSQL and Redis. Prints latency percentiles, deliveries/s,
 losses and server CPU per delivery (both nodes together), so the cost of the cross-node
-hop is the difference between the rows.
+hop is the difference between the rows. The first row is one node on SQLite without
+Redis: the single-node figure the cluster's cost is compared with.
 
     .venv/bin/python bench/cluster_bench.py [--fanout 50x10x2@10] [--duration 10]
 
@@ -72,10 +73,14 @@ class Nodes:
 
 
 async def measure(db: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = (
-        f"{ROOT}/.venv/bin/collab serve --host 127.0.0.1 --port {{port}} --db {db} "
-        f"--redis {REDIS} --log-level warning"
-    )
+    """``count`` nodes on ``db`` with Redis; ``count=0``: one node on SQLite, no Redis (the
+    baseline the cluster's cost is compared with)."""
+    cmd = f"{ROOT}/.venv/bin/collab serve --host 127.0.0.1 --port {{port}} --log-level warning"
+    if count:
+        cmd += f" --db {db} --redis {REDIS}"
+    else:
+        cmd += " --db {tmpdir}/bench.db"
+        count = 1
     spec = ServerSpec(cmd, ROOT, None, {1}, 30.0, 10.0)
     async with contextlib.AsyncExitStack() as stack:
         nodes = [await stack.enter_async_context(running_server(spec)) for _ in range(count)]
@@ -104,11 +109,12 @@ async def main() -> None:
         f"{'layout':>22} {'deliv/s':>9} {'lost':>6} {'p50':>7} {'p95':>7} {'p99':>7} "
         f"{'max':>7} {'us/dlv':>7} {'cli%':>5}"
     )
-    for count in (1, 2):
+    labels = {0: "one SQLite node", 1: "one node (PG, Redis)", 2: "split over two nodes"}
+    for count in (0, 1, 2):
         async with database() as db:
             row = await measure(db, count, args)
         lat = row["latency_ms"]
-        label = "one node" if count == 1 else "split over two nodes"
+        label = labels[count]
         print(
             f"{label:>22} {row['deliveries_per_s']:>9,.0f} {row['lost']:>6} {lat['p50']:>7} "
             f"{lat['p95']:>7} {lat['p99']:>7} {lat['max']:>7} "
