@@ -29,7 +29,9 @@ from collections import deque
 from collections.abc import Callable
 
 import redis.asyncio as redis
+from hiredis import pack_command
 from redis import __version__ as REDIS_VERSION
+from redis.asyncio.connection import Connection
 from redis.driver_info import DriverInfo
 from redis.exceptions import RedisError
 
@@ -47,7 +49,24 @@ _QUEUE_LIMIT = 100_000
 _BACKOFF_MAX = 5.0
 _STOP_TIMEOUT = 2.0  # seconds each step of stop() may take with Redis gone
 
+_PUBLISH = b"PUBLISH"
+# hiredis's stub types the command as a 1-tuple; it takes any length.
+_pack: Callable[[tuple[bytes, ...]], bytes] = pack_command  # type: ignore[assignment]
+
 OnMessage = Callable[[str, str, bytes], None]  # room, node id, message
+
+
+async def _publisher(client: redis.Redis) -> Connection:
+    """A connection of its own for publishing, on which Redis sends no replies."""
+    connection: Connection = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+    await connection.connect()  # type: ignore[no-untyped-call]
+    await connection.send_command("CLIENT", "REPLY", "OFF")
+    return connection
+
+
+async def _discard(connection: Connection) -> None:
+    with contextlib.suppress(RedisError, OSError):
+        await connection.disconnect()
 
 
 class Cluster:
@@ -166,9 +185,12 @@ class Cluster:
                     self._on_reconnect()
                 first = False
                 while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
-                    if message is not None and message["type"] == "message":
-                        self._dispatch(message["channel"], message["data"])
+                    # The raw reply, not get_message(timeout=1): that wraps every read in
+                    # a timeout and builds a dict, twice the CPU of the read itself. (hiredis
+                    # answers a list subclass, PushNotification.)
+                    reply = await pubsub.parse_response(block=True)
+                    if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                        self._dispatch(reply[1], reply[2])
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -193,25 +215,38 @@ class Cluster:
         self._on_message(room, origin, data[16:])
 
     async def _publish_loop(self) -> None:
-        while True:
-            reraise_cancellation()  # redis-py can swallow one inside execute()
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            client = self._client
-            if client is None or not self._outbox:
-                continue
-            batch = list(self._outbox)
-            self._outbox.clear()
-            try:
-                async with client.pipeline(transaction=False) as pipe:
-                    for channel, payload in batch:
-                        pipe.publish(channel, payload)
-                    await pipe.execute()
-                self.published += len(batch)
-            except (RedisError, OSError) as exc:
-                reraise_cancellation()
-                self.dropped += len(batch)
-                log.debug("publish failed: %s", exc)
+        publisher: Connection | None = None
+        try:
+            while True:
+                reraise_cancellation()  # redis-py can swallow one inside a command
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                client = self._client
+                if client is None or not self._outbox:
+                    continue
+                batch = list(self._outbox)
+                self._outbox.clear()
+                try:
+                    if publisher is None:
+                        publisher = await _publisher(client)
+                    # One write for the whole batch, packed by hiredis, and no replies to
+                    # read (CLIENT REPLY OFF): a redis-py pipeline cost 100 us of CPU per
+                    # single PUBLISH, this about a quarter of that, less in batches.
+                    await publisher.send_packed_command(
+                        b"".join([_pack((_PUBLISH, c, p)) for c, p in batch]),
+                        check_health=False,
+                    )
+                    self.published += len(batch)
+                except (RedisError, OSError) as exc:
+                    reraise_cancellation()
+                    self.dropped += len(batch)
+                    log.debug("publish failed: %s", exc)
+                    if publisher is not None:
+                        await _discard(publisher)
+                        publisher = None
+        finally:
+            if publisher is not None:
+                await _discard(publisher)
 
     async def _heartbeat_loop(self) -> None:
         assert self._client is not None
