@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 
 from aiohttp import WSMsgType, web
 
@@ -52,7 +51,7 @@ from collab.http.state import (
     admit_member,
     identify_token,
 )
-from collab.relay.connection import Connection
+from collab.relay.connection import Connection, new_connection_id
 from collab.relay.limits import member_buckets
 from collab.relay.session import REFUSALS, Session
 from collab.sync import hocuspocus as hp
@@ -346,7 +345,7 @@ async def _hocuspocus(request: web.Request) -> web.WebSocketResponse:
     )
     await ws.prepare(request)
     conn = Connection(
-        ws, uuid.uuid4().hex[:16], max_bytes=config.outbox_max_bytes, transport=request.transport
+        ws, new_connection_id(), max_bytes=config.outbox_max_bytes, transport=request.transport
     )
     connections = app[CONNECTIONS]
     connections.add(conn)

@@ -12,14 +12,13 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 
 from aiohttp import WSMsgType, web
 
 from collab.auth import Access, Identity
 from collab.errors import CloseCode, CollabError, Forbidden, Overloaded, UnsupportedData
 from collab.http.state import CONFIG, CONNECTIONS, HUB, METRICS, admit_member, identify
-from collab.relay.connection import Connection
+from collab.relay.connection import Connection, new_connection_id
 from collab.relay.limits import member_buckets
 from collab.sync.room import validate_room_name
 
@@ -67,7 +66,7 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     name = request.match_info["room"]
     conn = Connection(
         ws,
-        uuid.uuid4().hex[:16],
+        new_connection_id(),
         max_bytes=config.outbox_max_bytes,
         transport=request.transport,
     )

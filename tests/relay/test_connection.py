@@ -7,6 +7,8 @@ import base64
 import os
 import random
 import re
+import subprocess
+import sys
 
 import aiohttp
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from collab.config import Config
 from collab.errors import CloseCode
 from collab.http.state import HUB
-from collab.relay.connection import binary_frame
+from collab.relay.connection import binary_frame, new_connection_id
 from tests.conftest import Server, editor, eventually, start_server
 from tests.frames import frames
 
@@ -79,3 +81,18 @@ async def test_peer_lost_mid_send_is_recorded_as_1006(
         await eventually(lambda: hub.members == 1, what="left")
         assert silent.close_code == CloseCode.ABNORMAL_CLOSURE
         assert await _closes(session, server, CloseCode.ABNORMAL_CLOSURE) == before + 1
+
+
+def test_connection_ids_are_unique_in_a_process_and_across_processes() -> None:
+    """Ids never repeat within a process, and two processes start from different
+    random prefixes (stored updates keep the id, so nodes and restarts must not clash)."""
+    ids = {new_connection_id() for _ in range(100_000)}
+    assert len(ids) == 100_000
+    code = "from collab.relay.connection import new_connection_id as n; print(n())"
+    others = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(3)
+    }
+    assert len(others) == 3 and not others & ids
