@@ -46,6 +46,7 @@ from collab.relay.metrics import Metrics
 from collab.relay.session import Acknowledgements
 from collab.relay.tasks import reraise_cancellation, stop_tasks
 from collab.store import DocumentStore, Store, TokenStore, now_ms
+from collab.sync.lineage import state_vector_of
 
 __all__ = ["API", "create_app"]
 
@@ -151,7 +152,9 @@ async def _purge(store: Store, config: Config) -> None:
     revocations of tokens that have expired anyway (``collab purge`` does the same)."""
     now = now_ms()
     try:
-        purged = await DocumentStore(store).purge(now - int(config.deleted_retention * 1000))
+        purged = await DocumentStore(store).purge(
+            now - int(config.deleted_retention * 1000), state_vector=state_vector_of
+        )
         forgotten = await TokenStore(store).purge(now)
     except Exception:  # purging can wait for the next start; serving cannot
         log.exception("purging deleted documents failed")

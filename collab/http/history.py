@@ -29,7 +29,7 @@ from collab.http.errors import json_response
 from collab.http.openapi import READ, WRITE, Route
 from collab.http.rich import RICH_FORMATS, rich_response
 from collab.http.state import HUB, author, authorize, identify
-from collab.store import DocumentHead
+from collab.store import DocumentHead, DocumentStore
 
 __all__ = ["ROUTES"]
 
@@ -230,7 +230,16 @@ async def _samples(request: web.Request) -> web.StreamResponse:
 
 async def _info(request: web.Request) -> web.StreamResponse:
     history, head = await _open(request, Access.READ)
-    return json_response(await history.info(head))
+    info = await history.info(head)
+    lineage, retired = await DocumentStore(request.app[HUB].store).lineage(head.name)
+    # Which history this is (docs/lineage.md): a client holding another one of this
+    # name is refused with 4410 rather than merged.
+    info["lineage"] = lineage
+    info["retired_lineages"] = [
+        {"lineage": r.lineage, "retired": format_ms(r.retired_ms), "reason": r.reason}
+        for r in retired
+    ]
+    return json_response(info)
 
 
 _TAG = "history"

@@ -17,6 +17,7 @@ from collab.config import Config
 from collab.errors import DocumentDeleted, Overloaded
 from collab.history.replay import replay
 from collab.store import Store
+from collab.sync.lineage import Retired
 from collab.sync.protocol import EMPTY_UPDATE
 from collab.sync.room import Room
 
@@ -75,6 +76,8 @@ async def load_room(store: Store, config: Config, name: str) -> tuple[Room[Conne
         checkpoint_bytes=config.checkpoint_bytes,
         size=size,
         max_size=config.max_document_size,
+        # Lineages the name retired: their holders' uploads are refused (4410).
+        retired=Retired(loaded.retired) if loaded.retired else None,
     )
     if room.doc_id < 0:
         # A new document has nothing to replay: no await since ``load``, so the writer

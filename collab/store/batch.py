@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 
-from collab.store.models import CheckpointRow, Document, UpdateRow
+from collab.store.models import CheckpointRow, Document, UpdateRow, new_lineage
 
 __all__ = ["BatchWriter"]
 
@@ -78,7 +78,10 @@ class BatchWriter:
     def _create(self, conn: Connection, creates: list[dict[str, Any]]) -> dict[int, int]:
         """Insert the documents of ``creates`` that no one stored yet; their ids, by
         provisional id."""
-        rows = [{"name": c["name"], "created_ms": c["created_ms"]} for c in creates]
+        rows = [
+            {"name": c["name"], "created_ms": c["created_ms"], "lineage": new_lineage()}
+            for c in creates
+        ]
         dialect = conn.dialect.name
         if dialect == "sqlite" or dialect == "postgresql":
             # Two nodes creating the same new document at once: on PostgreSQL the second

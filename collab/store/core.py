@@ -22,18 +22,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    LargeBinary,
+    Select,
+    bindparam,
+    cast,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.expression import CompoundSelect
 
 from collab.clock import now_ms
 from collab.errors import StoreUnavailable
 from collab.store.engine import Database, check_url, guard
 from collab.store.listing import DocumentInfo, list_documents
-from collab.store.models import CheckpointRow, Document, UpdateRow
+from collab.store.models import CheckpointRow, Document, RetiredLineage, UpdateRow
 from collab.store.schema import current_revision, head_revision, upgrade_schema
 from collab.store.writer import BATCH_BYTES, BATCH_ROWS, StoreClosed, Writer
 
@@ -61,6 +72,8 @@ class Loaded:
     last_seq: int
     deleted_ms: int | None = None
     """Set when the document is deleted: the hub refuses to open its room."""
+    retired: list[bytes] = field(default_factory=list)
+    """The state vectors of the lineages its name retired (``collab.sync.lineage``)."""
 
 
 def _newest_checkpoint_query(doc_id: int, upto_seq: int | None) -> Select[int, bytes]:
@@ -89,7 +102,9 @@ class _Statement:
 
     __slots__ = ("_build", "_compiled")
 
-    def __init__(self, build: Callable[[], Select[*tuple[Any, ...]]]) -> None:
+    def __init__(
+        self, build: Callable[[], Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]]]
+    ) -> None:
         self._build = build
         self._compiled: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
 
@@ -106,8 +121,17 @@ class _Statement:
         return conn.exec_driver_sql(sql, tuple(values[n] for n in order)).all()
 
 
+# The document's row and its name's retired lineages in one statement: a room load
+# stays one round trip for a name that never retired anything, and for one that did.
 _FIND = _Statement(
-    lambda: select(Document.id, Document.deleted_ms).where(Document.name == bindparam("name"))
+    lambda: union_all(
+        select(Document.id, Document.deleted_ms, cast(null(), LargeBinary)).where(
+            Document.name == bindparam("name")
+        ),
+        select(cast(null(), Integer), cast(null(), BigInteger), RetiredLineage.state_vector).where(
+            RetiredLineage.name == bindparam("name")
+        ),
+    )
 )
 _NEWEST_CHECKPOINT = _Statement(
     lambda: (
@@ -126,12 +150,18 @@ _UPDATES_AFTER = _Statement(
 )
 
 
-def _load_rows(conn: Connection, name: str) -> Loaded | None:
-    """What room ``name`` needs to start; ``None`` if there is no such document."""
+def _load_rows(conn: Connection, name: str) -> tuple[Loaded | None, list[bytes]]:
+    """What room ``name`` needs to start (``None`` if there is no such document), and
+    the retired lineages of its name (a purged name has them without a document)."""
     found = _FIND.run(conn, name=name)
-    if not found:
-        return None
-    doc_id, deleted_ms = found[0]
+    retired = [bytes(r[2]) for r in found if r[2] is not None]
+    documents = [r for r in found if r[0] is not None]
+    if not documents:
+        return None, retired
+    return _document_rows(conn, documents[0][0], documents[0][1]), retired
+
+
+def _document_rows(conn: Connection, doc_id: int, deleted_ms: int | None) -> Loaded:
     if deleted_ms is not None:
         return Loaded(doc_id, None, 0, [], 0, deleted_ms)
     newest = _NEWEST_CHECKPOINT.run(conn, doc_id=doc_id)
@@ -268,16 +298,18 @@ class Store(Writer):
         async with self.bounded():
             tmp = self._pending.get(name)
             if tmp is not None and provisional:
-                return Loaded(tmp, None, 0, [], 0)  # a room opened it and left: still new
-            loaded = await self._db.read(_load_rows, name)
+                # A room opened it and left: still new. (Its retired lineages were read
+                # when it opened; the next load after its creation reads them again.)
+                return Loaded(tmp, None, 0, [], 0)
+            loaded, retired = await self._db.read(_load_rows, name)
             if loaded is not None:
-                return loaded
+                return replace(loaded, retired=retired) if retired else loaded
             if provisional:
-                return Loaded(self.provisional(name), None, 0, [], 0)
+                return Loaded(self.provisional(name), None, 0, [], 0, retired=retired)
             # Outside the read connection: holding one pooled connection while asking for
             # another is how a burst of new rooms would exhaust the pool. A creation that
             # times out stays queued: the document is created once the writer can.
-            return Loaded(await self._create(name), None, 0, [], 0)
+            return Loaded(await self._create(name), None, 0, [], 0, retired=retired)
 
     async def list_documents(
         self,

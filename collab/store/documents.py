@@ -1,11 +1,13 @@
-"""Documents' lifecycle (create, soft delete, purge) and revoked tokens."""
+"""Documents' lifecycle (create, soft delete, purge, lineages) and revoked tokens."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from collab.store.core import Store, now_ms
 from collab.store.models import (
@@ -13,11 +15,20 @@ from collab.store.models import (
     CompactionRow,
     Document,
     NamedVersionRow,
+    RetiredLineage,
     RevokedToken,
     UpdateRow,
+    new_lineage,
 )
 
-__all__ = ["DocumentState", "DocumentStore", "TokenStore"]
+__all__ = [
+    "DocumentState",
+    "DocumentStore",
+    "RetiredInfo",
+    "StateVectorOf",
+    "TokenStore",
+    "retire",
+]
 
 
 _NAMES_PER_QUERY = 500  # names per IN (...) list: well under every engine's limit
@@ -63,7 +74,9 @@ class DocumentStore:
         try:
             async with self.store.begin() as conn:
                 result = await conn.execute(
-                    insert(Document).values(name=name, created_ms=created_ms)
+                    insert(Document).values(
+                        name=name, created_ms=created_ms, lineage=new_lineage()
+                    )
                 )
                 new_id = result.inserted_primary_key
         except IntegrityError:
@@ -105,14 +118,26 @@ class DocumentStore:
                 found.update(rows.scalars())
         return found
 
-    async def purge(self, deleted_before_ms: int, *, dry_run: bool = False) -> list[str]:
+    async def purge(
+        self,
+        deleted_before_ms: int,
+        *,
+        dry_run: bool = False,
+        state_vector: StateVectorOf | None = None,
+    ) -> list[str]:
         """Remove every document deleted before ``deleted_before_ms`` with all its rows
         (updates, checkpoints, named versions, compaction records); one transaction per
-        document. Returns the names purged (or that would be, with ``dry_run``)."""
+        document. Returns the names purged (or that would be, with ``dry_run``).
+
+        ``state_vector`` (the caller's Yjs logic: ``collab.sync.lineage.state_vector_of``)
+        turns a document's rows into its state vector, kept in ``retired_lineages`` under
+        its name: a client still holding the purged history cannot bring it back into a
+        new document of that name. Without it nothing is kept.
+        """
         async with self.store.connect() as conn:
             due = (
                 await conn.execute(
-                    select(Document.id, Document.name)
+                    select(Document.id, Document.name, Document.lineage)
                     .where(Document.deleted_ms < deleted_before_ms)
                     .order_by(Document.name)
                 )
@@ -120,7 +145,7 @@ class DocumentStore:
         if dry_run:
             return [row.name for row in due]
         purged = []
-        for doc_id, name in due:
+        for doc_id, name, lineage in due:
             async with self.store.begin(bounded=False) as conn:
                 # Still deleted (an undelete may have come in between): claim it first.
                 claimed = await conn.execute(
@@ -130,11 +155,85 @@ class DocumentStore:
                 )
                 if not claimed.rowcount:
                     continue
+                if state_vector is not None:
+                    await retire(conn, doc_id, name, lineage, "purged", state_vector)
                 for table in (NamedVersionRow, CompactionRow, CheckpointRow, UpdateRow):
                     await conn.execute(delete(table).where(table.doc_id == doc_id))
                 await conn.execute(delete(Document).where(Document.id == doc_id))
             purged.append(name)
         return purged
+
+    async def lineage(self, name: str) -> tuple[str | None, list[RetiredInfo]]:
+        """The current lineage of document ``name`` (``None``: older than lineages, or
+        no such document) and the lineages it retired, oldest first."""
+        async with self.store.connect() as conn:
+            current = (
+                await conn.execute(select(Document.lineage).where(Document.name == name))
+            ).scalar()
+            rows = (
+                await conn.execute(
+                    select(
+                        RetiredLineage.lineage, RetiredLineage.retired_ms, RetiredLineage.reason
+                    )
+                    .where(RetiredLineage.name == name)
+                    .order_by(RetiredLineage.id)
+                )
+            ).all()
+        return current, [RetiredInfo(r[0], r[1], r[2]) for r in rows]
+
+
+StateVectorOf = Callable[[list[bytes]], bytes]
+"""Rows of one document (its newest checkpoint, then the updates after it) to its state
+vector: Yjs logic, which the store takes from its caller."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetiredInfo:
+    """One retired lineage of a document, as the API shows it."""
+
+    lineage: str | None
+    retired_ms: int
+    reason: str
+
+
+async def retire(
+    conn: AsyncConnection,
+    doc_id: int,
+    name: str,
+    lineage: str | None,
+    reason: str,
+    state_vector: StateVectorOf,
+) -> None:
+    """Keep the state vector of document ``doc_id``'s history as a retired lineage of
+    ``name`` (in the caller's transaction, before its rows are replaced or removed)."""
+    checkpoint = (
+        await conn.execute(
+            select(CheckpointRow.upto_seq, CheckpointRow.state)
+            .where(CheckpointRow.doc_id == doc_id)
+            .order_by(CheckpointRow.upto_seq.desc())
+            .limit(1)
+        )
+    ).first()
+    after = 0 if checkpoint is None else checkpoint[0]
+    updates = (
+        await conn.execute(
+            select(UpdateRow.data)
+            .where(UpdateRow.doc_id == doc_id, UpdateRow.seq > after)
+            .order_by(UpdateRow.seq)
+        )
+    ).scalars()
+    rows = ([] if checkpoint is None else [bytes(checkpoint[1])]) + [bytes(u) for u in updates]
+    if not rows:
+        return  # an empty history: nobody can hold anything of it
+    await conn.execute(
+        insert(RetiredLineage).values(
+            name=name,
+            lineage=lineage,
+            retired_ms=now_ms(),
+            reason=reason,
+            state_vector=state_vector(rows),
+        )
+    )
 
 
 class TokenStore:

@@ -11,11 +11,13 @@ from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from collab.store.core import Store
+from collab.store.documents import StateVectorOf, retire
 from collab.store.models import (
     Base,
     CheckpointRow,
     Document,
     UpdateRow,
+    new_lineage,
 )
 
 __all__ = ["DocumentExists", "DumpBatch", "DumpStore"]
@@ -87,17 +89,20 @@ class DumpStore:
                 await conn.exec_driver_sql("BEGIN")
             elif conn.dialect.name == "postgresql":
                 await conn.execution_options(isolation_level="REPEATABLE READ")
-            query = select(Document.id, Document.name, Document.created_ms).where(
-                Document.deleted_ms.is_(None)
-            )
+            query = select(
+                Document.id, Document.name, Document.created_ms, Document.lineage
+            ).where(Document.deleted_ms.is_(None))
             if names is not None:
                 query = query.where(Document.name.in_(names))
             documents = (await conn.execute(query.order_by(Document.name))).all()
             labels = (
                 _optional("named_versions") if await _has_table(conn, "named_versions") else None
             )
-            for doc_id, name, created_ms in documents:
-                yield DumpBatch("document", [{"name": name, "created_ms": created_ms}])
+            for doc_id, name, created_ms, lineage in documents:
+                head = {"name": name, "created_ms": created_ms}
+                if lineage is not None:
+                    head["lineage"] = lineage
+                yield DumpBatch("document", [head])
                 after = 0
                 while True:
                     rows = (
@@ -151,14 +156,24 @@ class DumpStore:
 
     @contextlib.asynccontextmanager
     async def load(
-        self, name: str, created_ms: int, *, replace: bool = False
+        self,
+        name: str,
+        created_ms: int,
+        *,
+        replace: bool = False,
+        lineage: str | None = None,
+        state_vector: StateVectorOf | None = None,
     ) -> AsyncIterator[Callable[[DumpBatch], Awaitable[None]]]:
         """Write one document in one transaction: yields ``insert(batch)`` for its rows;
         the transaction commits when the block ends without an exception.
 
-        With ``replace``, an existing document of that name keeps its id (and whatever
-        else refers to it) but loses its updates, checkpoints, named versions and
-        compaction records to the loaded ones (and is no longer deleted, if it was).
+        The document gets ``lineage`` (the dump's: a document moved between databases
+        keeps its history's identity), or a new one. With ``replace``, an existing
+        document of that name keeps its id (and whatever else refers to it) but loses its
+        updates, checkpoints, named versions and compaction records to the loaded ones
+        (and is no longer deleted, if it was); with ``state_vector`` (Yjs logic from the
+        caller: ``collab.sync.lineage.state_vector_of``) its history is kept as a retired
+        lineage first, so that no client still holding it can bring it back.
 
         Raises:
             DocumentExists: the document exists and ``replace`` is false.
@@ -168,29 +183,37 @@ class DumpStore:
                 # Take the write lock first: a deferred transaction that reads and then
                 # writes fails outright if the server commits in between.
                 await conn.exec_driver_sql("BEGIN IMMEDIATE")
-            doc_id = (
-                await conn.execute(select(Document.id).where(Document.name == name))
-            ).scalar()
+            found = (
+                await conn.execute(
+                    select(Document.id, Document.lineage).where(Document.name == name)
+                )
+            ).first()
             optional = {t: await _has_table(conn, t) for t in ("named_versions", "compactions")}
-            if doc_id is None:
+            lineage = lineage or new_lineage()
+            if found is None:
                 result = await conn.execute(
-                    insert(Document).values(name=name, created_ms=created_ms)
+                    insert(Document).values(name=name, created_ms=created_ms, lineage=lineage)
                 )
                 assert result.inserted_primary_key is not None
                 doc_id = int(result.inserted_primary_key[0])
             elif not replace:
                 raise DocumentExists(f"document {name!r} already exists")
             else:
+                doc_id, old_lineage = found
+                # The same history loaded over itself (a restore from its own dump) is no
+                # replacement: whatever a client holds of it belongs to it.
+                if lineage != old_lineage and state_vector is not None:
+                    await retire(conn, doc_id, name, old_lineage, "replaced", state_vector)
                 for table in ("named_versions", "compactions"):
-                    found = _optional(table)
-                    if found is not None and optional[table]:
-                        await conn.execute(delete(found).where(found.c.doc_id == doc_id))
+                    rows_of = _optional(table)
+                    if rows_of is not None and optional[table]:
+                        await conn.execute(delete(rows_of).where(rows_of.c.doc_id == doc_id))
                 await conn.execute(delete(CheckpointRow).where(CheckpointRow.doc_id == doc_id))
                 await conn.execute(delete(UpdateRow).where(UpdateRow.doc_id == doc_id))
                 await conn.execute(
                     update(Document)
                     .where(Document.id == doc_id)
-                    .values(created_ms=created_ms, deleted_ms=None)
+                    .values(created_ms=created_ms, deleted_ms=None, lineage=lineage)
                 )
             targets: dict[str, Any] = {"update": UpdateRow, "checkpoint": CheckpointRow}
             if optional["named_versions"]:

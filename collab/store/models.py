@@ -14,9 +14,13 @@ records what each compaction did.
 A document is deleted softly: ``documents.deleted_ms`` is set, its rows stay until
 ``deleted_retention`` has passed and ``collab purge`` (or a server start) removes them.
 ``revoked_tokens`` lists token ids (JWT ``jti``) that no server may accept any more.
+``documents.lineage`` and ``retired_lineages`` say which history a document has now and
+which ones it had (docs/lineage.md).
 """
 
 from __future__ import annotations
+
+import secrets
 
 from sqlalchemy import (
     BigInteger,
@@ -29,14 +33,22 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+
+def new_lineage() -> str:
+    """A new lineage id: 16 random hex digits."""
+    return secrets.token_hex(8)
+
+
 __all__ = [
     "Base",
     "CheckpointRow",
     "CompactionRow",
     "Document",
     "NamedVersionRow",
+    "RetiredLineage",
     "RevokedToken",
     "UpdateRow",
+    "new_lineage",
 ]
 
 
@@ -63,6 +75,26 @@ class Document(Base):
     """Creation time, milliseconds since the Unix epoch (UTC)."""
     deleted_ms: Mapped[int | None] = mapped_column(BigInteger)
     """When it was deleted (soft: hidden, its room closed, restorable); ``None`` if not."""
+    lineage: Mapped[str | None] = mapped_column(String(32))
+    """The id of its current history (``new_lineage``): a new one whenever the history is
+    replaced. ``None`` for documents created before lineages existed."""
+
+
+class RetiredLineage(Base):
+    """A history a document (by name) no longer has: what a client still holding it may
+    not bring back (``collab.sync.lineage``)."""
+
+    __tablename__ = "retired_lineages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(1024), index=True)
+    """The document's name (a purged document's row is gone; its name may come back)."""
+    lineage: Mapped[str | None] = mapped_column(String(32))
+    retired_ms: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(32))
+    """Why: ``replaced`` (a load over it) or ``purged`` (deleted, then removed)."""
+    state_vector: Mapped[bytes] = mapped_column(LargeBinary)
+    """Its state vector when it was retired: the clients and clocks of its structs."""
 
 
 class UpdateRow(Base):

@@ -1,6 +1,7 @@
 """Lineages: recognising what a client holds of a document's replaced history.
 
-PURE: stdlib, ``collab.errors`` and ``collab.sync.state_vector`` only.
+PURE: no I/O. ``Retired`` is plain Python; ``state_vector_of`` asks pycrdt for the state
+vector of stored rows (when a history is retired, by the store's caller).
 
 A document's history is replaced (``collab load --replace``, a deletion, purge and
 re-creation under the same name, an explicit reset) while some client still holds the
@@ -24,10 +25,29 @@ when the replacement was a copy) is known, not stale.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pycrdt import Doc
 
 from collab.sync.state_vector import Span, decode_state_vector
+from collab.sync.ydoc import is_panic
 
-__all__ = ["Retired"]
+__all__ = ["Retired", "state_vector_of"]
+
+
+def state_vector_of(rows: Iterable[bytes]) -> bytes:
+    """The state vector of a document stored as ``rows`` (its newest checkpoint, then the
+    updates after it), as yrs encodes one. A row yrs cannot apply is skipped, as a room
+    load skips it (``collab.relay.persistence``): what it would have added is not in the
+    document either."""
+    doc: Doc[Any] = Doc()
+    for row in rows:
+        try:
+            doc.apply_update(row)
+        except BaseException as exc:  # a stored row that panics yrs: skipped, like a load
+            if not (is_panic(exc) or isinstance(exc, ValueError | RuntimeError)):
+                raise
+    return doc.get_state()
 
 
 class Retired:

@@ -96,8 +96,10 @@ def token_revoke(config: Config, args: argparse.Namespace) -> int:
 
 
 def purge(config: Config, args: argparse.Namespace) -> int:
-    """Remove documents deleted longer than ``deleted_retention`` ago."""
+    """Remove documents deleted longer than ``deleted_retention`` ago (their histories
+    are kept as retired lineages: docs/lineage.md)."""
     from collab.store import DocumentStore, Store, TokenStore, now_ms
+    from collab.sync.lineage import state_vector_of
 
     async def run() -> tuple[list[str], int]:
         store = Store(database_url(config.db))
@@ -105,7 +107,9 @@ def purge(config: Config, args: argparse.Namespace) -> int:
         try:
             now = now_ms()
             before = now - int(config.deleted_retention * 1000)
-            names = await DocumentStore(store).purge(before, dry_run=args.dry_run)
+            names = await DocumentStore(store).purge(
+                before, dry_run=args.dry_run, state_vector=state_vector_of
+            )
             tokens = 0 if args.dry_run else await TokenStore(store).purge(now)
             return names, tokens
         finally:

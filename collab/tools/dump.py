@@ -26,6 +26,7 @@ from typing import IO, Any, Literal
 
 from collab import __version__
 from collab.store import DocumentExists, DumpBatch, DumpStore, Store, now_ms
+from collab.sync.lineage import state_vector_of
 
 __all__ = ["FORMAT", "VERSION", "DumpError", "Summary", "dump", "load"]
 
@@ -301,7 +302,19 @@ async def _load_records(
             name = renames.get(record["name"], record["name"])
             replace = existing == "replace"
             try:
-                async with target.load(name, record["created_ms"], replace=replace) as insert:
+                lineage = record.get("lineage")
+                if lineage is not None and not (
+                    isinstance(lineage, str) and 0 < len(lineage) <= 32
+                ):
+                    raise DumpError(f"line {number}: a lineage is a string of 1 to 32 characters")
+                loading = target.load(
+                    name,
+                    record["created_ms"],
+                    replace=replace,
+                    lineage=lineage,
+                    state_vector=state_vector_of,
+                )
+                async with loading as insert:
                     counts = await _load_rows(records, name, insert)
             except DocumentExists:
                 if existing != "skip":

@@ -1,0 +1,159 @@
+"""Lineage end to end: a document whose history was replaced (``collab load --replace``)
+or purged and created again refuses the clients that still hold the old one, with 4410 on
+``/ws`` (y-websocket stops retrying) and PermissionDenied on ``/hocuspocus``; clients of
+the current history merge as before. See docs/lineage.md."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from pycrdt import Doc, Text
+
+from collab.config import Config
+from collab.errors import CloseCode
+from collab.sync.protocol import SyncStep1, decode, encode_sync_step2
+from collab.tools.cli import main
+from tests.conftest import Server, editor, eventually, raw_client, start_server
+from tests.http.api import call
+from tests.jsclient import HocuspocusClient, JsClient
+
+OLD = "old text from the stale browser."
+NEW = "replacement text."
+
+
+async def _cli(*argv: str) -> int:
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def _content(session: aiohttp.ClientSession, server: Server, room: str) -> str:
+    status, body = await call(session, server, "GET", f"/api/docs/{room}/content")
+    assert status == 200, body
+    return str(body)
+
+
+async def _write(session: aiohttp.ClientSession, server: Server, room: str, text: str) -> Doc[Any]:
+    """A client writes ``text`` into ``room`` and keeps its document (as a tab would)."""
+    doc: Doc[Any] = Doc()
+    async with editor(session, server.url(room), doc) as client:
+        client.text += text
+
+        async def stored() -> bool:
+            return await _content(session, server, room) == text
+
+        await eventually(stored, what=f"{room} stored")
+    return doc
+
+
+async def _replace_lin(config: Config, tmp_path: Path) -> None:
+    """The operator's move: dump ``other`` and load it as ``lin``, replacing it."""
+    dumped = tmp_path / "other.jsonl"
+    assert await _cli("dump", "other", "--db", config.db, "--out", str(dumped)) == 0
+    loaded = await _cli(
+        "load", str(dumped), "--db", config.db, "--rename", "other=lin", "--replace"
+    )
+    assert loaded == 0
+
+
+async def _upload(session: aiohttp.ClientSession, server: Server, doc: Doc[Any]) -> int | None:
+    """What a reconnecting y-websocket client does with its copy: answer the server's
+    SyncStep1 with everything the server lacks. Returns the close code it gets."""
+    async with raw_client(session, server.url("lin")) as client:
+        request = decode(await client.recv_bytes())
+        assert isinstance(request, SyncStep1)
+        await client.ws.send_bytes(encode_sync_step2(doc.get_update(request.state_vector)))
+        return await client.closed_with()
+
+
+async def test_a_replaced_document_refuses_the_old_copy(
+    config: Config, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """After ``load --replace`` the stale copy's upload is closed with 4410 and leaves
+    the replacement alone; a client of the new history still merges its offline edits;
+    /info names the new lineage and the retired one."""
+    async with start_server(config) as server:
+        stale = await _write(session, server, "lin", OLD)
+        await _write(session, server, "other", NEW)
+        _, before = await call(session, server, "GET", "/api/docs/lin/info")
+    await _replace_lin(config, tmp_path)
+    async with start_server(config) as server:
+        assert await _content(session, server, "lin") == NEW
+        assert await _upload(session, server, stale) == CloseCode.LINEAGE_RETIRED
+        assert await _content(session, server, "lin") == NEW
+        current: Doc[Any] = Doc()
+        async with editor(session, server.url("lin"), current):
+            pass
+        current.get("content", type=Text).insert(0, "offline: ")  # while disconnected
+        async with editor(session, server.url("lin"), current):
+
+            async def merged() -> bool:
+                return await _content(session, server, "lin") == "offline: " + NEW
+
+            await eventually(merged, what="the offline edit merged")
+        _, info = await call(session, server, "GET", "/api/docs/lin/info")
+    assert info["lineage"] and info["lineage"] != before["lineage"]
+    assert [(r["lineage"], r["reason"]) for r in info["retired_lineages"]] == [
+        (before["lineage"], "replaced")
+    ]
+
+
+async def test_a_purged_name_created_again_refuses_the_old_copy(
+    config: Config, session: aiohttp.ClientSession
+) -> None:
+    """Deleted, purged (at the next start) and created again under its name: the old
+    copy is refused there too."""
+    async with start_server(config) as server:
+        stale = await _write(session, server, "lin", OLD)
+        status, _ = await call(session, server, "DELETE", "/api/docs/lin")
+        assert status == 200
+    purging = config.replace(deleted_retention=0)
+    async with start_server(purging) as server:
+        await _write(session, server, "lin", NEW)  # a new document of the same name
+        assert await _upload(session, server, stale) == CloseCode.LINEAGE_RETIRED
+        assert await _content(session, server, "lin") == NEW
+        _, info = await call(session, server, "GET", "/api/docs/lin/info")
+    assert [r["reason"] for r in info["retired_lineages"]] == ["purged"]
+
+
+async def test_stale_y_websocket_and_hocuspocus_clients_stop(
+    config: Config, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Unmodified clients that stayed open while the document was replaced: the
+    y-websocket client is closed with 4410 and stops retrying; the Hocuspocus provider is
+    answered PermissionDenied; the replacement stays as it is."""
+    async with start_server(config) as server:
+        port = server.port
+        await _write(session, server, "other", NEW)
+        js = await JsClient.start(server.url("").rstrip("/"), "lin", "stale-js")
+        hocus = await HocuspocusClient.start_socket(f"ws://127.0.0.1:{port}/hocuspocus")
+        try:
+            await eventually(js.synced, what="js synced")
+            await js.insert(0, OLD)
+            await hocus.open("lin")
+            await eventually(lambda: hocus.seen("text", doc="lin", text=OLD), what="provider")
+
+            async def stored() -> bool:
+                return await _content(session, server, "lin") == OLD
+
+            await eventually(stored, what="old text stored")
+        except BaseException:
+            await js.quit()
+            await hocus.quit()
+            raise
+    try:
+        await _replace_lin(config, tmp_path)
+        async with start_server(config, port=port) as server:
+            await eventually(
+                lambda: js.seen("closed", code=CloseCode.LINEAGE_RETIRED),
+                timeout=15,
+                what="the y-websocket client stopped with 4410",
+            )
+            await eventually(
+                lambda: hocus.seen("denied", doc="lin"), timeout=15, what="provider refused"
+            )
+            assert await _content(session, server, "lin") == NEW
+    finally:
+        await js.quit()
+        await hocus.quit()
