@@ -2,9 +2,14 @@
  * collab's browser client. The server serves the same index.html for `/` and every
  * `/d/...` path; this picks the page from the path. The editor and the history page are
  * loaded on demand, so the document list stays light.
+ *
+ * `/d/{room}` first asks what the document holds: a rich-text document (another editor's
+ * Y.XmlFragment) is shown read-only and formatted (`richview.ts`) rather than opened in the
+ * Markdown editor, which edits the Y.Text `content` and would show it empty.
  */
 
 import './style.css'
+import { docShape } from './api'
 import { h, replace } from './dom'
 import { problem } from './dialog'
 import { token } from './identity'
@@ -20,6 +25,13 @@ async function main (): Promise<void> {
       listPage(root)
       break
     case 'editor': {
+      // Any failure here (no access, no network) is the editor's to explain, as before.
+      const shape = await docShape(route.room).catch(() => null)
+      if (shape?.kind === 'rich') {
+        const { richPage } = await import('./richview')
+        richPage(root, route.room)
+        break
+      }
       const { editorPage } = await import('./editor')
       editorPage(root, route.room)
       break
