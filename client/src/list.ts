@@ -21,7 +21,7 @@ const KIND_REQUESTS = 3 // kinds asked for at once
 
 const KIND_LABELS: Record<Kind, [string, string]> = {
   text: ['Text', 'Text: opens in collab\'s Markdown editor'],
-  rich: ['Rich text', 'Rich text, written by a rich-text editor (Tiptap/ProseMirror): collab shows it read-only, with its history formatted'],
+  rich: ['Rich text', 'Rich text, written by a rich-text editor (Tiptap/ProseMirror): opens in a rich-text editor, or read-only when it holds what that editor does not know'],
   other: ['Data', 'Yjs data without text (maps or arrays)']
 }
 

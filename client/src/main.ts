@@ -4,8 +4,9 @@
  * loaded on demand, so the document list stays light.
  *
  * `/d/{room}` first asks what the document holds: a rich-text document (another editor's
- * Y.XmlFragment) is shown read-only and formatted (`richview.ts`) rather than opened in the
- * Markdown editor, which edits the Y.Text `content` and would show it empty.
+ * Y.XmlFragment) opens in the rich-text editor (`richeditor.ts`; read-only, `richview.ts`,
+ * when it holds what that editor's schema does not know) rather than in the Markdown
+ * editor, which edits the Y.Text `content` and would show it empty.
  */
 
 import './style.css'
@@ -28,8 +29,8 @@ async function main (): Promise<void> {
       // Any failure here (no access, no network) is the editor's to explain, as before.
       const shape = await docShape(route.room).catch(() => null)
       if (shape?.kind === 'rich') {
-        const { richPage } = await import('./richview')
-        richPage(root, route.room)
+        const { richEditorPage } = await import('./richeditor')
+        richEditorPage(root, route.room)
         break
       }
       const { editorPage } = await import('./editor')

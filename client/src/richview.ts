@@ -1,12 +1,15 @@
 /**
- * `/d/{room}` for a rich-text document (Tiptap, ProseMirror, BlockNote, Lexical): shown
- * read-only, formatted, from the server's HTML of the newest version, and redrawn when the
- * document changes (its newest seq is polled while the page is visible).
+ * `/d/{room}` for a rich-text document no editor here can edit safely: one holding nodes,
+ * marks or attributes outside the rich-text editor's schema (`richeditor.ts`), or a root
+ * that is not a ProseMirror fragment (Lexical's). Shown read-only, formatted, from the
+ * server's HTML of the newest version, and redrawn when the document changes (its newest
+ * seq is polled while the page is visible).
  *
- * collab's editor edits the Y.Text `content`; typing into it here would start a second,
- * Markdown copy beside the rich text and make that copy the document's main root. So the
- * page never opens a connection that could write: it says what the document is and links
- * to its history, where versions are shown formatted and can be restored.
+ * The Markdown editor edits the Y.Text `content`, so typing into it would start a second
+ * copy beside the rich text and make that copy the document's main root; the rich-text
+ * editor would delete what its schema does not know. So the page never opens a
+ * connection that could write: it says what the document is and links to its history,
+ * where versions are shown formatted and can be restored.
  */
 
 import { ApiError, contentHtml, docInfo, mainRoot } from './api'
@@ -21,7 +24,11 @@ const POLL_MS = 5000
 
 export const NOTICE = "This document is rich text, written by another editor (Tiptap/ProseMirror); collab's editor shows it read-only."
 
-export function richPage (root: HTMLElement, room: string): void {
+/**
+ * Show `room` read-only. `found` says what the rich-text editor could not hold, when that
+ * is why (`richeditor.ts`); without it, the document is one no editor here opens.
+ */
+export function richPage (root: HTMLElement, room: string, found: string | null = null): void {
   document.title = `${room} · collab`
   const top = bar(room, null, () => {})
   const history = h('a', { href: historyPath(room), class: 'button ghost', 'data-testid': 'history-link' }, icon('history'), h('span', null, 'History'))
@@ -30,6 +37,7 @@ export function richPage (root: HTMLElement, room: string): void {
   const notice = h('div', { class: 'notice', role: 'note', 'data-testid': 'rich-notice' },
     icon('info'),
     h('span', null, NOTICE, ' ',
+      found != null ? `It holds ${found}, which this editor's schema does not know, and editing it here could delete what the editor does not understand. ` : null,
       h('a', { href: historyPath(room), 'data-testid': 'notice-history-link' }, 'See its history'),
       ', with every version formatted and who changed what, and restore a version from there.'))
   const body = h('div', { class: 'text-body rich-body', 'data-testid': 'rich-text', 'aria-label': `Document ${room}` })

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
+from collab.history.richtext import prosemirror_json, tree_of
 from collab.sync.protocol import encode_update
 from tests.browser import MS, tiptap_page
 from tests.client.conftest import Shots
@@ -195,7 +196,7 @@ async def test_history_of_rich_text_is_formatted_in_authors_colours_and_restores
     assert now == then
 
 
-async def test_list_shows_kinds_and_a_rich_document_opens_read_only(
+async def test_list_shows_kinds_and_a_tiptap_document_opens_in_a_rich_text_editor(
     server: Server,
     browser: Browser,
     tiptap_bundle: Path,
@@ -203,12 +204,11 @@ async def test_list_shows_kinds_and_a_rich_document_opens_read_only(
     shots: Shots,
 ) -> None:
     """A Tiptap page writes "spec", collab's editor writes "notes": the list says "Rich
-    text" and "Text"; ``/d/spec`` shows the Tiptap content formatted and read-only with the
-    notice and a link to its history, follows the Tiptap page's next edit, and writes
-    nothing (no ``content`` root appears)."""
+    text" and "Text"; ``/d/spec`` opens a rich-text editor on Tiptap's fragment: each side
+    sees the other's edits and caret, and nothing writes a ``content`` root."""
     tiptap = await tiptap_page(
         browser, tiptap_bundle, url=f"ws://127.0.0.1:{server.port}/ws", doc="spec",
-        protocol="ws", name="Tess",
+        protocol="ws", name="Tess", color="#059669",
     )  # fmt: skip
     try:
         await tiptap.wait_for_function("window.editorState().synced", timeout=MS)
@@ -238,24 +238,33 @@ async def test_list_shows_kinds_and_a_rich_document_opens_read_only(
 
             await spec.click()
             await ada.wait_for_url("**/d/spec")
-            notice = ada.locator("[data-testid=rich-notice]")
-            await notice.wait_for()
-            assert NOTICE in await notice.inner_text()
-            link = notice.locator("[data-testid=notice-history-link]")
-            assert await link.get_attribute("href") == "/d/spec/history"
-            assert await ada.get_attribute("[data-testid=history-link]", "href") == (
-                "/d/spec/history"
-            )
-            text = ada.locator("[data-testid=rich-text]")
-            await text.locator("p strong").wait_for()
-            assert await text.locator("p strong").inner_text() == "Rich from Tiptap"
+            editor = ada.locator("[data-testid=rich-editor] .ProseMirror")
+            await editor.locator("p strong").wait_for()
+            assert await editor.locator("p strong").inner_text() == "Rich from Tiptap"
             assert await ada.locator(".cm-content").count() == 0  # no Markdown editor
-            await shots.take(ada, "read-only")
-
-            # The page follows the document (it polls): the Tiptap page's next edit shows.
-            await tiptap.evaluate("window.typeText(' and more')")
-            await text.locator("text=and more").wait_for(timeout=MS)
-            await link.click()
+            assert await ada.locator("[data-testid=rich-notice]").count() == 0
+            await wait_state(ada, "saved")
+            # Ada types at the end, in the same paragraph; Tiptap's page gets it.
+            await editor.click()
+            await ada.keyboard.press("Control+End")
+            await ada.keyboard.type(" and Ada", delay=5)
+            await tiptap.wait_for_function(
+                "window.editorState().text.includes('Rich from Tiptap and Ada')", timeout=MS
+            )
+            await tiptap.evaluate("window.typeText(' and Tess')")
+            await editor.locator("text=and Tess").wait_for()
+            # Carets, both ways, with names.
+            await ada.locator(".collaboration-carets__label:has-text('Tess')").wait_for()
+            await tiptap.wait_for_function(
+                "window.editorState().carets.includes('Ada')", timeout=MS
+            )
+            await wait_state(ada, "saved")
+            names = await ada.locator("[data-testid=person]").evaluate_all(
+                "people => people.map(p => p.dataset.name)"
+            )
+            assert sorted(names) == ["Ada", "Tess"]
+            await shots.take(ada, "rich-editor")
+            await ada.click("[data-testid=history-link]")
             await ada.locator("[data-testid=version-text][data-kind=rich]").wait_for()
             await shots.take(ada, "history")
     finally:
@@ -263,3 +272,56 @@ async def test_list_shows_kinds_and_a_rich_document_opens_read_only(
     status, body = await call(session, server, "GET", "/api/docs/spec/content?format=json")
     assert status == 200
     assert set(body["content"]) == {"default"}
+    status, html = await call(session, server, "GET", "/api/docs/spec/history?raw=1")
+    assert {a for entry in html["entries"] for a in entry["authors"]} == {"Ada", "Tess"}
+
+
+async def test_a_node_outside_the_schema_makes_the_page_read_only_and_is_kept(
+    server: Server, browser: Browser, session: aiohttp.ClientSession, shots: Shots
+) -> None:
+    """A document holding a node the editor's schema does not know opens read-only with the
+    notice; one that gets such a node while open turns read-only at once; in both, the
+    node and everything else is still there, byte for byte, after the page was open."""
+    odd = Writer(session, server, "odd")
+    await odd.change(
+        "ann",
+        lambda f: add(
+            f, [el("paragraph", "Before"), ("callout", {"tone": "warn"}, [[("Careful", None)]])]
+        ),
+    )
+    async with person(browser, server.http, "Ada") as ada:
+        await ada.goto(editor_path("odd"))
+        notice = ada.locator("[data-testid=rich-notice]")
+        await notice.wait_for()
+        said = await notice.inner_text()
+        assert NOTICE in said
+        assert "It holds a “callout” node" in said
+        text = ada.locator("[data-testid=rich-text]")
+        await text.locator("[data-type=callout]").wait_for()
+        assert "Careful" in await text.inner_text()
+        assert await ada.locator("[data-testid=rich-editor]").count() == 0
+        await shots.take(ada, "read-only")
+
+        live = Writer(session, server, "live")
+        await live.change("ann", lambda f: add(f, [el("paragraph", "Fine so far")]))
+        await ada.goto(editor_path("live"))
+        editor = ada.locator("[data-testid=rich-editor] .ProseMirror")
+        await editor.locator("text=Fine so far").wait_for()
+        await wait_state(ada, "saved")
+        await live.change(
+            "bob",
+            lambda f: add(f, [("paragraph", {"textAlign": "center"}, [[("Centred", None)]])]),
+        )
+        await notice.wait_for()
+        assert "the attribute “textAlign” of a paragraph node" in await notice.inner_text()
+        await text.locator("text=Centred").wait_for()
+        await shots.take(ada, "turned-read-only")
+    for writer in (odd, live):
+        status, body = await call(
+            session, server, "GET", f"/api/docs/{writer.room}/content?format=prosemirror"
+        )
+        assert status == 200
+        local = writer.doc.get("default", type=XmlFragment)
+        assert body == prosemirror_json(tree_of(local))
+        status, info = await call(session, server, "GET", f"/api/docs/{writer.room}/info")
+        assert info["seq"] == writer.seq  # the page wrote nothing
