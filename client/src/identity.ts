@@ -92,6 +92,18 @@ function readToken (): string | null {
   return storage()?.getItem(TOKEN_KEY) ?? null
 }
 
+const KIND_KEY = 'collab:kind:'
+
+/** Remember that `room` is rich text (or no longer is), for when the server cannot say. */
+export function rememberKind (room: string, kind: string): void {
+  if (kind === 'rich') storage()?.setItem(KIND_KEY + room, kind)
+  else storage()?.removeItem(KIND_KEY + room)
+}
+
+export function rememberedKind (room: string): string | null {
+  return storage()?.getItem(KIND_KEY + room) ?? null
+}
+
 /** Forget the token (after the server refused it). */
 export function forgetToken (): void {
   cachedToken = null

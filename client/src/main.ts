@@ -13,7 +13,7 @@ import './style.css'
 import { docShape } from './api'
 import { h, replace } from './dom'
 import { problem } from './dialog'
-import { token } from './identity'
+import { rememberKind, rememberedKind, token } from './identity'
 import { parseRoute } from './route'
 import { listPage } from './list'
 
@@ -26,9 +26,12 @@ async function main (): Promise<void> {
       listPage(root)
       break
     case 'editor': {
-      // Any failure here (no access, no network) is the editor's to explain, as before.
+      // Any failure here (no access, no network) is the editor's to explain, as before;
+      // but a document this browser has seen as rich text never opens in the Markdown
+      // editor, whose first keystroke would start a text beside the rich text.
       const shape = await docShape(route.room).catch(() => null)
-      if (shape?.kind === 'rich') {
+      if (shape != null) rememberKind(route.room, shape.kind)
+      if (shape?.kind === 'rich' || (shape == null && rememberedKind(route.room) === 'rich')) {
         const { richEditorPage } = await import('./richeditor')
         richEditorPage(root, route.room)
         break

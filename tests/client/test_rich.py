@@ -8,6 +8,7 @@ Tiptap writes (``tests/richdoc.py``), and from an unmodified Tiptap 3 page."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from tests.http.api import call
 from tests.richdoc import add, el
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Page
+    from playwright.async_api import Browser, Page, Route
 
 # client/src/identity.ts: COLORS and authorColor, which history uses for every author.
 COLORS = [
@@ -95,6 +96,10 @@ async def _styles(page: Page, selector: str) -> list[dict[str, str]]:
         }))"""
     )
     return found
+
+
+async def _abort(route: Route) -> None:
+    await route.abort()
 
 
 def _rgb(color: str, alpha: float | None = None) -> str:
@@ -205,7 +210,8 @@ async def test_list_shows_kinds_and_a_tiptap_document_opens_in_a_rich_text_edito
 ) -> None:
     """A Tiptap page writes "spec", collab's editor writes "notes": the list says "Rich
     text" and "Text"; ``/d/spec`` opens a rich-text editor on Tiptap's fragment: each side
-    sees the other's edits and caret, and nothing writes a ``content`` root."""
+    sees the other's edits and caret, a reload that cannot ask the server still opens it
+    there, and nothing writes a ``content`` root."""
     tiptap = await tiptap_page(
         browser, tiptap_bundle, url=f"ws://127.0.0.1:{server.port}/ws", doc="spec",
         protocol="ws", name="Tess", color="#059669",
@@ -264,6 +270,12 @@ async def test_list_shows_kinds_and_a_tiptap_document_opens_in_a_rich_text_edito
             )
             assert sorted(names) == ["Ada", "Tess"]
             await shots.take(ada, "rich-editor")
+            # When the server cannot say what the document is, this browser remembers.
+            await ada.route(re.compile(r"/content\?format=prosemirror"), _abort)
+            await ada.reload()
+            await editor.locator("text=and Tess").wait_for()
+            assert await ada.locator(".cm-content").count() == 0
+            await ada.unroute(re.compile(r"/content\?format=prosemirror"))
             await ada.click("[data-testid=history-link]")
             await ada.locator("[data-testid=version-text][data-kind=rich]").wait_for()
             await shots.take(ada, "history")
