@@ -16,13 +16,15 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
+from collab.auth import Access
+from collab.config import Config
 from collab.history.richtext import prosemirror_json, tree_of
 from collab.sync.protocol import encode_update
 from tests.browser import MS, tiptap_page
 from tests.client.conftest import Shots
 from tests.client.test_editor import editor_path, person, type_at, wait_state
-from tests.conftest import Server, eventually, raw_client
-from tests.http.api import call
+from tests.conftest import Server, eventually, raw_client, start_server
+from tests.http.api import SECRET, call, token
 from tests.richdoc import add, el
 
 if TYPE_CHECKING:
@@ -337,3 +339,50 @@ async def test_a_node_outside_the_schema_makes_the_page_read_only_and_is_kept(
         assert body == prosemirror_json(tree_of(local))
         status, info = await call(session, server, "GET", f"/api/docs/{writer.room}/info")
         assert info["seq"] == writer.seq  # the page wrote nothing
+
+
+def _paragraphs(*texts: str) -> dict[str, Any]:
+    return {
+        "type": "doc",
+        "content": [
+            {"type": "paragraph", "content": [{"type": "text", "text": text}]} for text in texts
+        ],
+    }
+
+
+async def test_a_reader_sees_rich_text_live_and_cannot_edit(
+    config: Config, browser: Browser, session: aiohttp.ClientSession, shots: Shots
+) -> None:
+    """With auth on, a read-only token opens a rich-text document in the editor with typing
+    off and the Read only badge, sees a writer's change live, and writes nothing."""
+    async with start_server(config.replace(auth_secret=SECRET)) as server:
+        writer = token(user="wren", name="Wren")
+        reader = token(access=Access.READ, user="rhea", name="Rhea")
+        status, _ = await call(
+            session, server, "POST", "/api/docs", {"name": "memo"}, token=writer
+        )
+        assert status == 201
+        path = "/api/docs/memo/content"
+        status, _ = await call(session, server, "PUT", path, _paragraphs("Hello"), token=writer)
+        assert status == 200
+        async with person(browser, server.http, None) as rhea:
+            await rhea.goto(editor_path("memo") + f"?token={reader}")
+            editor = rhea.locator("[data-testid=rich-editor] .ProseMirror")
+            await editor.locator("text=Hello").wait_for()
+            await rhea.locator("[data-testid=read-only]").wait_for()
+            assert await editor.get_attribute("contenteditable") == "false"
+            await wait_state(rhea, "saved")
+            await editor.click()
+            await rhea.keyboard.type("vandalism")
+            status, _ = await call(
+                session, server, "PUT", path, _paragraphs("Hello", "Live"), token=writer
+            )
+            assert status == 200
+            await editor.locator("text=Live").wait_for()
+            assert "vandalism" not in await editor.inner_text()
+            await shots.take(rhea, "reader")
+        status, body = await call(
+            session, server, "GET", "/api/docs/memo/history?raw=1", token=writer
+        )
+        assert status == 200
+        assert {a for entry in body["entries"] for a in entry["authors"]} == {"Wren"}
