@@ -197,6 +197,12 @@ function diffQuery (from: number, to: number, root: string | null): string {
   return params.toString()
 }
 
+/** The newest seq and when it was written: one stored row read, no document rebuilt. */
+export async function newest (room: string): Promise<{ seq: number, time: string | null }> {
+  const page = await request<Timeline>(docPath(room, '/history?limit=1&raw=1'))
+  return { seq: page.seq, time: page.entries[0]?.end ?? null }
+}
+
 /** What changed in `root` (default the main root) from version `from` to `to`. */
 export async function diff (room: string, from: number, to: number, root: string | null = null): Promise<Diff> {
   return await request<Diff>(docPath(room, '/diff?' + diffQuery(from, to, root)))

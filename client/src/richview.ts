@@ -3,7 +3,7 @@
  * marks or attributes outside the rich-text editor's schema (`richeditor.ts`), or a root
  * that is not a ProseMirror fragment (Lexical's). Shown read-only, formatted, from the
  * server's HTML of the newest version, and redrawn when the document changes (its newest
- * seq is polled while the page is visible).
+ * seq is polled while the page is visible: one timeline row, cheap for the server).
  *
  * The Markdown editor edits the Y.Text `content`, so typing into it would start a second
  * copy beside the rich text and make that copy the document's main root; the rich-text
@@ -12,7 +12,7 @@
  * where versions are shown formatted and can be restored.
  */
 
-import { ApiError, contentHtml, docInfo, mainRoot } from './api'
+import { ApiError, contentHtml, mainRoot, newest } from './api'
 import { bar } from './chrome'
 import { problem } from './dialog'
 import { h, icon, replace } from './dom'
@@ -62,7 +62,7 @@ class RichView {
 
   private async refresh (): Promise<void> {
     try {
-      const info = await docInfo(this.room)
+      const info = await newest(this.room)
       if (info.seq === this.seq) return
       this.root ??= await mainRoot(this.room)
       const html = await contentHtml(this.room, this.root)
@@ -71,7 +71,7 @@ class RichView {
       replace(this.body, richNodes(html))
       if (isEmpty(this.body)) replace(this.body, h('span', { class: 'text-empty' }, 'This document is empty.'))
       replace(this.footer,
-        h('span', { title: whenPrecisely(info.time) }, `Version ${info.seq.toLocaleString()}, ${ago(info.time)}`),
+        h('span', { title: info.time != null ? whenPrecisely(info.time) : '' }, `Version ${info.seq.toLocaleString()}${info.time != null ? ', ' + ago(info.time) : ''}`),
         h('span', null, 'Rich text (read-only)'))
     } catch (error) {
       if (this.seq >= 0) return // keep showing the last version read

@@ -294,8 +294,9 @@ async def test_a_node_outside_the_schema_makes_the_page_read_only_and_is_kept(
     server: Server, browser: Browser, session: aiohttp.ClientSession, shots: Shots
 ) -> None:
     """A document holding a node the editor's schema does not know opens read-only with the
-    notice; one that gets such a node while open turns read-only at once; in both, the
-    node and everything else is still there, byte for byte, after the page was open."""
+    notice; one that gets such a node while open turns read-only at once and then follows
+    the document's changes; in both, the node and everything else is still there, byte for
+    byte, after the page was open."""
     odd = Writer(session, server, "odd")
     await odd.change(
         "ann",
@@ -330,6 +331,9 @@ async def test_a_node_outside_the_schema_makes_the_page_read_only_and_is_kept(
         assert "the attribute “textAlign” of a paragraph node" in await notice.inner_text()
         await text.locator("text=Centred").wait_for()
         await shots.take(ada, "turned-read-only")
+        # Read-only, it still follows the document.
+        await live.change("bob", lambda f: add(f, [el("paragraph", "Later")]))
+        await text.locator("text=Later").wait_for()
     for writer in (odd, live):
         status, body = await call(
             session, server, "GET", f"/api/docs/{writer.room}/content?format=prosemirror"
