@@ -9,9 +9,10 @@ export class ApiError extends Error {
   }
 }
 
-export async function request<T> (path: string, init: RequestInit = {}): Promise<T> {
+/** Fetch `path`; the body as text, or an `ApiError` carrying the server's `{"error"}`. */
+async function fetchText (path: string, init: RequestInit, accept: string): Promise<string> {
   const headers = new Headers(init.headers)
-  headers.set('Accept', 'application/json')
+  headers.set('Accept', accept)
   const bearer = token()
   if (bearer != null) headers.set('Authorization', `Bearer ${bearer}`)
   if (init.body != null && !headers.has('Content-Type')) {
@@ -24,19 +25,33 @@ export async function request<T> (path: string, init: RequestInit = {}): Promise
     throw new ApiError(0, "Can't reach the server.")
   }
   const text = await response.text()
-  let body: unknown = null
-  try {
-    body = text === '' ? null : JSON.parse(text)
-  } catch {
-    body = null
-  }
   if (!response.ok) {
+    let body: unknown = null
+    try {
+      body = text === '' ? null : JSON.parse(text)
+    } catch {
+      body = null
+    }
     const message = typeof body === 'object' && body != null && 'error' in body
       ? String((body as { error: unknown }).error)
       : `${response.status} ${response.statusText}`
     throw new ApiError(response.status, message)
   }
-  return body as T
+  return text
+}
+
+export async function request<T> (path: string, init: RequestInit = {}): Promise<T> {
+  const text = await fetchText(path, init, 'application/json')
+  try {
+    return (text === '' ? null : JSON.parse(text)) as T
+  } catch {
+    return null as T
+  }
+}
+
+/** A GET answered with HTML (a rich-text version or diff): its text. */
+export async function requestHtml (path: string): Promise<string> {
+  return await fetchText(path, {}, 'text/html')
 }
 
 /** `/api/docs/{room}` + `rest`, with the room encoded the way the server decodes it. */
@@ -142,7 +157,20 @@ export interface Diff {
   inserted: number
   deleted: number
   authors: string[]
-  spans: Span[]
+  /** A text root's changes. */
+  spans?: Span[]
+  /** A rich-text root's union document (ProseMirror JSON with `ychange` marks). */
+  doc?: ProseMirrorNode
+  formatted?: number
+}
+
+/** A ProseMirror node as JSON (`{"type": "doc", "content": [...]}` at the top). */
+export interface ProseMirrorNode {
+  type: string
+  attrs?: Record<string, unknown>
+  content?: ProseMirrorNode[]
+  marks?: Array<{ type: string, attrs?: Record<string, unknown> }>
+  text?: string
 }
 
 export interface NamedVersion {
@@ -163,8 +191,69 @@ export async function timeline (room: string, cursor: string | null, gapSeconds:
   return await request<Timeline>(docPath(room, '/history?' + params.toString()))
 }
 
-export async function diff (room: string, from: number, to: number): Promise<Diff> {
-  return await request<Diff>(docPath(room, `/diff?from=${from}&to=${to}`))
+function diffQuery (from: number, to: number, root: string | null): string {
+  const params = new URLSearchParams({ from: String(from), to: String(to) })
+  if (root != null) params.set('root', root)
+  return params.toString()
+}
+
+/** The newest seq and when it was written: one stored row read, no document rebuilt. */
+export async function newest (room: string): Promise<{ seq: number, time: string | null }> {
+  const page = await request<Timeline>(docPath(room, '/history?limit=1&raw=1'))
+  return { seq: page.seq, time: page.entries[0]?.end ?? null }
+}
+
+/** What changed in `root` (default the main root) from version `from` to `to`. */
+export async function diff (room: string, from: number, to: number, root: string | null = null): Promise<Diff> {
+  return await request<Diff>(docPath(room, '/diff?' + diffQuery(from, to, root)))
+}
+
+/** The same for a rich-text root, as the server's HTML (`<ins>` / `<del>` by author). */
+export async function diffHtml (room: string, from: number, to: number, root: string): Promise<string> {
+  return await requestHtml(docPath(room, '/diff?' + diffQuery(from, to, root) + '&format=html'))
+}
+
+/** The newest version of a rich-text root as the server's HTML. */
+export async function contentHtml (room: string, root: string): Promise<string> {
+  return await requestHtml(docPath(room, '/content?' + new URLSearchParams({ format: 'html', root }).toString()))
+}
+
+/**
+ * What a document holds: `text` (collab's own Markdown text, or nothing yet), `rich`
+ * (a rich-text root written by Tiptap, ProseMirror, BlockNote or Lexical), or `other`
+ * (only maps or arrays); `doc` is a rich-text document's newest version as ProseMirror
+ * JSON. The server's main-root rule decides
+ * (`collab/history/shape.py`): a document is rich text when its main root is.
+ */
+export type Kind = 'text' | 'rich' | 'other'
+
+export interface Shape {
+  kind: Kind
+  doc: ProseMirrorNode | null
+}
+
+export async function docShape (room: string): Promise<Shape> {
+  let doc: ProseMirrorNode
+  try {
+    doc = await request<ProseMirrorNode>(docPath(room, '/content?format=prosemirror'))
+  } catch (error) {
+    // 404: no such document yet (opening it creates a text document); 400: the main
+    // root is not rich text (the message ends in its kind).
+    if (error instanceof ApiError && error.status === 404) return { kind: 'text', doc: null }
+    if (error instanceof ApiError && error.status === 400) {
+      return { kind: / is text$/.test(error.message) ? 'text' : 'other', doc: null }
+    }
+    throw error
+  }
+  // A main root whose content was all deleted reads as the empty document: nothing tells
+  // its kind, and nothing is lost by editing it as text. Tiptap always keeps a paragraph.
+  if ((doc.content ?? []).length === 0) return { kind: 'text', doc: null }
+  return { kind: 'rich', doc }
+}
+
+/** The main root's name (what every `?root=` defaults to), from the newest version. */
+export async function mainRoot (room: string): Promise<string> {
+  return (await request<Diff>(docPath(room, '/diff?from=latest&to=latest'))).root
 }
 
 export async function namedVersions (room: string): Promise<NamedVersion[]> {

@@ -7,33 +7,28 @@
  * diff. The timeline on the right groups consecutive changes by one person; named
  * versions are marks on the slider. "Restore" makes the version shown the current content
  * as a new change, which every open editor receives live; history is never rewritten.
+ *
+ * A rich-text document (Tiptap, ProseMirror, BlockNote) is shown formatted: the first diff
+ * says the document's main root is rich text (it answers a `doc`, not `spans`), and from
+ * then on each stop is the server's HTML of the diff, every insertion and deletion in its
+ * author's colour (`rich.ts`).
  */
 
 import {
-  ApiError, type Diff, type Entry, type NamedVersion, deleteNamedVersion, diff, docInfo,
-  me, nameVersion, namedVersions, restore, timeline
+  ApiError, type Diff, type Entry, type NamedVersion, deleteNamedVersion, diff, diffHtml,
+  docInfo, me, nameVersion, namedVersions, restore, timeline
 } from './api'
 import { bar } from './chrome'
 import { ask, problem } from './dialog'
 import { h, icon, replace } from './dom'
 import { ago, initials, whenPrecisely } from './format'
-import { COLORS, loadUser } from './identity'
+import { authorColor, loadUser } from './identity'
+import { displayName, isEmpty, richNodes } from './rich'
 import { editorPath } from './route'
 
 const GAP_SECONDS = 60 // changes by one person less than a minute apart are one entry
 const PLAY_FRAMES = 120 // a playback visits at most this many stops
 const PLAY_MS = 120
-
-/** A stable colour for an author name (history does not know the colours people chose). */
-function colorOf (name: string): string {
-  let hash = 0
-  for (const char of name) hash = (hash * 31 + char.codePointAt(0)!) >>> 0
-  return COLORS[hash % COLORS.length]
-}
-
-function displayName (who: string): string {
-  return who.startsWith('connection:') ? 'Anonymous' : who
-}
 
 export function historyPage (root: HTMLElement, room: string): void {
   document.title = `History · ${room} · collab`
@@ -71,6 +66,8 @@ class HistoryView {
   private loading = false
   private playing: ReturnType<typeof setTimeout> | null = null
   private canWrite = true
+  private root: string | null = null // the root shown, once the first diff has named it
+  private rich = false
 
   private readonly slider = h('input', { type: 'range', min: 1, max: 1, value: 1, step: 1, 'aria-label': 'Version', 'data-testid': 'slider' })
   private readonly marks = h('div', { class: 'marks', 'aria-hidden': 'true' })
@@ -181,7 +178,7 @@ class HistoryView {
       this.seq === this.newest ? h('span', { class: 'muted' }, '(current)') : null,
       when != null ? h('span', { class: 'muted', title: whenPrecisely(when) }, ago(when)) : null,
       ...(entry?.authors ?? []).map(a => h('span', { class: 'who' },
-        h('span', { class: 'avatar small', style: `background:${colorOf(a)}` }, initials(displayName(a))), ' ', displayName(a))),
+        h('span', { class: 'avatar small', style: `background:${authorColor(a)}` }, initials(displayName(a))), ' ', displayName(a))),
       ...labels.map(v => h('span', { class: 'label-chip', 'data-testid': 'label' }, icon('tag', 12), v.name,
         this.canWrite
           ? h('button', { type: 'button', class: 'chip-x', title: 'Remove this name', 'aria-label': `Remove the name ${v.name}`, onclick: () => { void this.unname(v) } }, icon('x', 11))
@@ -208,8 +205,18 @@ class HistoryView {
         // Highlight what this entry changed up to here; without a loaded entry, the last change.
         const from = Math.max(0, (entry?.first_seq ?? seq) - 1)
         this.text.setAttribute('aria-busy', 'true')
-        const result = await diff(this.room, from, seq)
-        this.draw(result)
+        if (this.rich && this.root != null) {
+          this.drawRich(await diffHtml(this.room, from, seq, this.root), seq)
+        } else {
+          const result = await diff(this.room, from, seq, this.root)
+          this.root = result.root
+          if (result.doc != null) {
+            this.rich = true
+            this.drawRich(await diffHtml(this.room, from, seq, result.root), seq)
+          } else {
+            this.draw(result)
+          }
+        }
         this.shown = seq
       }
     } catch (error) {
@@ -223,16 +230,28 @@ class HistoryView {
 
   private draw (result: Diff): void {
     this.text.dataset.seq = String(result.to.seq)
-    if (result.spans.length === 0 || result.spans.every(s => s.text === '')) {
+    const spans = result.spans ?? []
+    if (spans.length === 0 || spans.every(s => s.text === '')) {
       replace(this.text, h('span', { class: 'text-empty' }, 'This version is empty.'))
       return
     }
-    replace(this.text, ...result.spans.map(span => {
+    replace(this.text, ...spans.map(span => {
       if (span.op === 'equal') return span.text
       const who = displayName(span.author ?? 'unknown')
       const title = `${span.op === 'insert' ? 'Added' : 'Deleted'} by ${who}${span.end != null ? ', ' + whenPrecisely(span.end) : ''}`
       return h(span.op === 'insert' ? 'ins' : 'del', { title }, span.text)
     }))
+  }
+
+  /** A rich-text stop: the server's HTML of the diff, changes in their authors' colours. */
+  private drawRich (html: string, seq: number): void {
+    this.text.dataset.seq = String(seq)
+    this.text.dataset.kind = 'rich'
+    this.text.classList.add('rich-body')
+    replace(this.text, richNodes(html))
+    if (isEmpty(this.text)) {
+      replace(this.text, h('span', { class: 'text-empty' }, 'This version is empty.'))
+    }
   }
 
   private async loadTimeline (older: boolean): Promise<void> {
@@ -247,7 +266,7 @@ class HistoryView {
   private entryItem (entry: Entry, index: number): HTMLElement {
     const who = entry.authors.map(displayName).join(', ')
     const item = h('li', { class: 'entry', 'data-index': index, 'data-testid': 'entry', tabindex: 0, role: 'button' },
-      h('span', { class: 'avatar small', style: `background:${colorOf(entry.authors[0] ?? '?')}` }, initials(displayName(entry.authors[0] ?? '?'))),
+      h('span', { class: 'avatar small', style: `background:${authorColor(entry.authors[0] ?? '?')}` }, initials(displayName(entry.authors[0] ?? '?'))),
       h('span', { class: 'entry-who', title: who }, who),
       h('span', { class: 'entry-meta' },
         h('span', { title: whenPrecisely(entry.end) }, ago(entry.end)),

@@ -20,6 +20,16 @@ export const COLORS = [
   '#0891b2', '#65a30d', '#c026d3', '#ea580c', '#4f46e5', '#0d9488'
 ]
 
+/**
+ * A stable colour for an author name, as history shows it (history records names, not
+ * the colours people chose): the same name has the same colour on every page.
+ */
+export function authorColor (name: string): string {
+  let hash = 0
+  for (const char of name) hash = (hash * 31 + char.codePointAt(0)!) >>> 0
+  return COLORS[hash % COLORS.length]
+}
+
 const USER_KEY = 'collab:user'
 const TOKEN_KEY = 'collab:token'
 
@@ -80,6 +90,18 @@ function readToken (): string | null {
     return fromUrl
   }
   return storage()?.getItem(TOKEN_KEY) ?? null
+}
+
+const KIND_KEY = 'collab:kind:'
+
+/** Remember that `room` is rich text (or no longer is), for when the server cannot say. */
+export function rememberKind (room: string, kind: string): void {
+  if (kind === 'rich') storage()?.setItem(KIND_KEY + room, kind)
+  else storage()?.removeItem(KIND_KEY + room)
+}
+
+export function rememberedKind (room: string): string | null {
+  return storage()?.getItem(KIND_KEY + room) ?? null
 }
 
 /** Forget the token (after the server refused it). */

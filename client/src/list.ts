@@ -2,9 +2,13 @@
  * `/`: the document list. Most recently edited first, with who is in each document
  * right now; search filters as you type, and Enter opens the name typed (creating the
  * document if it does not exist yet: a document exists once someone opens it).
+ *
+ * Each row says what kind the document is, text (collab's Markdown) or rich text (Tiptap,
+ * ProseMirror, BlockNote, Lexical). The list endpoint does not say, so each kind is asked
+ * for once per page load (`docShape`, a few at a time) and drawn when it arrives.
  */
 
-import { ApiError, type DocSummary, listDocs } from './api'
+import { ApiError, type DocSummary, type Kind, docShape, listDocs } from './api'
 import { bar } from './chrome'
 import { ask, problem } from './dialog'
 import { h, icon, replace } from './dom'
@@ -13,6 +17,16 @@ import { editorPath } from './route'
 
 const REFRESH_MS = 10_000
 const PAGE = 50
+const KIND_REQUESTS = 3 // kinds asked for at once
+
+const KIND_LABELS: Record<Kind, [string, string]> = {
+  text: ['Text', 'Text: opens in collab\'s Markdown editor'],
+  rich: ['Rich text', 'Rich text, written by a rich-text editor (Tiptap/ProseMirror): opens in a rich-text editor, or read-only when it holds what that editor does not know'],
+  other: ['Data', 'Yjs data without text (maps or arrays)']
+}
+
+/** The kinds known, by document name; `null` while asking. Kept for the page's life. */
+const kinds = new Map<string, Kind | null>()
 
 export function checkName (name: string): string | null {
   if (/[\u0000-\u001f\u007f]/.test(name)) return 'A name cannot contain control characters.'
@@ -99,6 +113,7 @@ export function listPage (root: HTMLElement): void {
       docs = append ? docs.concat(page.docs) : page.docs
       next = page.next
       render()
+      askKinds(docs.map(d => d.name), render)
     } catch (error) {
       if (mine !== generation) return
       if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
@@ -151,6 +166,41 @@ export function listPage (root: HTMLElement): void {
   search.focus()
 }
 
+let asking = 0
+const waiting: string[] = []
+
+/** Ask for the kind of every document in `names` not known yet; `done` redraws. */
+function askKinds (names: string[], done: () => void): void {
+  for (const name of names) {
+    if (kinds.has(name)) continue
+    kinds.set(name, null)
+    waiting.push(name)
+  }
+  const pump = (): void => {
+    while (asking < KIND_REQUESTS && waiting.length > 0) {
+      const name = waiting.shift()!
+      asking++
+      docShape(name).then(shape => {
+        kinds.set(name, shape.kind)
+        done()
+      }, () => {
+        kinds.delete(name) // asked again at the next refresh
+      }).finally(() => {
+        asking--
+        pump()
+      })
+    }
+  }
+  pump()
+}
+
+function kindBadge (name: string): HTMLElement | null {
+  const kind = kinds.get(name)
+  if (kind == null) return null
+  const [label, title] = KIND_LABELS[kind]
+  return h('span', { class: `kind ${kind}`, title, 'data-testid': 'kind' }, label)
+}
+
 function row (doc: DocSummary): HTMLElement {
   const slash = doc.name.lastIndexOf('/')
   const folder = slash >= 0 ? doc.name.slice(0, slash + 1) : ''
@@ -165,9 +215,11 @@ function row (doc: DocSummary): HTMLElement {
   } else {
     people.append(h('span', { class: 'faint' }, '—'))
   }
-  return h('a', { class: 'doc-row', href: editorPath(doc.name), 'data-testid': 'doc-row', 'data-name': doc.name },
-    h('span', { class: 'doc-icon' }, icon('file')),
+  const kind = kinds.get(doc.name)
+  return h('a', { class: 'doc-row', href: editorPath(doc.name), 'data-testid': 'doc-row', 'data-name': doc.name, 'data-kind': kind ?? null },
+    h('span', { class: 'doc-icon' }, icon(kind === 'rich' ? 'rich' : 'file')),
     h('span', { class: 'doc-name', title: doc.name }, folder !== '' ? h('span', { class: 'folder' }, folder) : null, h('span', null, base === '' ? '(untitled)' : base),
+      kindBadge(doc.name),
       doc.access === 'read' ? h('span', { class: 'badge small', title: 'You can read this document, not edit it' }, icon('lock', 11), 'read only') : null),
     h('span', { class: 'muted', title: when(doc.updated) }, ago(doc.updated)),
     people,

@@ -2,12 +2,18 @@
  * collab's browser client. The server serves the same index.html for `/` and every
  * `/d/...` path; this picks the page from the path. The editor and the history page are
  * loaded on demand, so the document list stays light.
+ *
+ * `/d/{room}` first asks what the document holds: a rich-text document (another editor's
+ * Y.XmlFragment) opens in the rich-text editor (`richeditor.ts`; read-only, `richview.ts`,
+ * when it holds what that editor's schema does not know) rather than in the Markdown
+ * editor, which edits the Y.Text `content` and would show it empty.
  */
 
 import './style.css'
+import { docShape } from './api'
 import { h, replace } from './dom'
 import { problem } from './dialog'
-import { token } from './identity'
+import { rememberKind, rememberedKind, token } from './identity'
 import { parseRoute } from './route'
 import { listPage } from './list'
 
@@ -20,6 +26,16 @@ async function main (): Promise<void> {
       listPage(root)
       break
     case 'editor': {
+      // Any failure here (no access, no network) is the editor's to explain, as before;
+      // but a document this browser has seen as rich text never opens in the Markdown
+      // editor, whose first keystroke would start a text beside the rich text.
+      const shape = await docShape(route.room).catch(() => null)
+      if (shape != null) rememberKind(route.room, shape.kind)
+      if (shape?.kind === 'rich' || (shape == null && rememberedKind(route.room) === 'rich')) {
+        const { richEditorPage } = await import('./richeditor')
+        richEditorPage(root, route.room)
+        break
+      }
       const { editorPage } = await import('./editor')
       editorPage(root, route.room)
       break
