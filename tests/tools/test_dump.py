@@ -241,3 +241,30 @@ async def test_dump_of_unknown_document_fails(
     assert await run_cli("dump", "nope", "--db", config.db, "--out", str(out)) == 1
     assert "no such document: nope" in capsys.readouterr().err
     assert not await asyncio.to_thread(out.exists)
+
+
+async def test_a_document_keeps_its_lineage_through_dump_and_load(
+    config: Config, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """The dump carries each document's lineage: loaded into another database it is the
+    same history (its clients keep syncing), and loaded over itself (a restore) nothing
+    is retired; only a replacement by another history retires one."""
+    await _write_documents(config, session, {"a": [("ann", "a")], "b": [("bo", "b")]})
+    dumped = tmp_path / "ab.jsonl"
+    assert await run_cli("dump", "--db", config.db, "--out", str(dumped)) == 0
+    lineages = dict(await query(config.db, "SELECT name, lineage FROM documents"))
+    assert all(lineages.values()) and lineages["a"] != lineages["b"]
+    other = config.replace(db=str(tmp_path / "other.db"))
+    assert await run_cli("load", str(dumped), "--db", other.db) == 0
+    assert dict(await query(other.db, "SELECT name, lineage FROM documents")) == lineages
+    assert await run_cli("load", str(dumped), "--db", other.db, "--replace") == 0
+    assert await query(other.db, "SELECT count(*) FROM retired_lineages") == [(0,)]
+    renamed = ["--rename", "b=a", "--replace"]
+    only_b = tmp_path / "b.jsonl"
+    assert await run_cli("dump", "b", "--db", config.db, "--out", str(only_b)) == 0
+    assert await run_cli("load", str(only_b), "--db", other.db, *renamed) == 0
+    retired = await query(other.db, "SELECT name, lineage, reason FROM retired_lineages")
+    assert retired == [("a", lineages["a"], "replaced")]
+    assert await query(other.db, "SELECT lineage FROM documents WHERE name = 'a'") == [
+        (lineages["b"],)
+    ]
