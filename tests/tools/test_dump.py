@@ -252,7 +252,7 @@ async def test_a_document_keeps_its_lineage_through_dump_and_load(
     await _write_documents(config, session, {"a": [("ann", "a")], "b": [("bo", "b")]})
     dumped = tmp_path / "ab.jsonl"
     assert await run_cli("dump", "--db", config.db, "--out", str(dumped)) == 0
-    lineages = dict(await query(config.db, "SELECT name, lineage FROM documents"))
+    lineages: dict[str, str] = dict(await query(config.db, "SELECT name, lineage FROM documents"))
     assert all(lineages.values()) and lineages["a"] != lineages["b"]
     other = config.replace(db=str(tmp_path / "other.db"))
     assert await run_cli("load", str(dumped), "--db", other.db) == 0
