@@ -114,3 +114,43 @@ async def _read_write_and_read_only(
     )
     assert status == 200
     assert {a for entry in body["entries"] for a in entry["authors"]} == {"wren"}
+
+
+async def test_a_prosemirror_put_while_tiptap_types_in_the_same_paragraph(
+    server: Server, browser: Browser, tiptap_bundle: Path, session: aiohttp.ClientSession
+) -> None:
+    """A ProseMirror PUT rewrites a paragraph while a real Tiptap page types into it
+    (truly concurrently: the page's keystrokes are not on the server yet when the PUT
+    computes its edit, as on a slow network): both the keystrokes and the PUT's change
+    survive, and the page and the server end with the same document."""
+    page = await tiptap_page(
+        browser, tiptap_bundle, url=f"ws://127.0.0.1:{server.port}/ws", doc="put", protocol="ws"
+    )
+    try:
+        await page.wait_for_function("window.editorState().synced", timeout=MS)
+        await page.evaluate("window.typeText('Hello world')")
+
+        async def stored(fragment: str) -> bool:
+            status, doc = await call(
+                session, server, "GET", "/api/docs/put/content?format=prosemirror"
+            )
+            return status == 200 and fragment in str(doc)
+
+        await eventually(lambda: stored("Hello world"), what="typed text stored")
+        await page.evaluate("window.tiptap.provider.disconnect()")
+        await page.evaluate("window.typeText('!?')")  # in flight, from the server's view
+        new = {
+            "type": "doc",
+            "content": [
+                {"type": "paragraph", "content": [{"type": "text", "text": "Hello big world"}]}
+            ],
+        }
+        status, _ = await call(session, server, "PUT", "/api/docs/put/content", new)
+        assert status == 200
+        await page.evaluate("window.tiptap.provider.connect()")
+        await page.wait_for_function(
+            "window.editorState().text === 'Hello big world!?'", timeout=MS
+        )
+        await eventually(lambda: stored("Hello big world!?"), what="the server has both")
+    finally:
+        await page.context.close()
