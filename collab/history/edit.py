@@ -29,6 +29,7 @@ from collab.history.replay import Conflict, replay
 from collab.history.restore import restore_update
 from collab.history.richtext import XML_FRAGMENT, XML_TEXT
 from collab.history.shape import RICH_ROOTS, kinds_of, pick_root
+from collab.history.textedit import code_point_offsets
 from collab.history.xmledit import sync_fragment
 
 __all__ = [
@@ -143,7 +144,7 @@ def patch_update(state: bytes, root: str | None, operations: Sequence[Operation]
     try:
         with doc.transaction():
             for k, operation in enumerate(operations):
-                size = len(mirror) if mirror is not None else len(_units(content)) - 1
+                size = len(mirror) if mirror is not None else len(code_point_offsets(content)) - 1
                 if isinstance(operation, Insert):
                     if operation.index > size:
                         raise Conflict(
@@ -187,20 +188,4 @@ def _check_text(doc: Doc[Any], root: str | None) -> str:
 def _offset(text: Text, mirror: str | None, index: int) -> int:
     if mirror is not None:
         return len(mirror[:index].encode())
-    return _units(text)[index]
-
-
-def _units(text: Text) -> list[int]:
-    """pycrdt's offset (UTF-8 bytes, an embed counts one) of every code point index, plus
-    one past the end."""
-    offsets = [0]
-    at = 0
-    for content, _ in text.diff():
-        if isinstance(content, str):
-            for ch in content:
-                at += len(ch.encode())
-                offsets.append(at)
-        else:
-            at += 1
-            offsets.append(at)
-    return offsets
+    return code_point_offsets(text)[index]

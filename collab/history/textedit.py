@@ -18,7 +18,7 @@ from typing import Any
 import fast_diff_match_patch as dmp
 from pycrdt import Text, XmlText
 
-__all__ = ["restore_chunks"]
+__all__ = ["code_point_offsets", "restore_chunks"]
 
 _EMBED = "\ufffc"
 _DIFF_SECONDS = 2.0  # diff-match-patch gives a valid, less minimal diff past this
@@ -105,13 +105,14 @@ def _restore_formatting(
             b_left = want[b][0] if b < len(want) else 0
     if not changes:
         return
-    offsets = _offsets(current)
+    offsets = code_point_offsets(current)
     for start, length, attrs in changes:
         current.format(offsets[start], offsets[start + length], attrs)
 
 
-def _offsets(text: Text | XmlText) -> list[int]:
-    """pycrdt's offset of every code point index, plus one past the end."""
+def code_point_offsets(text: Text | XmlText) -> list[int]:
+    """pycrdt's offset (UTF-8 bytes, an embed counts one) of every code point index, plus
+    one past the end."""
     offsets = [0]
     at = 0
     for content, _ in text.diff():
