@@ -274,3 +274,19 @@ export async function deleteNamedVersion (room: string, id: number): Promise<voi
 export async function restore (room: string, seq: number, user: string): Promise<{ restored: number, seq: number, changed: boolean }> {
   return await request(docPath(room, '/restore'), { method: 'POST', body: JSON.stringify({ seq, user }) })
 }
+
+export interface LineageInfo {
+  name: string
+  /** The id of the document's current history; null for documents older than lineages. */
+  lineage: string | null
+}
+
+/** Which history the document has now (docs/lineage.md); null when it does not exist yet. */
+export async function lineageOf (room: string): Promise<LineageInfo | null> {
+  try {
+    return await request<LineageInfo>(docPath(room, '/lineage'))
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return null
+    throw error
+  }
+}

@@ -5,7 +5,7 @@
 
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
-import { IndexeddbPersistence } from 'y-indexeddb'
+import { IndexeddbPersistence, clearDocument } from 'y-indexeddb'
 import { yCollab, yUndoManagerKeymap } from 'y-codemirror.next'
 import { Compartment, EditorState } from '@codemirror/state'
 import {
@@ -15,7 +15,7 @@ import {
 import { defaultKeymap, indentWithTab } from '@codemirror/commands'
 import { highlightSelectionMatches, searchKeymap } from '@codemirror/search'
 
-import { me } from './api'
+import { lineageOf, me } from './api'
 import { askUser, problem } from './dialog'
 import { bar } from './chrome'
 import { h, icon, replace } from './dom'
@@ -56,13 +56,22 @@ export function editorPage (root: HTMLElement, room: string): void {
 
   const start = (user: User): void => {
     top.setUser(user)
-    session = new Session(room, user, { surface, status, people, banner, footer, root, history })
-    // What the server lets us do here; a read-only document looks read-only.
-    void me(room).then(info => {
-      if (info?.access === 'read') {
-        readOnly.hidden = false
-        session?.setReadOnly(true)
+    void staleCopy(room).then(async current => {
+      if (current != null) {
+        // The copy this browser kept is of a history the document no longer has: never
+        // upload it (the server would refuse it anyway, 4410). Offer it, then start over.
+        status.dataset.state = 'refused'
+        surface.replaceChildren(await replacedCard(room, current, await offlineText(room)))
+        return
       }
+      session = new Session(room, user, { surface, status, people, banner, footer, root, history })
+      // What the server lets us do here; a read-only document looks read-only.
+      void me(room).then(info => {
+        if (info?.access === 'read') {
+          readOnly.hidden = false
+          session?.setReadOnly(true)
+        }
+      })
     })
   }
   const user = loadUser()
@@ -106,6 +115,8 @@ class Session {
       params: this.params()
     })
     this.provider.awareness.setLocalStateField('user', user)
+    // A document created here has a lineage only once the server has it: remember it then.
+    this.provider.on('sync', (synced: boolean) => { if (synced) void rememberLineage(room) })
     this.save = new SaveStatus(this.doc, this.provider, status => this.showStatus(status))
     const undoManager = new Y.UndoManager(text)
     this.view = new EditorView({
@@ -206,6 +217,15 @@ class Session {
     } else if (code === 4404) {
       card = problem('alert', 'This document was deleted',
         'Someone deleted it. Whoever runs the server can bring it back, with its whole history, for a while after deletion.', home)
+    } else if (code === 4410) {
+      // The server refused this copy (another history: docs/lineage.md). Close the
+      // IndexedDB copy (so it can be deleted), keep its text to offer it.
+      const copy = this.doc.getText(ROOT).toString()
+      void this.local.destroy()
+      card = h('div')
+      void lineageOf(this.room).then(
+        info => card.replaceChildren(replacedCard(this.room, info?.lineage ?? null, copy)),
+        () => card.replaceChildren(replacedCard(this.room, null, copy)))
     } else if (code === 4413) {
       card = problem('alert', 'This document is too large',
         'The last edit would make it larger than this server allows, so it was not saved. Reload to continue from what the server has.', home, retry)
@@ -260,4 +280,78 @@ class Session {
       replace(this.parts.footer, h('span', null, plural(words, 'word')), h('span', null, plural(text.length, 'character')), h('span', null, 'Markdown'))
     }, 300)
   }
+}
+
+
+// -- lineage (docs/lineage.md) ----------------------------------------------------------
+
+/** Where the lineage of the copy this browser keeps in IndexedDB is remembered. */
+const lineageKey = (room: string): string => `collab:lineage:${room}`
+
+/**
+ * Whether the copy this browser keeps offline is of a history the document no longer has
+ * (replaced, or purged and created again): the server's current lineage when it differs
+ * from the one kept beside the copy, else null. Offline, or for a document not created
+ * yet, nothing can be known: null (the server still refuses a stale upload with 4410).
+ */
+async function staleCopy (room: string): Promise<string | null> {
+  let current: string | null
+  try {
+    current = (await lineageOf(room))?.lineage ?? null
+  } catch {
+    return null
+  }
+  if (current == null) return null
+  const kept = localStorage.getItem(lineageKey(room))
+  if (kept != null && kept !== current) return current
+  localStorage.setItem(lineageKey(room), current)
+  return null
+}
+
+async function rememberLineage (room: string): Promise<void> {
+  if (localStorage.getItem(lineageKey(room)) != null) return
+  try {
+    const current = (await lineageOf(room))?.lineage
+    if (current != null) localStorage.setItem(lineageKey(room), current)
+  } catch {}
+}
+
+/** The text of the copy this browser keeps in IndexedDB, read without syncing it anywhere. */
+async function offlineText (room: string): Promise<string> {
+  const doc = new Y.Doc()
+  const local = new IndexeddbPersistence(`collab:${room}`, doc)
+  await local.whenSynced
+  const text = doc.getText(ROOT).toString()
+  await local.destroy()
+  doc.destroy()
+  return text
+}
+
+/**
+ * The document was replaced while this browser held the old one: offer that copy as a
+ * file, then forget it and open the document the server has now (its lineage kept, so
+ * the next visit does not ask again).
+ */
+function replacedCard (room: string, current: string | null, copy: string): HTMLElement {
+  const file = `${room.replace(/[^\p{L}\p{N} ._-]+/gu, '_')} (offline copy).md`
+  const download = h('a', {
+    class: 'button primary',
+    href: URL.createObjectURL(new Blob([copy], { type: 'text/markdown' })),
+    download: file,
+    'data-testid': 'offline-copy'
+  }, 'Download your offline copy')
+  const reopen = h('button', {
+    type: 'button',
+    class: 'button',
+    'data-testid': 'open-current',
+    onclick: () => {
+      if (current != null) localStorage.setItem(lineageKey(room), current)
+      else localStorage.removeItem(lineageKey(room))
+      void clearDocument(`collab:${room}`).then(() => window.location.reload())
+    }
+  }, 'Open the current document')
+  return problem('alert', 'This document was replaced',
+    'While this browser kept a copy of it, the document was replaced by another one. ' +
+    'Your offline copy of the old document was not uploaded: download it if you need it, ' +
+    'then open the current document (this browser forgets the old copy).', download, reopen)
 }

@@ -213,7 +213,7 @@ export function describe (status: Status): { label: string, detail: string } {
       }
     case 'refused': {
       const labels: Record<number, string> = {
-        4400: 'Invalid name', 4401: 'Sign-in needed', 4403: 'No access', 4404: 'Deleted', 4408: 'Sign-in needed', 4413: 'Too large'
+        4400: 'Invalid name', 4401: 'Sign-in needed', 4403: 'No access', 4404: 'Deleted', 4408: 'Sign-in needed', 4410: 'Replaced', 4413: 'Too large'
       }
       const label = labels[status.closeCode ?? 0] ?? 'Not connected'
       return { label, detail: status.closeReason || `Closed (${status.closeCode ?? ''})` }

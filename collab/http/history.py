@@ -21,7 +21,7 @@ from aiohttp import web
 
 from collab.auth import Access
 from collab.clock import format_ms
-from collab.errors import BadRequest
+from collab.errors import BadRequest, NotFound
 from collab.history.markup import html_of
 from collab.history.service import History
 from collab.http.body import MAX_JSON, load_models, read
@@ -30,6 +30,7 @@ from collab.http.openapi import READ, WRITE, Route
 from collab.http.rich import RICH_FORMATS, rich_response
 from collab.http.state import HUB, author, authorize, identify
 from collab.store import DocumentHead, DocumentStore
+from collab.store.documents import Lineage
 
 __all__ = ["ROUTES"]
 
@@ -40,7 +41,7 @@ _DEFAULT_GAP = 300.0  # seconds between two updates that still belong to one ent
 _MAX_PLAYBACK = 5000
 _MAX_SAMPLES = 200
 
-_WORDS = "content|history|versions|diff|blame|named-versions|playback|samples|info"
+_WORDS = "content|history|versions|diff|blame|named-versions|playback|samples|info|lineage"
 _DOC = "/api/docs/{room:.+}"
 _SEQ = "{seq:(?!(?:" + _WORDS + ")$)[^/]+}"
 
@@ -231,15 +232,33 @@ async def _samples(request: web.Request) -> web.StreamResponse:
 async def _info(request: web.Request) -> web.StreamResponse:
     history, head = await _open(request, Access.READ)
     info = await history.info(head)
-    lineage, retired = await DocumentStore(request.app[HUB].store).lineage(head.name)
-    # Which history this is (docs/lineage.md): a client holding another one of this
-    # name is refused with 4410 rather than merged.
-    info["lineage"] = lineage
-    info["retired_lineages"] = [
-        {"lineage": r.lineage, "retired": format_ms(r.retired_ms), "reason": r.reason}
-        for r in retired
-    ]
-    return json_response(info)
+    lineage = await DocumentStore(request.app[HUB].store).lineage(head.name)
+    return json_response(info | _lineage_json(lineage))
+
+
+async def _lineage(request: web.Request) -> web.StreamResponse:
+    """Which history the document has (cheap: one read, no rebuild): what an editor that
+    keeps an offline copy checks before uploading it (docs/lineage.md)."""
+    name = request.match_info["room"]
+    authorize(request, name, Access.READ)
+    lineage = await DocumentStore(request.app[HUB].store).lineage(name)
+    if lineage is None:
+        raise NotFound(f"no document {name!r}")
+    return json_response({"name": name} | _lineage_json(lineage))
+
+
+def _lineage_json(lineage: Lineage | None) -> dict[str, Any]:
+    # Which history this is: a client holding another one of this name is refused with
+    # 4410 rather than merged.
+    if lineage is None:
+        return {"lineage": None, "retired_lineages": []}
+    return {
+        "lineage": lineage.current,
+        "retired_lineages": [
+            {"lineage": r.lineage, "retired": format_ms(r.retired_ms), "reason": r.reason}
+            for r in lineage.retired
+        ],
+    }
 
 
 _TAG = "history"
@@ -333,5 +352,10 @@ ROUTES = (
     Route(
         "GET", _DOC + "/info", _info,
         "The document's newest version and what its history costs", _TAG, (200, "info"),
+    ),
+    Route(
+        "GET", _DOC + "/lineage", _lineage,
+        "Which history the document has, and which it retired (one read)", _TAG,
+        (200, "the lineage"), READ,
     ),
 )  # fmt: skip

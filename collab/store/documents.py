@@ -24,6 +24,7 @@ from collab.store.models import (
 __all__ = [
     "DocumentState",
     "DocumentStore",
+    "Lineage",
     "RetiredInfo",
     "StateVectorOf",
     "TokenStore",
@@ -163,13 +164,15 @@ class DocumentStore:
             purged.append(name)
         return purged
 
-    async def lineage(self, name: str) -> tuple[str | None, list[RetiredInfo]]:
-        """The current lineage of document ``name`` (``None``: older than lineages, or
-        no such document) and the lineages it retired, oldest first."""
+    async def lineage(self, name: str) -> Lineage | None:
+        """Which history document ``name`` has now, and which it retired (oldest first);
+        ``None`` if there is no such document (a deleted one still has its lineage)."""
         async with self.store.connect() as conn:
-            current = (
+            found = (
                 await conn.execute(select(Document.lineage).where(Document.name == name))
-            ).scalar()
+            ).first()
+            if found is None:
+                return None
             rows = (
                 await conn.execute(
                     select(
@@ -179,12 +182,20 @@ class DocumentStore:
                     .order_by(RetiredLineage.id)
                 )
             ).all()
-        return current, [RetiredInfo(r[0], r[1], r[2]) for r in rows]
+        return Lineage(found[0], [RetiredInfo(r[0], r[1], r[2]) for r in rows])
 
 
 StateVectorOf = Callable[[list[bytes]], bytes]
 """Rows of one document (its newest checkpoint, then the updates after it) to its state
 vector: Yjs logic, which the store takes from its caller."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """A document's current lineage (``None``: older than lineages) and retired ones."""
+
+    current: str | None
+    retired: list[RetiredInfo]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -24,6 +25,7 @@ from sqlalchemy import text
 from collab.auth import Access, mint
 from collab.config import Config
 from collab.http.state import HUB
+from collab.tools.cli import main as cli
 from tests.browser import MS
 from tests.client.conftest import Shots
 from tests.conftest import Server, editor, eventually, start_server
@@ -464,3 +466,93 @@ async def test_unreachable_server_keeps_edits_in_the_browser(
         await wait_state(ada, "saved")
         assert await ada.locator("[data-testid=banner]").is_hidden()
         assert await server_text(session, server, room) == "Written with no server."
+
+
+async def _replace_lin(config: Config, tmp_path: Path) -> None:
+    """The operator's move: ``other``'s history loaded over ``lin``."""
+    dumped = tmp_path / "other.jsonl"
+    assert (
+        await asyncio.to_thread(cli, ["dump", "other", "--db", config.db, "--out", str(dumped)])
+        == 0
+    )
+    assert await asyncio.to_thread(
+        cli, ["load", str(dumped), "--db", config.db, "--rename", "other=lin", "--replace"]
+    ) == 0  # fmt: skip
+
+
+async def _downloaded(page: Page) -> str:
+    async with page.expect_download() as waiting:
+        await page.click("[data-testid=offline-copy]")
+    download = await waiting.value
+    return await asyncio.to_thread(Path(await download.path()).read_text)
+
+
+async def test_a_replaced_document_offers_the_offline_copy(
+    config: Config, browser: Browser, session: aiohttp.ClientSession, shots: Shots, tmp_path: Path
+) -> None:
+    """A browser kept a document that was then replaced (``load --replace``).
+
+    Opened again, the page sees from the lineage it kept beside its IndexedDB copy that
+    the copy is of another history: it uploads nothing, offers exactly that copy as a
+    download, and opens the current document. A page left open while the document was
+    replaced is refused by the server (4410) on reconnecting, and offers its copy too.
+    """
+    port = free_port()
+    old = "old text from the stale browser."
+    async with start_server(config, port=port) as first:
+        async with editor(session, first.url("other")) as other:
+            other.text += "replacement text."
+            await eventually(lambda: first.app[HUB].rooms["other"].seq == 1, what="stored")
+        async with person(browser, first.http, "Ada") as ada:
+            await ada.goto(editor_path("lin"))
+            await wait_state(ada, "saved")
+            await type_at(ada, "end", old)
+            await wait_state(ada, "saved")
+            await first.test_server.close()
+            await wait_state(ada, "reconnecting")
+            await _replace_lin(config, tmp_path)
+            async with start_server(config, port=port) as second:
+                # Left open: its reconnection uploads the old history, which is refused.
+                await ada.wait_for_selector("[data-testid=problem] >> text=was replaced")
+                assert await state_of(ada) == "refused"
+                await shots.take(ada, "replaced-while-open")
+                assert old in await _downloaded(ada)
+                assert await server_text(session, second, "lin") == "replacement text."
+                await ada.click("[data-testid=open-current]")
+                await wait_state(ada, "saved")
+                assert await text_of(ada) == "replacement text."
+    # A closed tab: the copy waits in IndexedDB while the document is replaced again.
+    async with start_server(config, port=port) as third:
+        async with person(browser, third.http, "Bo") as bo:
+            await bo.goto(editor_path("other"))
+            await wait_state(bo, "saved")
+            await type_at(bo, "end", " Bo was here.")
+            await wait_state(bo, "saved")
+            await bo.goto("/")  # the tab moves on; its copy of "other" stays in IndexedDB
+            await third.test_server.close()
+            async with start_server(config, port=port) as fourth:
+                async with editor(session, fourth.url("fresh")) as fresh:
+                    fresh.text += "a brand new history."
+                    await eventually(
+                        lambda: fourth.app[HUB].rooms["fresh"].seq == 1, what="stored"
+                    )
+            dumped = tmp_path / "fresh.jsonl"
+            assert (
+                await asyncio.to_thread(
+                    cli, ["dump", "fresh", "--db", config.db, "--out", str(dumped)]
+                )
+                == 0
+            )
+            assert await asyncio.to_thread(
+                cli, ["load", str(dumped), "--db", config.db, "--rename", "fresh=other",
+                      "--replace"],
+            ) == 0  # fmt: skip
+            async with start_server(config, port=port) as fifth:
+                await bo.goto(editor_path("other"))
+                await bo.wait_for_selector("[data-testid=problem] >> text=was replaced")
+                await shots.take(bo, "replaced-on-open")
+                assert await _downloaded(bo) == "replacement text. Bo was here."
+                await bo.click("[data-testid=open-current]")
+                await wait_state(bo, "saved")
+                assert await text_of(bo) == "a brand new history."
+                assert await server_text(session, fifth, "other") == "a brand new history."

@@ -93,6 +93,12 @@ async def test_a_replaced_document_refuses_the_old_copy(
 
             await eventually(merged, what="the offline edit merged")
         _, info = await call(session, server, "GET", "/api/docs/lin/info")
+        _, cheap = await call(session, server, "GET", "/api/docs/lin/lineage")
+        missing, _ = await call(session, server, "GET", "/api/docs/nobody/lineage")
+    assert missing == 404
+    assert {k: cheap[k] for k in ("lineage", "retired_lineages")} == {
+        k: info[k] for k in ("lineage", "retired_lineages")
+    }
     assert info["lineage"] and info["lineage"] != before["lineage"]
     assert [(r["lineage"], r["reason"]) for r in info["retired_lineages"]] == [
         (before["lineage"], "replaced")
