@@ -46,6 +46,8 @@ class Stats:
     """Connections closed for sending awareness faster than their limit."""
     quarantined: int = 0
     """Stored updates (or checkpoints) skipped at load because they cannot be applied."""
+    stale_refused: int = 0
+    """Uploads refused for carrying a history the document retired (4410)."""
 
 
 class Fanout:

@@ -35,14 +35,11 @@ from collab.errors import (
     MissingStructs,
     RateLimited,
     RoomPoisoned,
+    StaleLineage,
 )
 from collab.relay.connection import Connection
 from collab.relay.fanout import Fanout, Stats, final_effects
-from collab.relay.persistence import (
-    check_backlog,
-    load_room,
-    missing_from_store,
-)
+from collab.relay.persistence import check_backlog, load_room, missing_from_store
 from collab.relay.residency import Residency, Rooms, RoomState
 from collab.relay.tasks import Background
 from collab.relay.webhook import Webhooks
@@ -243,6 +240,9 @@ class Hub:
             self._carry_out(room, conn, room.receive(conn, message, data))
         except RoomPoisoned:
             self._reset(room)
+            raise
+        except StaleLineage:
+            self.stats.stale_refused += 1
             raise
 
     def _may_write(self, conn: Connection) -> bool:

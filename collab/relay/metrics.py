@@ -86,6 +86,11 @@ class _HubCollector(Collector):
                 stats.rooms_reset,
             ),
             (
+                "collab_stale_lineage_refused",
+                "Uploads refused for carrying a history the document retired (4410)",
+                stats.stale_refused,
+            ),
+            (
                 "collab_updates_quarantined",
                 "Stored rows skipped at load because they cannot be applied",
                 stats.quarantined,

@@ -6,10 +6,12 @@ the current history merge as before. See docs/lineage.md."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from pycrdt import Doc, Text
 
 from collab.config import Config
@@ -19,6 +21,7 @@ from collab.tools.cli import main
 from tests.conftest import Server, editor, eventually, raw_client, start_server
 from tests.http.api import call
 from tests.jsclient import HocuspocusClient, JsClient
+from tests.services import postgres_database
 
 OLD = "old text from the stale browser."
 NEW = "replacement text."
@@ -67,12 +70,23 @@ async def _upload(session: aiohttp.ClientSession, server: Server, doc: Doc[Any])
         return await client.closed_with()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_config(request: pytest.FixtureRequest, config: Config) -> AsyncIterator[Config]:
+    """The test's config on SQLite, then on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield config
+        return
+    async with postgres_database() as url:
+        yield config.replace(db=url)
+
+
 async def test_a_replaced_document_refuses_the_old_copy(
-    config: Config, session: aiohttp.ClientSession, tmp_path: Path
+    any_config: Config, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """After ``load --replace`` the stale copy's upload is closed with 4410 and leaves
     the replacement alone; a client of the new history still merges its offline edits;
-    /info names the new lineage and the retired one."""
+    /info names the new lineage and the retired one. On SQLite and on PostgreSQL."""
+    config = any_config
     async with start_server(config) as server:
         stale = await _write(session, server, "lin", OLD)
         await _write(session, server, "other", NEW)
@@ -82,6 +96,8 @@ async def test_a_replaced_document_refuses_the_old_copy(
         assert await _content(session, server, "lin") == NEW
         assert await _upload(session, server, stale) == CloseCode.LINEAGE_RETIRED
         assert await _content(session, server, "lin") == NEW
+        _, metrics = await call(session, server, "GET", "/metrics")
+        assert "collab_stale_lineage_refused_total 1.0" in metrics
         current: Doc[Any] = Doc()
         async with editor(session, server.url("lin"), current):
             pass
