@@ -66,6 +66,9 @@ MAX_DOCUMENTS = 100
 """Documents one socket may have open or waiting for their Auth message at once."""
 MAX_QUEUED_MESSAGES = 1000
 """Frames one socket may send for documents not authenticated yet (Hocuspocus's default)."""
+MAX_QUEUED_BYTES = 5 * 1024 * 1024
+"""Bytes of such frames one socket may send (Hocuspocus's default): nobody may make the
+server hold ``max_message_size`` per socket before showing a token."""
 
 _RELAYED = frozenset((MessageType.SYNC, MessageType.AWARENESS, MessageType.QUERY_AWARENESS))
 _STEP2, _UPDATE = 1, 2  # y-protocols sync message kinds that carry an update
@@ -97,6 +100,7 @@ class _Socket:
     def __init__(self, request: web.Request, conn: Connection) -> None:
         self.request = request
         self.app = request.app
+        self.hub = request.app[HUB]  # looked up once: every relayed frame needs it
         self.conn = conn
         self.sessions: dict[str, Session] = {}
         self.queued: dict[str, list[bytes]] = {}
@@ -142,8 +146,9 @@ class _Socket:
         elif isinstance(message, hp.Stateless):
             self._stateless(session, message.payload)
         elif isinstance(message, hp.Close):
-            self._end(session, CloseCode.NORMAL)
+            # Answered as Hocuspocus does, before the session ends (then nothing is sent).
             session.send_message(hp.encode_close(session.address, "provider_initiated"))
+            self._end(session, CloseCode.NORMAL)
         elif isinstance(message, hp.SyncStatus):
             pass  # only servers send it; a provider echoing one changes nothing
         else:  # BroadcastStateless, server-side Auth messages, TokenRequest
@@ -163,7 +168,7 @@ class _Socket:
             return
         resyncs = room.resyncs
         try:
-            self.app[HUB].receive(room, session, body)
+            self.hub.receive(room, session, body)
         except CollabError as exc:
             if exc.close_code in REFUSALS:
                 session.close(exc.close_code, exc.reason)
@@ -176,7 +181,6 @@ class _Socket:
 
     def _queue(self, key: str, data: bytes) -> None:
         """Keep a frame for a document whose Auth message has not come yet."""
-        config = self.app[CONFIG]
         waiting = self.queued.get(key)
         if waiting is None:
             if len(self.sessions) + len(self.queued) >= MAX_DOCUMENTS:
@@ -184,7 +188,7 @@ class _Socket:
             waiting = self.queued[key] = []
         self.queued_count += 1
         self.queued_bytes += len(data)
-        if self.queued_count > MAX_QUEUED_MESSAGES or self.queued_bytes > config.max_message_size:
+        if self.queued_count > MAX_QUEUED_MESSAGES or self.queued_bytes > MAX_QUEUED_BYTES:
             raise _Reset("too much sent before authenticating")
         waiting.append(data)
 
@@ -224,11 +228,10 @@ class _Socket:
         session.read_only = access is Access.READ
         session.token_id = identity.token_id
         session.bucket, session.awareness_bucket = member_buckets(app[CONFIG], time.monotonic())
-        self._expire(session, identity)
         if token is not None:
             scope = hp.Scope.READ_ONLY if session.read_only else hp.Scope.READ_WRITE
             self.conn.send(hp.encode_authenticated(address, scope))
-        hub = app[HUB]
+        hub = self.hub
         try:
             session.room = await hub.join(name, session)
         except CollabError as exc:
@@ -236,6 +239,7 @@ class _Socket:
                 raise
             self.conn.send(hp.encode_permission_denied(address, exc.reason))
             return None
+        self._expire(session, identity)  # once joined: a refused join needs no timer
         self.sessions[key] = session
         app[SESSIONS].add(session)
         log.info(
@@ -305,7 +309,7 @@ class _Socket:
         app = self.app
         app[SESSIONS].discard(session)
         final = session.end(code)
-        app[HUB].leave(session.address.document, session)
+        self.hub.leave(session.address.document, session)
         app[METRICS].closes.labels(str(int(final)), "hocuspocus").inc()
         log.info(
             "close room=%r conn=%s user=%r code=%s protocol=hocuspocus",
@@ -314,7 +318,7 @@ class _Socket:
             session.author,
             final,
         )
-        app[HUB].webhooks.disconnected(
+        self.hub.webhooks.disconnected(
             session.address.document, session.author, session.id, int(final)
         )
 

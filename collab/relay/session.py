@@ -130,6 +130,9 @@ class Session(Connection):
         """
         if self._state is not ConnectionState.OPEN:
             return
+        if len(data) > DIRECT_MAX:  # never kept: a large step 2 must not outlive its send
+            self.socket.send(self.prefix + data)
+            return
         last = _LAST
         if last.data is not data or last.prefix != self.prefix:
             message = self.prefix + data

@@ -280,7 +280,7 @@ class Room(Generic[M]):
             return False
         try:
             with _GUARD:
-                return get_update(update, self.doc.get_state())[0] == 0
+                return update[0] == 0 or known(self.doc, update)  # no structs, or all known
         except ValueError as exc:
             raise ProtocolError("invalid Yjs update") from exc
 

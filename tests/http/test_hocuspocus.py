@@ -360,6 +360,26 @@ async def test_an_invalid_document_name_is_denied_with_the_reason(
     await ws.close()
 
 
+async def test_a_providers_close_is_answered_and_ends_only_that_document(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """Close from the provider is answered with Close ("provider_initiated"), as
+    Hocuspocus answers it, and takes that document out of its room only."""
+    ws = await _raw(server, session)
+    for name in ("shut", "open"):
+        await ws.send_bytes(hp.encode_token(hp.Address(name), ""))
+    hub = server.app[HUB]
+    await eventually(lambda: {"shut", "open"} <= set(hub.rooms), what="both joined")
+    await ws.send_bytes(hp.encode_close(hp.Address("shut")))
+    while (message := hp.decode(await _next_binary(ws))) != hp.Close(
+        hp.Address("shut"), "provider_initiated"
+    ):
+        assert not isinstance(message, hp.Close), message
+    await eventually(lambda: not hub.rooms["shut"].members, what="shut left its room")
+    assert len(hub.rooms["open"].members) == 1
+    await ws.close()
+
+
 async def test_frames_before_the_token_wait_and_a_flood_resets(
     auth_server: Server, session: aiohttp.ClientSession
 ) -> None:
