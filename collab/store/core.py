@@ -55,6 +55,7 @@ __all__ = [
     "StoreClosed",
     "StoreUnavailable",
     "check_url",
+    "document_rows",
     "newest_checkpoint",
     "now_ms",
     "upgrade_schema",
@@ -158,10 +159,12 @@ def _load_rows(conn: Connection, name: str) -> tuple[Loaded | None, list[bytes]]
     documents = [r for r in found if r[0] is not None]
     if not documents:
         return None, retired
-    return _document_rows(conn, documents[0][0], documents[0][1]), retired
+    return document_rows(conn, documents[0][0], documents[0][1]), retired
 
 
-def _document_rows(conn: Connection, doc_id: int, deleted_ms: int | None) -> Loaded:
+def document_rows(conn: Connection, doc_id: int, deleted_ms: int | None) -> Loaded:
+    """A stored document's newest checkpoint and the updates after it (a deleted one's:
+    nothing, unless ``deleted_ms`` is ``None``); a sync connection's work."""
     if deleted_ms is not None:
         return Loaded(doc_id, None, 0, [], 0, deleted_ms)
     newest = _NEWEST_CHECKPOINT.run(conn, doc_id=doc_id)
@@ -296,11 +299,9 @@ class Store(Writer):
                 within ``db_timeout``, or failed.
         """
         async with self.bounded():
-            tmp = self._pending.get(name)
-            if tmp is not None and provisional:
-                # A room opened it and left: still new. (Its retired lineages were read
-                # when it opened; the next load after its creation reads them again.)
-                return Loaded(tmp, None, 0, [], 0)
+            # Read even when the name is still pending creation: the read finds nothing
+            # yet and ``provisional`` gives back the same id, with the name's retired
+            # lineages, and anything another node committed meanwhile is found.
             loaded, retired = await self._db.read(_load_rows, name)
             if loaded is not None:
                 return replace(loaded, retired=retired) if retired else loaded

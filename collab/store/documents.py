@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -9,7 +10,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from collab.store.core import Store, now_ms
+from collab.store.core import Store, document_rows, now_ms
 from collab.store.models import (
     CheckpointRow,
     CompactionRow,
@@ -216,33 +217,22 @@ async def retire(
     state_vector: StateVectorOf,
 ) -> None:
     """Keep the state vector of document ``doc_id``'s history as a retired lineage of
-    ``name`` (in the caller's transaction, before its rows are replaced or removed)."""
-    checkpoint = (
-        await conn.execute(
-            select(CheckpointRow.upto_seq, CheckpointRow.state)
-            .where(CheckpointRow.doc_id == doc_id)
-            .order_by(CheckpointRow.upto_seq.desc())
-            .limit(1)
-        )
-    ).first()
-    after = 0 if checkpoint is None else checkpoint[0]
-    updates = (
-        await conn.execute(
-            select(UpdateRow.data)
-            .where(UpdateRow.doc_id == doc_id, UpdateRow.seq > after)
-            .order_by(UpdateRow.seq)
-        )
-    ).scalars()
-    rows = ([] if checkpoint is None else [bytes(checkpoint[1])]) + [bytes(u) for u in updates]
+    ``name`` (in the caller's transaction, before its rows are replaced or removed).
+
+    The rows are read as a room load reads them (``document_rows``); ``state_vector`` is
+    Yjs work, done in a worker thread rather than on the loop with the write lock held."""
+    loaded = await conn.run_sync(document_rows, doc_id, None)
+    rows = ([] if loaded.checkpoint is None else [loaded.checkpoint]) + loaded.updates
     if not rows:
         return  # an empty history: nobody can hold anything of it
+    encoded = await asyncio.to_thread(state_vector, rows)
     await conn.execute(
         insert(RetiredLineage).values(
             name=name,
             lineage=lineage,
             retired_ms=now_ms(),
             reason=reason,
-            state_vector=state_vector(rows),
+            state_vector=encoded,
         )
     )
 

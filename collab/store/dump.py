@@ -16,6 +16,7 @@ from collab.store.models import (
     Base,
     CheckpointRow,
     Document,
+    RetiredLineage,
     UpdateRow,
     new_lineage,
 )
@@ -215,6 +216,13 @@ class DumpStore:
                     .where(Document.id == doc_id)
                     .values(created_ms=created_ms, deleted_ms=None, lineage=lineage)
                 )
+            # The lineage loaded is current again (its document restored from a dump after
+            # a purge or a replacement): its holders are no longer stale.
+            await conn.execute(
+                delete(RetiredLineage).where(
+                    RetiredLineage.name == name, RetiredLineage.lineage == lineage
+                )
+            )
             targets: dict[str, Any] = {"update": UpdateRow, "checkpoint": CheckpointRow}
             if optional["named_versions"]:
                 targets["named_version"] = _optional("named_versions")

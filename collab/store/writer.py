@@ -337,11 +337,8 @@ class Writer:
                 created = await self._db.write(self._batch.write, updates, checkpoints, creates)
             except Exception as exc:  # any failure: keep the updates, retry; never drop them
                 self._commit_started = None
-                for row in updates:
+                for row in (*updates, *checkpoints):
                     # The ids this transaction resolved were rolled back with it.
-                    if "_tmp" in row:
-                        row["doc_id"] = row.pop("_tmp")
-                for row in checkpoints:
                     if "_tmp" in row:
                         row["doc_id"] = row.pop("_tmp")
                 self._rows.extendleft(reversed(batch))
@@ -407,7 +404,7 @@ class Writer:
         for tmp, real in created.items():
             name = self._pending_names.pop(tmp, None)
             if name is None:
-                continue  # created by an earlier commit that was cut off at COMMIT
+                continue  # not (or no longer) pending: nothing waits for its real id
             del self._pending[name]
             self._ids[tmp] = real
             self._retire.append((self._queued, tmp))

@@ -4,8 +4,9 @@
 history (``collab load --replace``, a purge and re-creation under the same name) starts a
 new one. ``retired_lineages`` keeps, by document name, the state vector each retired
 history had, so that a client still holding one is recognised (``collab.sync.lineage``).
-Rows of documents created before this revision have no lineage (``NULL``) until their
-history is replaced.
+Documents that exist get a lineage here (16 random hex digits, as ``new_lineage`` makes),
+so that a dump made from now on names every document's history: a load of a document's
+own dump over it is then a restore, not a replacement that would refuse its own editors.
 
 Revision ID: 0005
 Revises: 0004
@@ -26,6 +27,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("documents") as batch:
         batch.add_column(sa.Column("lineage", sa.String(length=32), nullable=True))
+    random_hex = {
+        "sqlite": "lower(hex(randomblob(8)))",
+        "postgresql": "substr(md5(random()::text || id::text), 1, 16)",
+    }.get(op.get_bind().dialect.name)
+    if random_hex is not None:
+        op.execute(f"UPDATE documents SET lineage = {random_hex} WHERE lineage IS NULL")
     op.create_table(
         "retired_lineages",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),

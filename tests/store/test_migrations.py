@@ -78,3 +78,52 @@ async def test_three_upgrades_at_once_of_a_new_sqlite_file(tmp_path: Path) -> No
 
     assert len(await asyncio.to_thread(versions)) == 1
     assert (tmp_path / "new.db.lock").exists()
+
+
+def _upgrade(url: str, revision: str) -> None:
+    from alembic import command
+
+    from collab.store.schema import _alembic_config
+
+    command.upgrade(_alembic_config(url), revision)
+
+
+async def test_documents_older_than_lineages_get_one(tmp_path: Path) -> None:
+    """Migration 0005 gives every existing document a lineage of its own (so a dump made
+    afterwards names each history), on SQLite and on PostgreSQL."""
+    from collab.config import database_url
+
+    async with postgres_database() as pg:
+        urls = [database_url(str(tmp_path / "old.db")), pg]
+        for url in urls:
+            await asyncio.to_thread(_upgrade, url, "0004")
+            await asyncio.to_thread(_insert_old_documents, url)
+            await asyncio.to_thread(_upgrade, url, "head")
+            lineages = await asyncio.to_thread(_lineages, url)
+            assert len(lineages) == 2 and all(len(x) == 16 for x in lineages), lineages
+            assert len(set(lineages)) == 2
+
+
+def _insert_old_documents(url: str) -> None:
+    _run_sql(url, "INSERT INTO documents (name, created_ms) VALUES ('a', 1), ('b', 2)")
+
+
+def _lineages(url: str) -> list[str]:
+    return [row[0] for row in _run_sql(url, "SELECT lineage FROM documents ORDER BY name")]
+
+
+def _run_sql(url: str, sql: str) -> list[tuple[str]]:
+    """One statement on ``url`` through a throwaway async engine, from a worker thread."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def run() -> list[tuple[str]]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                result = await conn.execute(text(sql))
+                return [tuple(r) for r in result.all()] if result.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())

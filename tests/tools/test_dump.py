@@ -248,7 +248,8 @@ async def test_a_document_keeps_its_lineage_through_dump_and_load(
 ) -> None:
     """The dump carries each document's lineage: loaded into another database it is the
     same history (its clients keep syncing), and loaded over itself (a restore) nothing
-    is retired; only a replacement by another history retires one."""
+    is retired; only a replacement by another history retires one, and loading a retired
+    lineage back makes it current again."""
     await _write_documents(config, session, {"a": [("ann", "a")], "b": [("bo", "b")]})
     dumped = tmp_path / "ab.jsonl"
     assert await run_cli("dump", "--db", config.db, "--out", str(dumped)) == 0
@@ -268,3 +269,8 @@ async def test_a_document_keeps_its_lineage_through_dump_and_load(
     assert await query(other.db, "SELECT lineage FROM documents WHERE name = 'a'") == [
         (lineages["b"],)
     ]
+    # a's own dump loaded back: its lineage is current again, so its holders are not
+    # stale any more, and the history it replaces is retired in turn.
+    assert await run_cli("load", str(dumped), "--db", other.db, "--replace") == 0
+    retired = await query(other.db, "SELECT name, lineage, reason FROM retired_lineages")
+    assert retired == [("a", lineages["b"], "replaced")]
