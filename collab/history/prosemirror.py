@@ -2,8 +2,9 @@
 
 PURE: JSON-ready values in, a tree out; never touches a document, never awaits.
 
-The body is hostile: every field is checked before anything reaches yrs, with an error
-naming the place (``content.2.marks.0.type``). The mapping is y-prosemirror's, the inverse
+The body is hostile: every field is checked before anything reaches yrs (types, names,
+numbers, valid Unicode, nesting within the validator's bounds), with an error naming the
+place (``content.2.marks.0.type``). The mapping is y-prosemirror's, the inverse
 of ``richtext.prosemirror_json``: a node becomes an element named by its type with its
 attrs as attributes (``null`` attrs are not stored, as y-prosemirror does not), consecutive
 text nodes become one XmlText whose formatting attributes are their marks
@@ -18,13 +19,26 @@ from typing import Any
 
 from collab.errors import BadRequest
 from collab.history.richtext import Element, Runs, Tree
+from collab.sync.content import MAX_DEPTH as _ANY_DEPTH
 
 __all__ = ["MAX_DEPTH", "tree_from_prosemirror"]
 
 MAX_DEPTH = 100
-"""Nesting deeper than any editor's schema: a bound on recursion, not a limit in use."""
+"""How deep nodes may nest: deeper than any editor's schema, a bound on recursion."""
+# Attribute values become Yjs Any values, which the room's validator refuses nested past
+# its own bound: the same bound here, so a body is refused before any tree edit is made.
 _MAX_NAME = 200
 _BAD_NAME = set("<>&\"'/= \t\r\n")
+
+
+def _utf8(value: str) -> bool:
+    """Whether ``value`` encodes as UTF-8: a lone surrogate does not, and pycrdt panics on
+    it (a ``BaseException``); JSON can carry one as ``\\ud800``."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _name(value: Any, where: str) -> str:
@@ -32,6 +46,7 @@ def _name(value: Any, where: str) -> str:
         not isinstance(value, str)
         or not 0 < len(value) <= _MAX_NAME
         or any(ch in _BAD_NAME or ord(ch) < 32 for ch in value)
+        or not _utf8(value)
     ):
         raise BadRequest(
             f"{where}: expected a name of 1 to {_MAX_NAME} characters, no <>&\"'/= or spaces"
@@ -41,9 +56,13 @@ def _name(value: Any, where: str) -> str:
 
 def _value(value: Any, where: str, depth: int) -> Any:
     """An attribute value, whole numbers as floats."""
-    if depth > MAX_DEPTH:
-        raise BadRequest(f"{where}: nested too deeply")
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    if depth > _ANY_DEPTH:
+        raise BadRequest(f"{where}: nested more than {_ANY_DEPTH} deep")
+    if isinstance(value, str):
+        if not _utf8(value):
+            raise BadRequest(f"{where}: not valid Unicode (a lone surrogate)")
+        return value
+    if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | float):
         if value != value or value in (float("inf"), float("-inf")) or abs(value) > 2**53:
@@ -106,8 +125,8 @@ def _content(node: dict[str, Any], where: str, depth: int) -> Tree:
         kind = _name(child.get("type"), f"{place}.type")
         if kind == "text":
             text = child.get("text")
-            if not isinstance(text, str):
-                raise BadRequest(f"{place}.text: expected a string")
+            if not isinstance(text, str) or not _utf8(text):
+                raise BadRequest(f"{place}.text: expected a string of valid Unicode")
             if not text:
                 continue
             chunk = (text, _marks(child, place))

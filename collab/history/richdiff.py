@@ -36,7 +36,7 @@ from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
 from collab.history.attribution import Step
 from collab.history.replay import well_formed
-from collab.history.richtext import attrs_json, marks_json, plain
+from collab.history.richtext import attributes_of, attrs_json, marks_json, plain
 
 __all__ = ["RichAttribution"]
 
@@ -102,7 +102,7 @@ def _mirror(shared: Any, status: str, step: Step | None) -> _Node:
         node.runs = [_Run(c, a, status, step) for c, a in shared.diff() if _units(c)]
         return node
     tag = str(shared.tag) if isinstance(shared, XmlElement) else "doc"
-    attrs = {str(k): v for k, v in list(shared.attributes.__iter__())} if tag != "doc" else {}
+    attrs = attributes_of(shared) if tag != "doc" else {}
     node = _Node(tag, attrs, status, step)
     node.children = [_mirror(child, status, step) for child in shared.children]
     return node

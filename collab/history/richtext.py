@@ -36,6 +36,7 @@ __all__ = [
     "Element",
     "Runs",
     "Tree",
+    "attributes_of",
     "attrs_json",
     "lexical_json",
     "mark_name",
@@ -94,11 +95,12 @@ def tree_of(parent: XmlFragment | XmlElement) -> Tree:
         if isinstance(child, XmlText):
             out.append(Runs(list(child.diff())))
         elif isinstance(child, XmlElement):
-            out.append(Element(str(child.tag), _attributes_of(child), tree_of(child)))
+            out.append(Element(str(child.tag), attributes_of(child), tree_of(child)))
     return out
 
 
-def _attributes_of(node: XmlElement | XmlText) -> dict[str, Any]:
+def attributes_of(node: XmlElement | XmlText) -> dict[str, Any]:
+    """A node's attributes as a dict (pycrdt's view of them is an iterator of pairs)."""
     return {str(key): value for key, value in list(node.attributes.__iter__())}
 
 
@@ -266,7 +268,7 @@ def _lexical_content(text: Text | XmlText) -> list[dict[str, Any]]:
                 node["marks"] = marks
             out.append(node)
         elif isinstance(content, XmlText | XmlElement):
-            attributes = _attributes_of(content)
+            attributes = attributes_of(content)
             kind = str(
                 attributes.pop(
                     "__type", "element" if isinstance(content, XmlElement) else "paragraph"

@@ -12,7 +12,7 @@ identity, so an editor's cursor stays put and concurrent edits there still merge
   as it is;
 - in a stretch that differs, a node is kept and edited in place when the target has a node
   of the same type there (attributes set or removed one by one, children aligned the same
-  way); text is edited as restore edits text (``restore.restore_chunks``: a character
+  way); text is edited as restore edits text (``textedit.restore_chunks``: a character
   diff, then formatting set where it differs);
 - anything else is deleted and inserted new, formatting and attributes exactly as the
   target's.
@@ -26,7 +26,7 @@ from typing import Any
 
 from pycrdt import XmlElement, XmlFragment, XmlText
 
-from collab.history.richtext import Element, Runs, Tree, plain, tree_of
+from collab.history.richtext import Element, Runs, Tree, attributes_of, plain, tree_of
 from collab.history.textedit import restore_chunks
 
 __all__ = ["sync_fragment"]
@@ -93,7 +93,7 @@ def _update(shared: XmlText | XmlElement, node: Element | Runs) -> None:
         restore_chunks(shared, node.chunks)
         return
     assert isinstance(shared, XmlElement)
-    have = {str(k): v for k, v in list(shared.attributes.__iter__())}
+    have = attributes_of(shared)
     for key in have:
         if node.attrs.get(key) is None:
             del shared.attributes[key]

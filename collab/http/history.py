@@ -13,6 +13,7 @@ the content of the document ``a/versions``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any
@@ -141,17 +142,18 @@ async def _diff(request: web.Request) -> web.StreamResponse:
         raise BadRequest("give the older version as from=SEQ or from_at=TIME")
     old = await history.resolve(head, query.get("from"), query.get("from_at"))
     new = await history.resolve(head, query.get("to"), query.get("to_at"))
-    return _changes(request, await history.diff(head, old, new, query.get("root")))
+    return await _changes(request, await history.diff(head, old, new, query.get("root")))
 
 
 async def _blame(request: web.Request) -> web.StreamResponse:
     history, head = await _open(request, Access.READ)
     seq = await history.resolve(head, request.query.get("seq"), request.query.get("at"))
-    return _changes(request, await history.blame(head, seq, request.query.get("root")))
+    return await _changes(request, await history.blame(head, seq, request.query.get("root")))
 
 
-def _changes(request: web.Request, found: dict[str, Any]) -> web.StreamResponse:
-    """A diff or blame as JSON, or (``format=html``, rich text only) its document as HTML."""
+async def _changes(request: web.Request, found: dict[str, Any]) -> web.StreamResponse:
+    """A diff or blame as JSON, or (``format=html``, rich text only) its document as HTML,
+    rendered in a worker thread: a long document's HTML would hold up every room."""
     fmt = request.query.get("format", "json")
     if fmt == "json":
         return json_response(found)
@@ -159,7 +161,8 @@ def _changes(request: web.Request, found: dict[str, Any]) -> web.StreamResponse:
         raise BadRequest(f"bad format {fmt!r}: expected json or html")
     if "doc" not in found:
         raise BadRequest(f"format=html reads rich-text roots; {found['root']!r} is text")
-    return web.Response(text=html_of(found["doc"]), content_type="text/html", charset="utf-8")
+    html = await asyncio.to_thread(html_of, found["doc"])
+    return web.Response(text=html, content_type="text/html", charset="utf-8")
 
 
 async def _restore(request: web.Request) -> web.StreamResponse:

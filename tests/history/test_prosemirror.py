@@ -8,9 +8,11 @@ import pytest
 from pycrdt import Doc, XmlFragment
 
 from collab.errors import BadRequest
+from collab.history.edit import rich_update
 from collab.history.prosemirror import tree_from_prosemirror
 from collab.history.richtext import Element, Runs, prosemirror_json, tree_of
 from collab.history.xmledit import sync_fragment
+from collab.sync.validator import check_update
 
 DOC = {
     "type": "doc",
@@ -111,3 +113,40 @@ def test_depth_is_bounded() -> None:
         node = {"type": "blockquote", "content": [node]}
     with pytest.raises(BadRequest, match="nested more than 100 deep"):
         tree_from_prosemirror({"type": "doc", "content": [node]})
+
+
+def _with_attr(value: Any) -> dict[str, Any]:
+    return {
+        "type": "doc",
+        "content": [{"type": "paragraph", "attrs": {"x": value}, "content": []}],
+    }
+
+
+def test_attribute_nesting_has_the_validators_bound() -> None:
+    """An attribute value nested as deep as the room's validator allows makes an update
+    the validator accepts; one level more is refused here, before any tree edit (it used
+    to pass here and be refused by the room)."""
+    value: Any = 1
+    for _ in range(64):
+        value = [value]
+    check_update(rich_update(Doc().get_update(), None, _with_attr(value)))
+    with pytest.raises(BadRequest, match="nested more than 64 deep"):
+        tree_from_prosemirror(_with_attr([value]))
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        _with_attr("\ud800"),
+        {
+            "type": "doc",
+            "content": [{"type": "paragraph", "content": [{"type": "text", "text": "a\udc00"}]}],
+        },
+        {"type": "doc", "content": [{"type": "p\ud800"}]},
+    ],
+    ids=["attribute", "text", "name"],
+)
+def test_lone_surrogates_are_refused_before_pycrdt(document: Any) -> None:
+    """A lone surrogate (JSON may carry one) would panic pycrdt: a BadRequest instead."""
+    with pytest.raises(BadRequest):
+        tree_from_prosemirror(document)
