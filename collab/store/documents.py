@@ -193,7 +193,8 @@ vector: Yjs logic, which the store takes from its caller."""
 
 @dataclass(frozen=True, slots=True)
 class Lineage:
-    """A document's current lineage (``None``: older than lineages) and retired ones."""
+    """A document's current lineage (``None``: a row written without one; migration 0005
+    gave every row it found one) and the ones it retired."""
 
     current: str | None
     retired: list[RetiredInfo]

@@ -77,7 +77,7 @@ class Document(Base):
     """When it was deleted (soft: hidden, its room closed, restorable); ``None`` if not."""
     lineage: Mapped[str | None] = mapped_column(String(32))
     """The id of its current history (``new_lineage``): a new one whenever the history is
-    replaced. ``None`` for documents created before lineages existed."""
+    replaced. Migration 0005 gave existing documents one."""
 
 
 class RetiredLineage(Base):
