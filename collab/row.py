@@ -1,4 +1,4 @@
-"""One stored update as history reads it, and who made it.
+"""One stored update as history reads it, who made it, and a merged run of them.
 
 A leaf: stdlib only, no I/O. ``collab.store`` builds these rows from the ``updates`` table
 and ``collab.history`` replays them; both import them from here, so neither layer imports
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Row", "identity"]
+__all__ = ["MergedRun", "Row", "identity"]
 
 
 def identity(author: str | None, connection_id: str | None) -> str:
@@ -44,3 +44,17 @@ class Row:
     def who(self) -> str:
         """``identity`` of the row's author and connection."""
         return identity(self.author, self.connection_id)
+
+
+@dataclass(frozen=True, slots=True)
+class MergedRun:
+    """A run of rows ``first_seq..last_seq`` (``rows`` of them) to replace by one row:
+    what compaction (``collab.history.compaction``) hands the store."""
+
+    first_seq: int
+    last_seq: int
+    rows: int
+    data: bytes
+    created_ms: int
+    author: str | None
+    connection_id: str | None

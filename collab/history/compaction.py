@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pycrdt import merge_updates
 
 from collab.config import Config
+from collab.row import MergedRun, Row
 
-__all__ = ["Plan", "Policy", "RowInfo", "Run", "batches", "merge", "plan"]
+__all__ = ["Plan", "Policy", "RowInfo", "Run", "batches", "merge", "merge_runs", "plan"]
 
 MAX_BATCH_ROWS = 5000
 """Rows one compaction transaction rewrites at most."""
@@ -206,3 +207,30 @@ def batches(runs: Sequence[Run], max_rows: int = MAX_BATCH_ROWS) -> list[list[Ru
         out[-1].append(run)
         size += run.rows
     return out
+
+
+def merge_runs(runs: Sequence[Run], rows: Sequence[Row]) -> list[MergedRun]:
+    """Each run of ``runs`` merged into one row, from ``rows`` (every row the runs cover,
+    by seq): Yjs work, for a worker thread."""
+    merged = []
+    k = 0
+    for run in runs:
+        while rows[k].seq < run.first_seq:
+            k += 1
+        end = k
+        while end < len(rows) and rows[end].seq <= run.last_seq:
+            end += 1
+        members, k = rows[k:end], end
+        last = members[-1]
+        merged.append(
+            MergedRun(
+                run.first_seq,
+                run.last_seq,
+                len(members),
+                merge([r.data for r in members]),
+                last.created_ms,
+                last.author,
+                last.connection_id,
+            )
+        )
+    return merged

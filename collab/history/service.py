@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,6 @@ from collab.history.replay import (
 from collab.store import (
     DocumentHead,
     HistoryStore,
-    MergedRun,
     NamedVersion,
     Store,
     VersionSource,
@@ -100,6 +99,19 @@ class History:
         if head is None:
             raise NotFound(f"no document named {name!r}")
         return head
+
+    async def head_of(self, name: str, lineage: str) -> DocumentHead:
+        """History ``lineage`` of document ``name``: its current one, or one a reset
+        retired and kept (docs/lineage.md).
+
+        Raises:
+            NotFound: no document has that name, or it has no such history.
+        """
+        current = await self.head(name)
+        head = await self.db.lineage(name, lineage)
+        if head is None:
+            raise NotFound(f"{name!r} keeps no history with lineage {lineage!r}")
+        return current if head.id == current.id else head
 
     async def resolve(self, head: DocumentHead, seq: str | None, at: str | None) -> int:
         """The version a request names by ``seq`` or by time ``at`` (default: the newest).
@@ -248,9 +260,14 @@ class History:
     # -- restore --
 
     async def restore(
-        self, head: DocumentHead, seq: int, current: bytes | None
+        self,
+        head: DocumentHead,
+        seq: int,
+        current: bytes | None,
+        into: DocumentHead | None = None,
     ) -> tuple[int, bytes]:
-        """The change that makes version ``seq`` the current content.
+        """The change that makes version ``seq`` of ``head`` the current content of
+        ``into`` (default: ``head`` itself; another for a version of a retired lineage).
 
         Args:
             current: the live document's state if its room is loaded (it may hold more
@@ -260,8 +277,9 @@ class History:
             The version restored (``seq`` resolved) and the update; empty if nothing
             differs.
         """
+        into = head if into is None else into
         target = await self._source(head, seq)
-        latest = None if current is not None else await self._source(head, head.last_seq)
+        latest = None if current is not None else await self._source(into, into.last_seq)
         update = await asyncio.to_thread(restore_change, target, latest, current)
         return target.seq, update
 
@@ -420,7 +438,7 @@ class History:
             rows = await self.db.rows(
                 head.id, after=batch[0].first_seq - 1, upto=batch[-1].last_seq
             )
-            merged = await asyncio.to_thread(_merge_runs, batch, rows)
+            merged = await asyncio.to_thread(compaction.merge_runs, batch, rows)
             merged_bytes += sum(len(m.data) for m in merged)
             removed_bytes += sum(len(r.data) for r in rows)
             if not dry_run and not await self.db.replace_runs(head.id, merged):
@@ -456,31 +474,6 @@ class History:
             "checkpoints_dropped": len(plan.drop_checkpoints),
             "upto_seq": horizon,
         }
-
-
-def _merge_runs(runs: Sequence[compaction.Run], rows: Sequence[Row]) -> list[MergedRun]:
-    merged = []
-    k = 0
-    for run in runs:
-        while rows[k].seq < run.first_seq:
-            k += 1
-        end = k
-        while end < len(rows) and rows[end].seq <= run.last_seq:
-            end += 1
-        members, k = rows[k:end], end
-        last = members[-1]
-        merged.append(
-            MergedRun(
-                run.first_seq,
-                run.last_seq,
-                len(members),
-                compaction.merge([r.data for r in members]),
-                last.created_ms,
-                last.author,
-                last.connection_id,
-            )
-        )
-    return merged
 
 
 def _named_json(version: NamedVersion) -> dict[str, Any]:

@@ -164,8 +164,9 @@ async def _purge(store: Store, config: Config) -> None:
 
 
 async def _watch(app: web.Application) -> None:
-    """Every ``revocation_poll`` seconds: apply revocations and deletions made elsewhere
-    (``collab token revoke``, another server) to this server's sockets and rooms."""
+    """Every ``revocation_poll`` seconds: apply revocations, deletions and resets made
+    elsewhere (``collab token revoke``, ``collab reset``, another server) to this server's
+    sockets and rooms."""
     hub = app[HUB]
     tokens, documents = TokenStore(hub.store), DocumentStore(hub.store)
     while True:
@@ -173,14 +174,22 @@ async def _watch(app: web.Application) -> None:
         try:
             # Added, never replaced: a revocation made here meanwhile must not be lost.
             hub.revoked.update(await tokens.revoked())
-            deleted = await documents.deleted_among(list(hub.rooms)) if hub.rooms else set()
+            states = await documents.states_among(list(hub.rooms)) if hub.rooms else {}
         except Exception:  # the database may be back at the next poll
             reraise_cancellation()
             log.exception("reading revoked tokens and deleted documents failed")
             continue
         close_revoked(app)
-        for name in deleted:
-            await hub.evict(name)
+        for name, (deleted, lineage) in states.items():
+            room = hub.rooms.get(name)
+            if room is None:
+                continue
+            if deleted:
+                await hub.evict(name)
+            elif room.lineage is None:
+                room.lineage = lineage  # created after the room opened: learn it
+            elif lineage != room.lineage:
+                await hub.start_over(name)  # reset or replaced elsewhere: 4410, reload
 
 
 async def _close_connections(app: web.Application) -> None:

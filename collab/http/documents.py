@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import quote
 
@@ -31,7 +32,7 @@ from aiohttp import web
 
 from collab.auth import Access
 from collab.clock import format_ms
-from collab.errors import BadRequest, Conflict, DocumentTooLarge, NotFound
+from collab.errors import BadRequest, Conflict, DocumentTooLarge, Forbidden, NotFound
 from collab.history.edit import patch_update, replace_update, rich_update, text_update
 from collab.history.replay import TEXT_ROOT
 from collab.history.service import History
@@ -41,7 +42,9 @@ from collab.http.openapi import WRITE, Route
 from collab.http.rich import RICH_FORMATS, rich_response
 from collab.http.state import CONFIG, HUB, author, authorize, identify
 from collab.store import DocumentInfo, DocumentState, DocumentStore, now_ms
+from collab.store.documents import Reset
 from collab.sync.awareness import announced_user
+from collab.sync.lineage import state_vector_of
 from collab.sync.room import Room
 
 __all__ = ["ROUTES"]
@@ -210,6 +213,42 @@ async def _delete(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def _reset(request: web.Request) -> web.StreamResponse:
+    """Start a document over on purpose (admin): a new lineage, the old history retired
+    but readable (``?lineage=`` on the history API), every copy of it refused (4410)."""
+    await load_models()  # pydantic, imported off the loop once
+    from collab.http.models import ResetDocument, parse
+
+    name = request.match_info["room"]
+    identity = authorize(request, name, Access.WRITE)
+    if not identity.admin:
+        raise Forbidden("only an admin token may reset a document")
+    limit = request.app[CONFIG].max_document_size
+    data = parse(ResetDocument, await read(request, limit + MAX_JSON))
+    if data.content is not None and len(data.content.encode()) > limit:
+        raise DocumentTooLarge(f"content larger than max_document_size ({limit} bytes)")
+    await _live(request, name)
+    by = author(request, identity, data.user)
+    content = None
+    if data.content:
+        content = await asyncio.to_thread(text_update, data.content, TEXT_ROOT)
+    documents = DocumentStore(request.app[HUB].store)
+    connection_id = f"api-{uuid.uuid4().hex[:12]}"
+
+    def change() -> Awaitable[Reset | None]:
+        return documents.reset(name, state_vector_of, content, by, connection_id)
+
+    # The room (if loaded here) is thrown away and loaded again around the transaction:
+    # its members are closed with 4410, and no joiner sees the old history in between.
+    done = await request.app[HUB].start_over(name, change)
+    if done is None:
+        raise NotFound(f"no document named {name!r}")  # deleted meanwhile
+    log.info("reset document %r by %r: lineage %s -> %s", name, by, done.retired, done.lineage)
+    return json_response(
+        {"name": name, "lineage": done.lineage, "retired": done.retired, "seq": done.seq}
+    )
+
+
 async def _undelete(request: web.Request) -> web.StreamResponse:
     name = request.match_info["room"]
     identity = authorize(request, name, Access.WRITE)
@@ -361,6 +400,13 @@ ROUTES = (
         "DELETE", DOC, _delete,
         "Delete softly: hidden, its room closed (4404), restorable for deleted_retention", _TAG,
         (200, "deleted"),
+    ),
+    Route(
+        "POST", "/api/docs/{room:.+}/reset", _reset,
+        "Start the document over (admin): a new lineage, empty or with text; the old "
+        "history stays readable (?lineage= on the history API) and its copies are refused "
+        "(4410)", _TAG,
+        (200, "reset"), (400, 401, 403, 404, 413, 503), body="ResetDocument",
     ),
     Route(
         "POST", "/api/docs/{room:.+}/undelete", _undelete,

@@ -57,7 +57,12 @@ async def _open(request: web.Request, need: Access) -> tuple[History, DocumentHe
     authorize(request, name, need)
     hub = request.app[HUB]
     history = History(hub.store, hub.rooms.__contains__)
-    return history, await history.head(name)
+    lineage = request.query.get("lineage")
+    if lineage is None:
+        return history, await history.head(name)
+    if need is not Access.READ:
+        raise BadRequest("?lineage= reads a history; changes go to the current one")
+    return history, await history.head_of(name, lineage)
 
 
 def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -174,11 +179,12 @@ async def _restore(request: web.Request) -> web.StreamResponse:
     data = parse(RestoreVersion, await read(request, MAX_JSON))
     if data.seq is None and data.at is None:
         raise BadRequest('give the version to restore: {"seq": N} or {"at": TIME}')
-    target = await history.resolve(head, data.seq, data.at)
+    source = head if data.lineage is None else await history.head_of(head.name, data.lineage)
+    target = await history.resolve(source, data.seq, data.at)
     hub = request.app[HUB]
     room = hub.rooms.get(head.name)
     current = room.doc.get_update() if room is not None else None
-    restored, update = await history.restore(head, target, current)
+    restored, update = await history.restore(source, target, current, head)
     by = author(request, identity, data.user)
     before = hub.rooms[head.name].seq if head.name in hub.rooms else head.last_seq
     new_seq = before
@@ -258,7 +264,12 @@ def _lineage_json(lineage: Lineage | None) -> dict[str, Any]:
     return {
         "lineage": lineage.current,
         "retired_lineages": [
-            {"lineage": r.lineage, "retired": format_ms(r.retired_ms), "reason": r.reason}
+            {
+                "lineage": r.lineage,
+                "retired": format_ms(r.retired_ms),
+                "reason": r.reason,
+                "readable": r.readable,  # its history is kept: read it with ?lineage=
+            }
             for r in lineage.retired
         ],
     }
@@ -266,7 +277,9 @@ def _lineage_json(lineage: Lineage | None) -> dict[str, Any]:
 
 _TAG = "history"
 _FORMATS = ["json", "yjs", "text", "prosemirror", "html"]
+_LINEAGE = ("lineage", "read a history the document retired in a reset (see /lineage)")
 _VERSION_QUERY = (
+    _LINEAGE,
     ("format", "json (default), yjs, text, prosemirror or html", {"enum": _FORMATS}),
     ("root", "for text, prosemirror, html: the root (default the main root)"),
 )
@@ -279,6 +292,7 @@ ROUTES = (
             ("cursor", "the previous page's next"),
             ("gap", "seconds that end an entry (default 300)", {"type": "number"}),
             ("raw", "1: one entry per stored update"),
+            _LINEAGE,
         ),
     ),
     Route(
@@ -302,6 +316,7 @@ ROUTES = (
             ("to_at", "... or its time"),
             ("root", "the root (default the main root)"),
             ("format", "json (default), or html for a rich-text root", {"enum": ["json", "html"]}),
+            _LINEAGE,
         ),
     ),
     Route(
@@ -312,6 +327,7 @@ ROUTES = (
             ("at", "time"),
             ("root", "the root (default the main root)"),
             ("format", "json (default), or html for a rich-text root", {"enum": ["json", "html"]}),
+            _LINEAGE,
         ),
     ),
     Route(
@@ -321,7 +337,7 @@ ROUTES = (
     ),
     Route(
         "GET", _DOC + "/named-versions", _named_list, "Named versions, newest version first",
-        _TAG, (200, "named versions"),
+        _TAG, (200, "named versions"), query=(_LINEAGE,),
     ),
     Route(
         "POST", _DOC + "/named-versions", _named_add, "Name a version", _TAG,
@@ -340,6 +356,7 @@ ROUTES = (
             ("to", "last version (default the newest)"),
             ("limit", "updates, 1-5000 (default 1000)", {"type": "integer"}),
             ("base", "0: leave the base out"),
+            _LINEAGE,
         ),
     ),
     Route(
@@ -350,11 +367,13 @@ ROUTES = (
             ("to", "last version"),
             ("count", "1-200 (default 20)", {"type": "integer"}),
             ("root", "root whose value is returned (default the main root)"),
+            _LINEAGE,
         ),
     ),
     Route(
         "GET", _DOC + "/info", _info,
         "The document's newest version and what its history costs", _TAG, (200, "info"),
+        query=(_LINEAGE,),
     ),
     Route(
         "GET", _DOC + "/lineage", _lineage,

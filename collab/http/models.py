@@ -35,6 +35,7 @@ __all__ = [
     "NameVersion",
     "PatchContent",
     "ReplaceContent",
+    "ResetDocument",
     "RestoreVersion",
     "RevokeToken",
     "json_schemas",
@@ -196,9 +197,22 @@ class RestoreVersion(Body):
     problems = {
         "seq": "bad seq: expected a string or number",
         "at": "bad at: expected a string or number",
+        "lineage": 'give "lineage" as a string',
     }
     seq: Version = Field(None, description="the version's seq")
     at: Version = Field(None, description="... or a time (ISO-8601 or epoch milliseconds)")
+    lineage: str | None = Field(
+        None, description="a retired lineage the version is of (a reset kept its history)"
+    )
+    user: User = None
+
+
+class ResetDocument(Body):
+    """``POST /api/docs/{room}/reset``: start the document over, empty or with text."""
+
+    hint = 'give {} or {"content": "..."}'
+    problems = {"content": 'give "content" as a string'}
+    content: str | None = Field(None, description="the text the new history starts with")
     user: User = None
 
 

@@ -22,24 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from collab.config import Config
 from collab.errors import (
     CloseCode,
-    CollabError,
     DocumentDeleted,
-    MessageTooBig,
-    MissingStructs,
-    RateLimited,
     RoomPoisoned,
     StaleLineage,
 )
+from collab.relay.admission import admit_awareness, admit_update
 from collab.relay.connection import Connection
 from collab.relay.fanout import Fanout, Stats, final_effects
-from collab.relay.persistence import check_backlog, load_room, missing_from_store
+from collab.relay.persistence import check_backlog, load_room
+from collab.relay.remote import RemoteRooms
 from collab.relay.residency import Residency, Rooms, RoomState
 from collab.relay.tasks import Background
 from collab.relay.webhook import Webhooks
@@ -48,13 +45,10 @@ from collab.sync.awareness import announced_name
 from collab.sync.protocol import (
     AwarenessUpdate,
     MessageType,
-    QueryAwareness,
     SyncStep2,
     SyncUpdate,
     decode,
-    encode_awareness,
     encode_query_awareness,
-    encode_update,
     update_payload,
 )
 from collab.sync.room import Append, Room
@@ -66,8 +60,10 @@ __all__ = ["Hub"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-class Hub:
+
+class Hub(RemoteRooms):
     """Every room of this process, and the store behind them.
 
     ``rooms`` is a read-only view of the loaded rooms by name; ``state(name)`` says where
@@ -224,16 +220,16 @@ class Hub:
         try:
             update = update_payload(data)
             if update is not None:  # an Update message: nearly every message, no decode()
-                if self._may_write(conn):
+                if admit_update(conn, self.store, self.config, self.stats):
                     self._carry_out(room, conn, room.receive_update(conn, update, data))
                 return
             if data and data[0] == MessageType.AWARENESS:
                 # Checked before decoding: a flood must cost as little as possible.
-                self._admit_awareness(conn, len(data))
+                admit_awareness(conn, len(data), self.config, self.stats)
             message = decode(data)
             kind = type(message)
             if kind is SyncUpdate or kind is SyncStep2:
-                if not self._may_write(conn):
+                if not admit_update(conn, self.store, self.config, self.stats):
                     return
             elif isinstance(message, AwarenessUpdate) and conn.anonymous:
                 conn.announce(announced_name(message.entries))
@@ -244,37 +240,6 @@ class Hub:
         except StaleLineage:
             self.stats.stale_refused += 1
             raise
-
-    def _may_write(self, conn: Connection) -> bool:
-        """Admit one update from ``conn``, counting it; ``False``: drop it (read-only).
-
-        Raises:
-            Overloaded: the store is too far behind to take more updates.
-            RateLimited: ``conn`` sends updates faster than its limit.
-        """
-        if conn.read_only:
-            log.debug("%r: dropped a write from a read-only member", conn)
-            return False
-        check_backlog(self.store, self.config)
-        bucket = conn.bucket
-        if bucket is not None and not bucket.take(time.monotonic()):
-            raise RateLimited("too many updates, slow down")
-        self.stats.updates_in += 1
-        return True
-
-    def _admit_awareness(self, conn: Connection, size: int) -> None:
-        """Admit one awareness message of ``size`` bytes from ``conn``.
-
-        Raises:
-            MessageTooBig: larger than ``max_awareness_size``.
-            RateLimited: ``conn`` sends awareness faster than its limit.
-        """
-        if size > self.config.max_awareness_size:
-            raise MessageTooBig("awareness update too large")
-        bucket = conn.awareness_bucket
-        if bucket is not None and not bucket.take(time.monotonic()):
-            self.stats.awareness_limited += 1
-            raise RateLimited("too many awareness updates, slow down")
 
     # --- lifecycle: every state change goes through _move ----------------------------------
 
@@ -309,18 +274,26 @@ class Hub:
                 raise
             # Loaded (a failed load raised above); look again: it may have moved on.
 
-    def _start_load(self, name: str, stale: Residency | None) -> Residency:
+    def _start_load(
+        self,
+        name: str,
+        stale: Residency | None,
+        before: Callable[[], Awaitable[object]] | None = None,
+    ) -> Residency:
         if stale is None:
             slot = self._slots[name] = Residency(name)
         else:
             slot = stale
             self._move(slot, RoomState.LOADING)
         slot.task = asyncio.create_task(
-            self._load(slot, stale=stale is not None), name=f"collab-load-{name}"
+            self._load(slot, stale is not None or before is not None, before),
+            name=f"collab-load-{name}",
         )
         return slot
 
-    async def _load(self, slot: Residency, stale: bool) -> Room[Connection]:
+    async def _load(
+        self, slot: Residency, stale: bool, before: Callable[[], Awaitable[object]] | None
+    ) -> Room[Connection]:
         name, cluster = slot.name, self.cluster
         try:
             if stale:
@@ -329,6 +302,8 @@ class Hub:
                 async with self.store.bounded():
                     await self.store.flush()
                 stale = False
+            if before is not None:
+                await before()  # the history is replaced while joiners wait
             if cluster is not None:
                 # Subscribe first and hold what arrives meanwhile: an update another node
                 # relays during the load is applied after it, not lost.
@@ -414,25 +389,57 @@ class Hub:
     def _reset(self, room: Room[Connection]) -> None:
         """Throw away ``room``, whose document panicked in yrs: close its members with 1011
         (they reconnect and re-send what they hold), and let the next join reload it."""
-        name = room.name
-        slot = self._slots.get(name)
+        if self._throw_away(room, CloseCode.INTERNAL_ERROR, "document reset, reconnect"):
+            self.stats.rooms_reset += 1
+            log.error(
+                "room %r reset: its document failed in yrs; members closed with 1011, "
+                "reloading from the store at the next join",
+                room.name,
+            )
+
+    def _throw_away(self, room: Room[Connection], code: CloseCode, reason: str) -> bool:
+        """Move ``room`` to RESET, closing its members with ``code``; ``False`` if it was
+        thrown away already. The next join loads it again, after its rows are committed."""
+        slot = self._slots.get(room.name)
         if slot is None or slot.room is not room:
-            return  # reset already
+            return False
         self._move(slot, RoomState.RESET)
         members = list(room.members)
         room.members.clear()
         self.members -= len(members)
         for member in members:
-            member.close(CloseCode.INTERNAL_ERROR, "document reset, reconnect")
+            member.close(code, reason)
         if self.cluster is not None:
-            self.cluster.unsubscribe(name)
-        self.stats.rooms_reset += 1
-        log.error(
-            "room %r reset: its document failed in yrs; %d members closed with 1011, "
-            "reloading from the store at the next join",
-            name,
-            len(members),
-        )
+            self.cluster.unsubscribe(room.name)
+        return True
+
+    async def start_over(
+        self, name: str, change: Callable[[], Awaitable[T]] | None = None
+    ) -> T | None:
+        """Room ``name``'s history was (``change=None``: elsewhere) or is now replaced:
+        close its members with 4410, commit what it queued, run ``change`` (the store's
+        transaction, e.g. ``DocumentStore.reset``), and load the room again. Joiners wait
+        for that load, so nobody joins the old history in between, and nothing the old
+        room queued lands in the new one. Returns what ``change`` returned.
+        """
+        slot = self._slots.get(name)
+        while slot is not None and slot.state is RoomState.LOADING and slot.task is not None:
+            await asyncio.wait([slot.task])  # never two loads of one room
+            slot = self._slots.get(name)
+        if slot is not None and slot.room is not None:
+            self._throw_away(slot.room, CloseCode.LINEAGE_RETIRED, "the document was reset")
+            log.info("room %r started over: its history was replaced", name)
+        elif slot is None and change is None:
+            return None  # not loaded here: nothing to throw away
+        done: list[T] = []
+        slot = self._start_load(name, slot, change and (lambda: _keep(change, done)))
+        task = slot.task
+        assert task is not None
+        try:
+            await asyncio.shield(task)
+        finally:
+            self._settle_name(name)
+        return done[0] if done else None
 
     def _spawn(
         self, coro: Coroutine[Any, Any, None], what: str, room: Room[Connection]
@@ -440,59 +447,6 @@ class Hub:
         """Run ``coro`` in the background: referenced until done, a failure logged."""
         return self._background.spawn(coro, name=f"collab-{what}-{room.name}")
 
-    # --- several nodes (collab.relay.cluster) -------------------------------------------------
 
-    def receive_remote(self, name: str, origin: str, data: bytes) -> None:
-        """Apply a message another node published for room ``name`` to local members."""
-        slot = self._slots.get(name)
-        if slot is None:
-            return
-        if slot.buffered is not None:  # loading: applied once the load is done
-            slot.buffered.append((origin, data))
-            return
-        room = slot.room
-        if room is None:
-            return
-        try:
-            message = decode(data)
-            if isinstance(message, QueryAwareness):
-                local = room.local_awareness()
-                if local and self.cluster is not None:
-                    self.cluster.publish(name, encode_awareness(local))
-                return
-            effects = room.receive_remote(origin, message, data)
-        except RoomPoisoned:
-            self._reset(room)
-            return
-        except MissingStructs:
-            # Relayed before what it builds on reached us: catch up from the database.
-            self._spawn(self._catch_up(room, 0.0), "catch-up", room)
-            return
-        except CollabError as exc:
-            log.warning("ignored an invalid message from node %s: %s", origin, exc.reason)
-            return
-        self._carry_out(room, None, effects, publish=False)
-
-    def forget_node(self, origin: str) -> None:
-        """Another node died: remove its clients' awareness from every room here."""
-        for room in list(self.rooms.values()):
-            self._carry_out(room, None, room.forget_node(origin), publish=False)
-
-    def resync_all(self) -> None:
-        """Catch every loaded room up from the database (after missing relayed messages)."""
-        for room in list(self.rooms.values()):
-            self._spawn(self._catch_up(room, 0.0), "catch-up", room)
-            self._spawn(
-                self._catch_up(room, 3 * self.config.commit_interval + 0.5), "catch-up", room
-            )
-
-    async def _catch_up(self, room: Room[Connection], delay: float) -> None:
-        """After ``delay`` seconds, apply what the database has that ``room`` lacks."""
-        if delay:
-            await asyncio.sleep(delay)
-        if self.rooms.get(room.name) is not room:
-            return
-        missing = await missing_from_store(self.store, room)
-        if missing is not None and self.rooms.get(room.name) is room:
-            effects = room.receive_remote("", SyncUpdate(missing), encode_update(missing))
-            self._carry_out(room, None, effects, publish=False)
+async def _keep(change: Callable[[], Awaitable[T]], into: list[T]) -> None:
+    into.append(await change())

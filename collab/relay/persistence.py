@@ -78,6 +78,7 @@ async def load_room(store: Store, config: Config, name: str) -> tuple[Room[Conne
         max_size=config.max_document_size,
         # Lineages the name retired: their holders' uploads are refused (4410).
         retired=Retired(loaded.retired) if loaded.retired else None,
+        lineage=loaded.lineage,
     )
     if room.doc_id < 0:
         # A new document has nothing to replay: no await since ``load``, so the writer

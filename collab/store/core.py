@@ -30,6 +30,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     Select,
+    String,
     bindparam,
     cast,
     null,
@@ -75,6 +76,8 @@ class Loaded:
     """Set when the document is deleted: the hub refuses to open its room."""
     retired: list[bytes] = field(default_factory=list)
     """The state vectors of the lineages its name retired (``collab.sync.lineage``)."""
+    lineage: str | None = None
+    """Its current lineage (``None`` for a document not created yet)."""
 
 
 def _newest_checkpoint_query(doc_id: int, upto_seq: int | None) -> Select[int, bytes]:
@@ -126,12 +129,15 @@ class _Statement:
 # stays one round trip for a name that never retired anything, and for one that did.
 _FIND = _Statement(
     lambda: union_all(
-        select(Document.id, Document.deleted_ms, cast(null(), LargeBinary)).where(
-            Document.name == bindparam("name")
-        ),
-        select(cast(null(), Integer), cast(null(), BigInteger), RetiredLineage.state_vector).where(
-            RetiredLineage.name == bindparam("name")
-        ),
+        select(
+            Document.id, Document.deleted_ms, Document.lineage, cast(null(), LargeBinary)
+        ).where(Document.name == bindparam("name")),
+        select(
+            cast(null(), Integer),
+            cast(null(), BigInteger),
+            cast(null(), String),
+            RetiredLineage.state_vector,
+        ).where(RetiredLineage.name == bindparam("name")),
     )
 )
 _NEWEST_CHECKPOINT = _Statement(
@@ -155,11 +161,12 @@ def _load_rows(conn: Connection, name: str) -> tuple[Loaded | None, list[bytes]]
     """What room ``name`` needs to start (``None`` if there is no such document), and
     the retired lineages of its name (a purged name has them without a document)."""
     found = _FIND.run(conn, name=name)
-    retired = [bytes(r[2]) for r in found if r[2] is not None]
+    retired = [bytes(r[3]) for r in found if r[3] is not None]
     documents = [r for r in found if r[0] is not None]
     if not documents:
         return None, retired
-    return document_rows(conn, documents[0][0], documents[0][1]), retired
+    doc_id, deleted_ms, lineage = documents[0][:3]
+    return replace(document_rows(conn, doc_id, deleted_ms), lineage=lineage), retired
 
 
 def document_rows(conn: Connection, doc_id: int, deleted_ms: int | None) -> Loaded:

@@ -19,6 +19,7 @@ from collab.store.models import (
     RetiredLineage,
     RevokedToken,
     UpdateRow,
+    archived_name,
     new_lineage,
 )
 
@@ -26,6 +27,7 @@ __all__ = [
     "DocumentState",
     "DocumentStore",
     "Lineage",
+    "Reset",
     "RetiredInfo",
     "StateVectorOf",
     "TokenStore",
@@ -107,17 +109,21 @@ class DocumentStore:
         return bool(result.rowcount)
 
     async def deleted_among(self, names: list[str]) -> set[str]:
-        """Which of ``names`` are deleted (a server checks its loaded rooms)."""
-        found: set[str] = set()
+        """Which of ``names`` are deleted."""
+        return {n for n, (deleted, _) in (await self.states_among(names)).items() if deleted}
+
+    async def states_among(self, names: list[str]) -> dict[str, tuple[bool, str | None]]:
+        """Whether each of ``names`` that has a document is deleted, and its lineage (a
+        server checks its loaded rooms: deleted, or replaced, elsewhere)."""
+        found: dict[str, tuple[bool, str | None]] = {}
         async with self.store.connect() as conn:
             for start in range(0, len(names), _NAMES_PER_QUERY):
                 rows = await conn.execute(
-                    select(Document.name).where(
-                        Document.name.in_(names[start : start + _NAMES_PER_QUERY]),
-                        Document.deleted_ms.is_not(None),
+                    select(Document.name, Document.deleted_ms, Document.lineage).where(
+                        Document.name.in_(names[start : start + _NAMES_PER_QUERY])
                     )
                 )
-                found.update(rows.scalars())
+                found.update((r[0], (r[1] is not None, r[2])) for r in rows)
         return found
 
     async def purge(
@@ -159,11 +165,77 @@ class DocumentStore:
                     continue
                 if state_vector is not None:
                     await retire(conn, doc_id, name, lineage, "purged", state_vector)
-                for table in (NamedVersionRow, CompactionRow, CheckpointRow, UpdateRow):
-                    await conn.execute(delete(table).where(table.doc_id == doc_id))
-                await conn.execute(delete(Document).where(Document.id == doc_id))
+                # The histories its resets archived go with it: a purge removes the name's
+                # content (their state vectors stay, as the purged history's does).
+                archives = (
+                    await conn.execute(
+                        select(RetiredLineage.doc_id).where(
+                            RetiredLineage.name == name, RetiredLineage.doc_id.is_not(None)
+                        )
+                    )
+                ).scalars()
+                for gone in [doc_id, *archives]:
+                    await _delete_rows(conn, gone)
+                await conn.execute(
+                    update(RetiredLineage).where(RetiredLineage.name == name).values(doc_id=None)
+                )
             purged.append(name)
         return purged
+
+    async def reset(
+        self,
+        name: str,
+        state_vector: StateVectorOf,
+        content: bytes | None = None,
+        author: str | None = None,
+        connection_id: str | None = None,
+    ) -> Reset | None:
+        """Start document ``name`` over with a new lineage, in one transaction: its
+        history is retired (its state vector kept, as for a replacement) and archived,
+        still readable through ``archived``; the new history is empty, or holds the one
+        update ``content`` (seq 1, by ``author``). ``None`` if there is no such document
+        (or it is deleted).
+
+        The caller must make sure no room of ``name`` is live while this runs
+        (``Hub.start_over``): a room's queued rows would land in the archive.
+        """
+        async with self.store.begin(bounded=False) as conn:
+            found = (
+                await conn.execute(
+                    select(Document.id, Document.lineage).where(
+                        Document.name == name, Document.deleted_ms.is_(None)
+                    )
+                )
+            ).first()
+            if found is None:
+                return None
+            old_id, old_lineage = found
+            await retire(conn, old_id, name, old_lineage, "reset", state_vector, keep=True)
+            await conn.execute(
+                update(Document).where(Document.id == old_id).values(name=archived_name(old_id))
+            )
+            at = now_ms()
+            lineage = new_lineage()
+            result = await conn.execute(
+                insert(Document).values(name=name, created_ms=at, lineage=lineage)
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            new_id = int(key[0])
+            seq = 0
+            if content is not None:
+                seq = 1
+                await conn.execute(
+                    insert(UpdateRow).values(
+                        doc_id=new_id,
+                        seq=seq,
+                        created_ms=at,
+                        data=content,
+                        connection_id=connection_id,
+                        author=author,
+                    )
+                )
+        return Reset(name, old_lineage, lineage, seq)
 
     async def lineage(self, name: str) -> Lineage | None:
         """Which history document ``name`` has now, and which it retired (oldest first);
@@ -177,13 +249,16 @@ class DocumentStore:
             rows = (
                 await conn.execute(
                     select(
-                        RetiredLineage.lineage, RetiredLineage.retired_ms, RetiredLineage.reason
+                        RetiredLineage.lineage,
+                        RetiredLineage.retired_ms,
+                        RetiredLineage.reason,
+                        RetiredLineage.doc_id,
                     )
                     .where(RetiredLineage.name == name)
                     .order_by(RetiredLineage.id)
                 )
             ).all()
-        return Lineage(found[0], [RetiredInfo(r[0], r[1], r[2]) for r in rows])
+        return Lineage(found[0], [RetiredInfo(r[0], r[1], r[2], r[3] is not None) for r in rows])
 
 
 StateVectorOf = Callable[[list[bytes]], bytes]
@@ -207,6 +282,20 @@ class RetiredInfo:
     lineage: str | None
     retired_ms: int
     reason: str
+    readable: bool = False
+    """Its history is kept (a reset archived it): the history API reads it with
+    ``?lineage=``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """What ``DocumentStore.reset`` did: the lineage it retired and the one it started."""
+
+    name: str
+    retired: str | None
+    lineage: str
+    seq: int
+    """The new history's newest seq: 1 with content, else 0."""
 
 
 async def retire(
@@ -216,17 +305,21 @@ async def retire(
     lineage: str | None,
     reason: str,
     state_vector: StateVectorOf,
+    *,
+    keep: bool = False,
 ) -> None:
     """Keep the state vector of document ``doc_id``'s history as a retired lineage of
-    ``name`` (in the caller's transaction, before its rows are replaced or removed).
+    ``name`` (in the caller's transaction, before its rows are replaced or removed); with
+    ``keep``, the rows stay under ``doc_id`` (archived by a reset) and the retired
+    lineage points at them.
 
     The rows are read as a room load reads them (``document_rows``); ``state_vector`` is
     Yjs work, done in a worker thread rather than on the loop with the write lock held."""
     loaded = await conn.run_sync(document_rows, doc_id, None)
     rows = ([] if loaded.checkpoint is None else [loaded.checkpoint]) + loaded.updates
-    if not rows:
+    if not rows and not keep:
         return  # an empty history: nobody can hold anything of it
-    encoded = await asyncio.to_thread(state_vector, rows)
+    encoded = await asyncio.to_thread(state_vector, rows) if rows else b"\x00"
     await conn.execute(
         insert(RetiredLineage).values(
             name=name,
@@ -234,8 +327,16 @@ async def retire(
             retired_ms=now_ms(),
             reason=reason,
             state_vector=encoded,
+            doc_id=doc_id if keep else None,
         )
     )
+
+
+async def _delete_rows(conn: AsyncConnection, doc_id: int) -> None:
+    """Remove document ``doc_id`` and every row of its history."""
+    for table in (NamedVersionRow, CompactionRow, CheckpointRow, UpdateRow):
+        await conn.execute(delete(table).where(table.doc_id == doc_id))
+    await conn.execute(delete(Document).where(Document.id == doc_id))
 
 
 class TokenStore:

@@ -18,6 +18,7 @@ from collab.store.models import (
     Document,
     RetiredLineage,
     UpdateRow,
+    listed,
     new_lineage,
 )
 
@@ -92,7 +93,7 @@ class DumpStore:
                 await conn.execution_options(isolation_level="REPEATABLE READ")
             query = select(
                 Document.id, Document.name, Document.created_ms, Document.lineage
-            ).where(Document.deleted_ms.is_(None))
+            ).where(Document.deleted_ms.is_(None), listed())
             if names is not None:
                 query = query.where(Document.name.in_(names))
             documents = (await conn.execute(query.order_by(Document.name))).all()

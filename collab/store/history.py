@@ -10,14 +10,17 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from collab.row import Row
+from collab.row import MergedRun, Row
 from collab.store.core import Store, newest_checkpoint, now_ms
 from collab.store.models import (
+    ARCHIVED,
     CheckpointRow,
     CompactionRow,
     Document,
     NamedVersionRow,
+    RetiredLineage,
     UpdateRow,
+    listed,
 )
 
 __all__ = ["DocumentHead", "HistoryStore", "MergedRun", "NamedVersion", "Storage", "VersionSource"]
@@ -76,19 +79,6 @@ class Storage:
     checkpoint_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class MergedRun:
-    """A run of rows ``first_seq..last_seq`` (``rows`` of them) to replace by one row."""
-
-    first_seq: int
-    last_seq: int
-    rows: int
-    data: bytes
-    created_ms: int
-    author: str | None
-    connection_id: str | None
-
-
 class HistoryStore:
     """History's queries over a ``Store``'s database (SQL only; no Yjs)."""
 
@@ -119,11 +109,35 @@ class HistoryStore:
             ).first()
         return None if row is None else DocumentHead(row[0], name, row[1], row[2] or 0)
 
+    async def lineage(self, name: str, lineage: str) -> DocumentHead | None:
+        """History ``lineage`` of document ``name``: its current one, or one a reset
+        retired and kept (an archived document: ``models.archived_name``); ``None`` if
+        there is no such history (never kept, or the document is deleted)."""
+        last = select(func.max(UpdateRow.seq)).where(UpdateRow.doc_id == Document.id)
+        kept = select(RetiredLineage.doc_id).where(
+            RetiredLineage.name == name, RetiredLineage.lineage == lineage
+        )
+        async with self.store.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(Document.id, Document.created_ms, last.scalar_subquery())
+                    .where(
+                        Document.deleted_ms.is_(None),
+                        ((Document.name == name) & (Document.lineage == lineage))
+                        | (Document.name.like(ARCHIVED + "%") & Document.id.in_(kept)),
+                    )
+                    .limit(1)
+                )
+            ).first()
+        return None if row is None else DocumentHead(row[0], name, row[1], row[2] or 0)
+
     async def document_names(self) -> list[str]:
         """Every document's name, in name order (deleted documents left out)."""
         async with self.store.connect() as conn:
             names = await conn.execute(
-                select(Document.name).where(Document.deleted_ms.is_(None)).order_by(Document.name)
+                select(Document.name)
+                .where(Document.deleted_ms.is_(None), listed())
+                .order_by(Document.name)
             )
             return list(names.scalars())
 

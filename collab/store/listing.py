@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from collab.store.models import CheckpointRow, Document, UpdateRow
+from collab.store.models import CheckpointRow, Document, UpdateRow, listed as listed_documents
 
 __all__ = ["DocumentInfo", "list_documents"]
 
@@ -50,7 +50,7 @@ async def list_documents(
     )
     listed = select(
         Document.id, Document.name, Document.created_ms, updated.label("updated_ms")
-    ).where(Document.deleted_ms.is_(None))
+    ).where(Document.deleted_ms.is_(None), listed_documents())
     if contains:
         listed = listed.where(Document.name.icontains(contains, autoescape=True))
     docs = listed.subquery()

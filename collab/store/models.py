@@ -24,6 +24,7 @@ import secrets
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -39,7 +40,25 @@ def new_lineage() -> str:
     return secrets.token_hex(8)
 
 
+ARCHIVED = "\x1f"
+"""The first character of an archived document's name: the row that keeps the history a
+reset retired readable (``retired_lineages.doc_id`` points at it). No room can be called
+that (room names have no control characters), so no client, REST call or load reaches it
+by name, and listings leave such rows out."""
+
+
+def archived_name(doc_id: int) -> str:
+    """The name document ``doc_id`` takes when a reset archives its history."""
+    return f"{ARCHIVED}archived:{doc_id}"
+
+
+def listed() -> ColumnElement[bool]:
+    """A condition on ``documents``: the documents people see, not archived histories."""
+    return Document.name.not_like(ARCHIVED + "%")
+
+
 __all__ = [
+    "ARCHIVED",
     "Base",
     "CheckpointRow",
     "CompactionRow",
@@ -48,6 +67,8 @@ __all__ = [
     "RetiredLineage",
     "RevokedToken",
     "UpdateRow",
+    "archived_name",
+    "listed",
     "new_lineage",
 ]
 
@@ -92,9 +113,14 @@ class RetiredLineage(Base):
     lineage: Mapped[str | None] = mapped_column(String(32))
     retired_ms: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(String(32))
-    """Why: ``replaced`` (a load over it) or ``purged`` (deleted, then removed)."""
+    """Why: ``replaced`` (a load over it), ``purged`` (deleted, then removed) or ``reset``
+    (started over on purpose, its history kept)."""
     state_vector: Mapped[bytes] = mapped_column(LargeBinary)
     """Its state vector when it was retired: the clients and clocks of its structs."""
+    doc_id: Mapped[int | None] = mapped_column(Integer)
+    """The archived document row (``archived_name``) that still holds this history, for
+    a reset; ``None`` when the history is gone (replaced, purged). No foreign key: SQLite
+    cannot add one to an existing table without rebuilding it (migration 0006)."""
 
 
 class UpdateRow(Base):

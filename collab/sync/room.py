@@ -189,6 +189,10 @@ class Room(Generic[M]):
     retired: Retired | None = None
     """The lineages this document retired: updates carrying their structs are refused
     (``collab.sync.lineage``). ``None``: it never retired one."""
+    lineage: str | None = None
+    """Which history of its name this room holds (``None``: not known yet, a document
+    created after the room opened). A server that finds another one stored starts the
+    room over (``Hub.start_over``)."""
 
     def __post_init__(self) -> None:
         self._sync_clocks()

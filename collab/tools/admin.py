@@ -125,6 +125,50 @@ def purge(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def reset(config: Config, args: argparse.Namespace) -> int:
+    """Start document ``args.room`` over with a new lineage, empty or with the text of
+    ``args.content``; its old history stays readable as a retired lineage
+    (docs/lineage.md). Running servers close its editors with 4410 and reload it within
+    ``revocation_poll`` seconds."""
+    from collab.history.edit import text_update
+    from collab.history.replay import TEXT_ROOT
+    from collab.store import DocumentStore, Store
+    from collab.sync.lineage import state_vector_of
+
+    content = None
+    if args.content is not None:
+        try:
+            with open(args.content, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"collab: cannot read {args.content}: {exc}", file=sys.stderr)
+            return 2
+        if len(text.encode()) > config.max_document_size:
+            print(f"collab: {args.content} is larger than max_document_size", file=sys.stderr)
+            return 2
+        content = text_update(text, TEXT_ROOT) if text else None
+
+    async def run() -> Any:
+        store = Store(database_url(config.db))
+        await store.open()
+        try:
+            return await DocumentStore(store).reset(
+                args.room, state_vector_of, content, args.user, "cli-reset"
+            )
+        finally:
+            await store.close()
+
+    done = asyncio.run(run())
+    if done is None:
+        print(f"collab: no document named {args.room!r}", file=sys.stderr)
+        return 1
+    print(
+        f"reset {args.room!r}: lineage {done.retired} retired (its history kept), now "
+        f"{done.lineage}; running servers reload it within {config.revocation_poll:g}s"
+    )
+    return 0
+
+
 def add_backup_commands(commands: Any) -> None:
     """Add ``backup``, ``dump`` and ``load`` to the parser's commands."""
     backup = commands.add_parser(

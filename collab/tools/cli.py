@@ -1,8 +1,9 @@
 """Command line: the parser, settings, logging and ``main``.
 
 The commands live by concept: ``serve`` (the server), ``admin`` (``db upgrade``, ``token
-create | revoke``, ``purge``, ``backup | dump | load``) and ``history`` (``history | show |
-export | compact``); this module only wires their flags and runs the one chosen.
+create | revoke``, ``purge``, ``reset``, ``backup | dump | load``) and ``history``
+(``history | show | export | compact``); this module only wires their flags and runs the
+one chosen.
 
 Settings come from flags, then ``COLLAB_*`` environment variables, then the TOML file
 given with ``--config`` (or ``COLLAB_CONFIG``), then defaults.
@@ -111,6 +112,15 @@ def _parser() -> argparse.ArgumentParser:
     purge.set_defaults(func=admin.purge)
     common(purge)
     purge.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
+    start_over = commands.add_parser(
+        "reset",
+        help="start a document over with a new lineage (its history kept, its copies refused)",
+    )
+    start_over.set_defaults(func=admin.reset)
+    common(start_over)
+    start_over.add_argument("room", metavar="ROOM", help="the document")
+    start_over.add_argument("--content", metavar="FILE", help="UTF-8 text it starts with")
+    start_over.add_argument("--user", help="the author of that text")
     add_history_commands(commands)
     admin.add_backup_commands(commands)
     return parser
