@@ -180,15 +180,10 @@ async def _watch(app: web.Application) -> None:
             log.exception("reading revoked tokens and deleted documents failed")
             continue
         close_revoked(app)
-        for name, (deleted, lineage) in states.items():
-            room = hub.rooms.get(name)
-            if room is None:
-                continue
-            if deleted:
+        for name, status in states.items():
+            if status.deleted:
                 await hub.evict(name)
-            elif room.lineage is None:
-                room.lineage = lineage  # created after the room opened: learn it
-            elif lineage != room.lineage:
+            elif hub.replaced(name, status.lineage, status.retired_ms):
                 await hub.start_over(name)  # reset or replaced elsewhere: 4410, reload
 
 

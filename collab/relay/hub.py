@@ -25,6 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from collab.clock import now_ms
 from collab.config import Config
 from collab.errors import (
     CloseCode,
@@ -323,7 +324,7 @@ class Hub(RemoteRooms):
         self.stats.quarantined += skipped
         self.stats.rooms_loaded += 1
         buffered, slot.buffered, slot.task = slot.buffered or [], None, None
-        slot.room = room
+        slot.room, slot.loaded_ms = room, now_ms()
         self._move(slot, RoomState.LIVE)
         for origin, data in buffered:
             self.receive_remote(name, origin, data)
@@ -389,29 +390,49 @@ class Hub(RemoteRooms):
     def _reset(self, room: Room[Connection]) -> None:
         """Throw away ``room``, whose document panicked in yrs: close its members with 1011
         (they reconnect and re-send what they hold), and let the next join reload it."""
-        if self._throw_away(room, CloseCode.INTERNAL_ERROR, "document reset, reconnect"):
+        members = self._throw_away(room, CloseCode.INTERNAL_ERROR, "document reset, reconnect")
+        if members:
             self.stats.rooms_reset += 1
             log.error(
-                "room %r reset: its document failed in yrs; members closed with 1011, "
+                "room %r reset: its document failed in yrs; %d members closed with 1011, "
                 "reloading from the store at the next join",
                 room.name,
+                len(members),
             )
 
-    def _throw_away(self, room: Room[Connection], code: CloseCode, reason: str) -> bool:
-        """Move ``room`` to RESET, closing its members with ``code``; ``False`` if it was
-        thrown away already. The next join loads it again, after its rows are committed."""
+    def _throw_away(
+        self, room: Room[Connection], code: CloseCode, reason: str, *, close: bool = True
+    ) -> list[Connection]:
+        """Move ``room`` to RESET and return its members, closed with ``code`` unless
+        ``close`` is false (the caller closes them); ``[]`` if it was thrown away already.
+        The next join loads it again, after its rows are committed."""
         slot = self._slots.get(room.name)
         if slot is None or slot.room is not room:
-            return False
+            return []
         self._move(slot, RoomState.RESET)
         members = list(room.members)
         room.members.clear()
         self.members -= len(members)
-        for member in members:
-            member.close(code, reason)
+        if close:
+            for member in members:
+                member.close(code, reason)
         if self.cluster is not None:
             self.cluster.unsubscribe(room.name)
-        return True
+        return members
+
+    def replaced(self, name: str, lineage: str | None, retired_ms: int | None) -> bool:
+        """Whether room ``name`` holds another history than the stored one, ``lineage``
+        (its name last retired one at ``retired_ms``). A room opened before its document
+        existed learns the lineage here, unless a retirement came after it was loaded."""
+        slot = self._slots.get(name)
+        room = None if slot is None else slot.room
+        if slot is None or room is None:
+            return False
+        if room.lineage is None:
+            if retired_ms is not None and retired_ms >= slot.loaded_ms:
+                return True
+            room.lineage = lineage
+        return lineage != room.lineage
 
     async def start_over(
         self, name: str, change: Callable[[], Awaitable[T]] | None = None
@@ -426,8 +447,11 @@ class Hub(RemoteRooms):
         while slot is not None and slot.state is RoomState.LOADING and slot.task is not None:
             await asyncio.wait([slot.task])  # never two loads of one room
             slot = self._slots.get(name)
+        members: list[Connection] = []
         if slot is not None and slot.room is not None:
-            self._throw_away(slot.room, CloseCode.LINEAGE_RETIRED, "the document was reset")
+            # Closed once the new history is stored: a client that asks which history
+            # the document has when it is refused must hear of the new one.
+            members = self._throw_away(slot.room, CloseCode.LINEAGE_RETIRED, "", close=False)
             log.info("room %r started over: its history was replaced", name)
         elif slot is None and change is None:
             return None  # not loaded here: nothing to throw away
@@ -438,6 +462,8 @@ class Hub(RemoteRooms):
         try:
             await asyncio.shield(task)
         finally:
+            for member in members:
+                member.close(CloseCode.LINEAGE_RETIRED, "the document was reset")
             self._settle_name(name)
         return done[0] if done else None
 

@@ -86,9 +86,10 @@ class Residency:
         task: the load task (LOADING) or the unload task (UNLOADING, EVICTED), if any.
         timer: the grace timer, in DRAINING only.
         buffered: messages other nodes relayed during a load, applied after it.
+        loaded_ms: when the room was last loaded, in milliseconds since the epoch.
     """
 
-    __slots__ = ("buffered", "name", "room", "state", "task", "timer")
+    __slots__ = ("buffered", "loaded_ms", "name", "room", "state", "task", "timer")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -97,6 +98,7 @@ class Residency:
         self.task: asyncio.Task[None] | asyncio.Task[Room[Connection]] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.buffered: list[tuple[str, bytes]] | None = None
+        self.loaded_ms = 0  # when the room was last loaded (wall clock, as the database's)
 
     def __repr__(self) -> str:
         return f"<Residency {self.name!r} {self.state.name}>"

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,6 +25,7 @@ from collab.store.models import (
 
 __all__ = [
     "DocumentState",
+    "DocumentStatus",
     "DocumentStore",
     "Lineage",
     "Reset",
@@ -110,20 +111,25 @@ class DocumentStore:
 
     async def deleted_among(self, names: list[str]) -> set[str]:
         """Which of ``names`` are deleted."""
-        return {n for n, (deleted, _) in (await self.states_among(names)).items() if deleted}
+        return {n for n, status in (await self.states_among(names)).items() if status.deleted}
 
-    async def states_among(self, names: list[str]) -> dict[str, tuple[bool, str | None]]:
-        """Whether each of ``names`` that has a document is deleted, and its lineage (a
-        server checks its loaded rooms: deleted, or replaced, elsewhere)."""
-        found: dict[str, tuple[bool, str | None]] = {}
+    async def states_among(self, names: list[str]) -> dict[str, DocumentStatus]:
+        """Each of ``names`` that has a document: deleted or not, its lineage, and when
+        its name last retired one (a server checks its loaded rooms against these)."""
+        retired = (
+            select(func.max(RetiredLineage.retired_ms))
+            .where(RetiredLineage.name == Document.name)
+            .scalar_subquery()
+        )
+        found: dict[str, DocumentStatus] = {}
         async with self.store.connect() as conn:
             for start in range(0, len(names), _NAMES_PER_QUERY):
                 rows = await conn.execute(
-                    select(Document.name, Document.deleted_ms, Document.lineage).where(
+                    select(Document.name, Document.deleted_ms, Document.lineage, retired).where(
                         Document.name.in_(names[start : start + _NAMES_PER_QUERY])
                     )
                 )
-                found.update((r[0], (r[1] is not None, r[2])) for r in rows)
+                found.update((r[0], DocumentStatus(r[1] is not None, r[2], r[3])) for r in rows)
         return found
 
     async def purge(
@@ -285,6 +291,16 @@ class RetiredInfo:
     readable: bool = False
     """Its history is kept (a reset archived it): the history API reads it with
     ``?lineage=``."""
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentStatus:
+    """What a server checks of a loaded room's document (``DocumentStore.states_among``)."""
+
+    deleted: bool
+    lineage: str | None
+    retired_ms: int | None
+    """When its name last retired a lineage, if ever."""
 
 
 @dataclass(frozen=True, slots=True)

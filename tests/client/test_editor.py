@@ -556,3 +556,46 @@ async def test_a_replaced_document_offers_the_offline_copy(
                 await wait_state(bo, "saved")
                 assert await text_of(bo) == "a brand new history."
                 assert await server_text(session, fifth, "other") == "a brand new history."
+
+
+async def test_a_reset_document_offers_the_offline_copy(
+    config: Config, browser: Browser, session: aiohttp.ClientSession, shots: Shots
+) -> None:
+    """A document reset (``POST .../reset``) while a tab has it open: the server closes
+    the tab with 4410 and the page offers its copy, then opens the new history. A tab
+    closed before the reset learns it from the lineage when it opens the document again,
+    and uploads nothing."""
+    async with start_server(config) as server:
+
+        async def reset(room: str, content: str) -> None:
+            url = f"{server.http}/api/docs/{room}/reset"
+            async with session.post(url, json={"content": content}) as response:
+                assert response.status == 200, await response.text()
+
+        async with person(browser, server.http, "Ada") as ada:
+            await ada.goto(editor_path("lin"))
+            await wait_state(ada, "saved")
+            await type_at(ada, "end", "before the reset.")
+            await wait_state(ada, "saved")
+            await reset("lin", "a fresh start.")
+            await ada.wait_for_selector("[data-testid=problem] >> text=was replaced")
+            assert await state_of(ada) == "refused"
+            await shots.take(ada, "reset-while-open")
+            assert "before the reset." in await _downloaded(ada)
+            await ada.click("[data-testid=open-current]")
+            await wait_state(ada, "saved")
+            assert await text_of(ada) == "a fresh start."
+        async with person(browser, server.http, "Bo") as bo:
+            await bo.goto(editor_path("notes"))
+            await wait_state(bo, "saved")
+            await type_at(bo, "end", "Bo's notes.")
+            await wait_state(bo, "saved")
+            await bo.goto("/")  # the tab moves on; its copy of "notes" stays in IndexedDB
+            await reset("notes", "notes, started over.")
+            await bo.goto(editor_path("notes"))
+            await bo.wait_for_selector("[data-testid=problem] >> text=was replaced")
+            assert await _downloaded(bo) == "Bo's notes."
+            await bo.click("[data-testid=open-current]")
+            await wait_state(bo, "saved")
+            assert await text_of(bo) == "notes, started over."
+        assert await server_text(session, server, "notes") == "notes, started over."

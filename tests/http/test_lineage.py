@@ -1,5 +1,5 @@
-"""Lineage end to end: a document whose history was replaced (``collab load --replace``)
-or purged and created again refuses the clients that still hold the old one, with 4410 on
+"""Lineage end to end: a document whose history was replaced (``collab load --replace``),
+purged and created again, or reset refuses the clients that still hold the old one, with 4410 on
 ``/ws`` (y-websocket stops retrying) and PermissionDenied on ``/hocuspocus``; clients of
 the current history merge as before. See docs/lineage.md."""
 
@@ -14,12 +14,14 @@ import aiohttp
 import pytest
 from pycrdt import Doc, Text
 
+from collab.auth import Access, mint
 from collab.config import Config
 from collab.errors import CloseCode
 from collab.sync.protocol import SyncStep1, decode, encode_sync_step2
 from collab.tools.cli import main
 from tests.conftest import Server, editor, eventually, raw_client, start_server
 from tests.http.api import call
+from tests.http.test_auth import SECRET
 from tests.jsclient import HocuspocusClient, JsClient
 from tests.services import postgres_database
 
@@ -179,3 +181,155 @@ async def test_stale_y_websocket_and_hocuspocus_clients_stop(
     finally:
         await js.quit()
         await hocus.quit()
+
+
+# -- reset: a document started over on purpose --------------------------------------------
+
+
+async def _lineage(session: aiohttp.ClientSession, server: Server, room: str) -> dict[str, Any]:
+    status, body = await call(session, server, "GET", f"/api/docs/{room}/lineage")
+    assert status == 200, body
+    return dict(body)
+
+
+async def test_a_reset_document_refuses_the_old_copy_and_keeps_its_history(
+    any_config: Config, session: aiohttp.ClientSession
+) -> None:
+    """``POST .../reset`` with text: the new history holds just that text, a stale copy's
+    upload is refused with 4410, a client of the new history merges its offline edits
+    after a restart, and the old history is still readable (``?lineage=``) and can be
+    restored from as a new change. On SQLite and on PostgreSQL."""
+    config = any_config
+    async with start_server(config) as server:
+        stale = await _write(session, server, "lin", OLD)
+        before = (await _lineage(session, server, "lin"))["lineage"]
+        status, done = await call(session, server, "POST", "/api/docs/lin/reset", {"content": NEW})
+        assert status == 200, done
+        assert (done["retired"], done["seq"]) == (before, 1) and done["lineage"] != before
+        assert await _content(session, server, "lin") == NEW
+        assert await _upload(session, server, stale) == CloseCode.LINEAGE_RETIRED
+        assert await _content(session, server, "lin") == NEW
+        current: Doc[Any] = Doc()
+        async with editor(session, server.url("lin"), current):
+            pass
+    current.get("content", type=Text).insert(0, "offline: ")  # while the server is down
+    async with start_server(config) as server:
+        async with editor(session, server.url("lin"), current):
+
+            async def merged() -> bool:
+                return await _content(session, server, "lin") == "offline: " + NEW
+
+            await eventually(merged, what="the offline edit merged")
+        lineage = await _lineage(session, server, "lin")
+        assert [
+            (r["lineage"], r["reason"], r["readable"]) for r in lineage["retired_lineages"]
+        ] == [(before, "reset", True)]
+        status, old = await call(
+            session, server, "GET", f"/api/docs/lin/versions?format=text&lineage={before}"
+        )
+        assert (status, old) == (200, OLD)
+        status, page = await call(
+            session, server, "GET", f"/api/docs/lin/history?lineage={before}"
+        )
+        assert status == 200 and page["seq"] >= 1
+        status, _ = await call(
+            session, server, "GET", "/api/docs/lin/history?lineage=0123456789abcdef"
+        )
+        assert status == 404
+        status, restored = await call(
+            session,
+            server,
+            "POST",
+            "/api/docs/lin/restore",
+            {"seq": page["seq"], "lineage": before},
+        )
+        assert status == 200 and restored["changed"], restored
+        assert await _content(session, server, "lin") == OLD
+        assert await _upload(session, server, stale) == CloseCode.LINEAGE_RETIRED
+        status, listed = await call(session, server, "GET", "/api/docs")
+    assert status == 200
+    assert [d["name"] for d in listed["docs"]] == ["lin"]  # the archive is not listed
+
+
+async def test_a_reset_closes_live_editors_with_4410_and_reloads_the_room(
+    config: Config, session: aiohttp.ClientSession
+) -> None:
+    """Editors connected during a reset are closed with 4410 (a y-websocket client stops;
+    a Hocuspocus provider is refused that document); a new joiner gets the empty new
+    history, and nothing the old room held reaches it."""
+    async with start_server(config) as server:
+        port = server.port
+        js = await JsClient.start(server.url("").rstrip("/"), "lin", "live-js")
+        hocus = await HocuspocusClient.start_socket(f"ws://127.0.0.1:{port}/hocuspocus")
+        try:
+            await eventually(js.synced, what="js synced")
+            await js.insert(0, OLD)
+            await hocus.open("lin")
+            await eventually(lambda: hocus.seen("text", doc="lin", text=OLD), what="provider")
+            status, done = await call(session, server, "POST", "/api/docs/lin/reset", {})
+            assert status == 200 and done["seq"] == 0, done
+            await eventually(
+                lambda: js.seen("closed", code=CloseCode.LINEAGE_RETIRED),
+                what="the y-websocket client stopped with 4410",
+            )
+            await eventually(lambda: hocus.seen("denied", doc="lin"), what="provider refused")
+            assert await _content(session, server, "lin") == ""
+            fresh: Doc[Any] = Doc()
+            async with editor(session, server.url("lin"), fresh) as client:
+                assert str(client.text) == ""
+                client.text += NEW
+
+                async def stored() -> bool:
+                    return await _content(session, server, "lin") == NEW
+
+                await eventually(stored, what="the new history's first edit")
+        finally:
+            await js.quit()
+            await hocus.quit()
+
+
+async def test_collab_reset_on_a_running_server_reaches_its_editors(
+    config: Config, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """``collab reset ROOM --content FILE`` while a server runs: within
+    ``revocation_poll`` the server closes the room's editors with 4410 and serves the new
+    history; the stale copy stays refused."""
+    config = config.replace(revocation_poll=0.2)
+    text = tmp_path / "start.txt"
+    text.write_text(NEW, encoding="utf-8")
+    async with start_server(config) as server:
+        stale: Doc[Any] = Doc()
+        async with raw_client(session, server.url("lin")) as watcher:
+            async with editor(session, server.url("lin"), stale) as client:
+                client.text += OLD
+
+                async def stored() -> bool:
+                    return await _content(session, server, "lin") == OLD
+
+                await eventually(stored, what="old text stored")
+                assert await _cli("reset", "lin", "--db", config.db, "--content", str(text)) == 0
+                assert await watcher.closed_with() == CloseCode.LINEAGE_RETIRED
+        assert await _content(session, server, "lin") == NEW
+        assert await _upload(session, server, stale) == CloseCode.LINEAGE_RETIRED
+    assert await _cli("reset", "nobody", "--db", config.db) == 1
+
+
+async def test_only_an_admin_token_may_reset(
+    config: Config, session: aiohttp.ClientSession
+) -> None:
+    """With auth on, a writer without the admin claim gets 403 and the document keeps its
+    lineage; an admin token resets it."""
+    auth = config.replace(auth_secret=SECRET)
+    writer = mint(SECRET, user_id="w", docs=[("*", Access.WRITE)])
+    admin = mint(SECRET, user_id="a", docs=[("*", Access.WRITE)], admin=True)
+    async with start_server(auth) as server:
+        status, _ = await call(session, server, "POST", "/api/docs", {"name": "lin"}, token=writer)
+        assert status == 201
+        status, body = await call(session, server, "POST", "/api/docs/lin/reset", {}, token=writer)
+        assert status == 403, body
+        status, body = await call(session, server, "POST", "/api/docs/lin/reset", {}, token=admin)
+        assert status == 200, body
+        status, body = await call(
+            session, server, "POST", "/api/docs/nobody/reset", {}, token=admin
+        )
+        assert status == 404, body
