@@ -4,10 +4,12 @@ receiver that must not slow the relay, connect and disconnect events."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,7 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 from aiohttp.test_utils import TestServer
 from pycrdt import Doc, Text
 
@@ -542,3 +544,55 @@ async def _closes_recorded(session: aiohttp.ClientSession, server: Server) -> li
     async with session.get(server.http + "/metrics") as response:
         metrics = await response.text()
     return [line for line in metrics.splitlines() if line.startswith("collab_closes_total{")]
+
+
+async def _server_close_code(reader: asyncio.StreamReader) -> int:
+    """Read the server's frames (unmasked) until its close frame; return the close code."""
+    while True:
+        first, second = await reader.readexactly(2)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(await reader.readexactly(2), "big")
+        elif length == 127:
+            length = int.from_bytes(await reader.readexactly(8), "big")
+        payload = await reader.readexactly(length)
+        if first & 0x0F == 0x8:
+            return int.from_bytes(payload[:2], "big")
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param(b"\x83\x80\x00\x00\x00\x00", id="reserved-opcode"),
+        pytest.param(b"\xc2\x81\x00\x00\x00\x00\x00", id="reserved-bit"),
+        pytest.param(b"\x09\x80\x00\x00\x00\x00", id="fragmented-ping"),
+        pytest.param(b"\x80\x81\x00\x00\x00\x00\x00", id="orphan-continuation"),
+    ],
+)
+async def test_a_broken_frame_is_closed_1002_and_recorded(
+    config: Config, session: aiohttp.ClientSession, frame: bytes
+) -> None:
+    """A WebSocket frame that breaks RFC 6455 (a reserved opcode or bit, a fragmented
+    control frame, a continuation of nothing) is a protocol error: the client gets 1002,
+    and /metrics and the connection.closed webhook record 1002."""
+    async with receiver() as hook, start_server(_hooked(config, hook.url)) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            key = base64.b64encode(os.urandom(16))
+            writer.write(
+                b"GET /ws/codes HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                b"Sec-WebSocket-Key: " + key + b"\r\n\r\n"
+            )
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5 * TIMEOUT_FACTOR)
+            assert head.startswith(b"HTTP/1.1 101 "), head
+            writer.write(frame)
+            code = await asyncio.wait_for(_server_close_code(reader), 5 * TIMEOUT_FACTOR)
+        finally:
+            writer.close()
+        assert code == WSCloseCode.PROTOCOL_ERROR
+        await eventually(lambda: bool(hook.events("connection.closed")), what="closed")
+        assert [e["close_code"] for e in hook.events("connection.closed")] == [1002]
+        assert await _closes_recorded(session, server) == [
+            'collab_closes_total{code="1002",protocol="y-websocket"} 1.0'
+        ]
