@@ -3,14 +3,18 @@
 They run as local services on the development machines and in CI (127.0.0.1:5432 with
 trust auth, 127.0.0.1:6379). Without them the tests skip, unless
 ``COLLAB_REQUIRE_SERVICES=1`` (set by .ci/run), which turns the skip into a failure.
+A test that stops a service runs its own: ``RedisProcess``, ``PostgresProcess``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
+import pwd
 import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -129,3 +133,97 @@ class RedisProcess:
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
             await self.process.wait()
+
+
+class PostgresProcess:
+    """A PostgreSQL cluster of our own (initdb into a temporary directory, on a free
+    port), which a test may restart with pg_ctl. Run as the ``postgres`` user when this
+    process is root (as in CI), since PostgreSQL refuses to run as root."""
+
+    def __init__(self) -> None:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        if not found:
+            _missing("the PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+        self.bin = Path(found[-1]).parent
+        self.port = free_port()
+        self.user: list[str] = []
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                _missing("running PostgreSQL as root needs a postgres OS user")
+            self.user = ["runuser", "-u", "postgres", "--"]
+        self.root: Path | None = None  # made by start()
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def data(self) -> Path:
+        assert self.root is not None, "not started"
+        return self.root / "data"
+
+    async def _run(self, *argv: str) -> None:
+        process = await asyncio.create_subprocess_exec(
+            *self.user,
+            *argv,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        assert process.returncode == 0, (argv, output.decode(errors="replace"))
+
+    async def start(self) -> None:
+        """initdb a new cluster and start it; returns once it accepts connections."""
+        # Not under pytest's tmp_path: its /tmp/pytest-of-root is closed to other users.
+        root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="collab-pg-"))
+        self.root = root
+        if self.user:
+            owner = pwd.getpwnam("postgres")
+            await asyncio.to_thread(os.chown, root, owner.pw_uid, owner.pw_gid)
+        await self._run(
+            str(self.bin / "initdb"),
+            "--auth=trust",
+            "--username=postgres",
+            "--no-sync",
+            "--encoding=UTF8",
+            "-D",
+            str(self.data),
+        )
+        settings = (
+            f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+            f"unix_socket_directories = '{root}'\n"
+        )
+        with await asyncio.to_thread(open, self.data / "postgresql.conf", "a") as conf:
+            await asyncio.to_thread(conf.write, settings)
+        await self._pg_ctl("start")
+
+    async def _pg_ctl(self, action: str, *options: str) -> None:
+        log = str(self.data.parent / "postgres.log")
+        await self._run(
+            str(self.bin / "pg_ctl"), action, "-w", "-D", str(self.data), "-l", log, *options
+        )
+
+    async def restart(self) -> None:
+        """A fast restart: PostgreSQL ends every session, checkpoints and starts again."""
+        await self._pg_ctl("restart", "-m", "fast")
+
+    async def stop(self) -> None:
+        """Stop the cluster if it runs, and remove its directory."""
+        if self.root is None:
+            return
+        if await asyncio.to_thread((self.data / "postmaster.pid").exists):
+            await self._pg_ctl("stop", "-m", "immediate")
+        await asyncio.to_thread(shutil.rmtree, self.root, True)
+
+
+@asynccontextmanager
+async def postgres_process() -> AsyncIterator[PostgresProcess]:
+    """A started ``PostgresProcess``, stopped and removed afterwards."""
+    postgres = PostgresProcess()
+    try:
+        await postgres.start()
+        yield postgres
+    finally:
+        await postgres.stop()

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from collab.errors import CollabError
 from collab.http.state import CONFIG
+from collab.sync.name import has_control_characters
 from collab.sync.room import validate_room_name
 
 __all__ = ["STATIC", "setup"]
@@ -60,7 +61,6 @@ _CSP = (
 # ENAMETOOLONG) must be a 404, not an exception.
 _MAX_PATH = 1024
 _MAX_NAME = 255
-_UNSERVABLE = re.compile(r"[\x00-\x1f\x7f\\]")
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
@@ -95,7 +95,7 @@ class _Assets:
         NUL or another control character, ``..``, ``.``, an empty or over-long part,
         a backslash, or a trailing slash (the bundle's names are plain).
         """
-        if len(path) > _MAX_PATH or _UNSERVABLE.search(path):
+        if len(path) > _MAX_PATH or has_control_characters(path) or "\\" in path:
             return None
         parts = path.split("/")
         if any(p in ("", ".", "..") or len(p) > _MAX_NAME for p in parts):

@@ -3,7 +3,7 @@
 It builds a JSON-ready dict and does no I/O. Each route module lists its ``/api``
 routes as ``Route``s; the app factory registers exactly those, and ``spec`` describes
 exactly those, with the request bodies' JSON schemas taken from their models
-(``body.py``), so the document cannot say anything the code does not do.
+(``models.py``), so the document cannot say anything the code does not do.
 
 A ``{room}`` path parameter is the document's name and may contain ``/``, unencoded
 (``/api/docs/team/notes/content``); each other ``/``-separated part is percent-encoded.

@@ -26,10 +26,10 @@ decides ``close_code``. CLOSED carries the code that really ended it: a peer tha
 before our close frame could reach it is recorded as 1006, never as the code we meant.
 
 Who wrote what a connection sends (``author``) is one rule, here: the token's author with
-auth on, else the ``?user=`` parameter (both given to the constructor, from
+auth on, else the ``?user=`` parameter (both given to ``claim``, from
 ``Identity.author_of``), else the first name the client announces in its awareness
 (``announce``), else the connection id (as history names an anonymous editor,
-``connection:<id>``: ``history.replay.identity``). Stored updates always have an author.
+``connection:<id>``: ``collab.row.identity``). Stored updates always have an author.
 
 The socket is anything with aiohttp's ``send_bytes`` / ``close`` coroutines; this module
 does not import aiohttp.

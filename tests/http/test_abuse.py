@@ -220,6 +220,39 @@ async def test_the_backlog_queues_1000_connections_while_the_server_is_busy(
     assert all(b" 200 " in line for line in lines)
 
 
+async def _connects_in(port: int, seconds: float) -> asyncio.StreamWriter | None:
+    """One connect, or None if it did not complete within ``seconds`` (its SYN dropped)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), seconds)
+    except TimeoutError:
+        return None
+    return writer
+
+
+async def test_the_listen_backlog_is_what_listen_backlog_says(tmp_path: Path) -> None:
+    """With --listen-backlog 64 and the server stopped, about 65 connects complete (Linux
+    queues backlog + 1) and the next ones wait on a dropped SYN: the option reaches
+    listen(). Connects go one at a time, so each finds the queue as the last one left it."""
+    async with serving(tmp_path, "--listen-backlog", "64") as server:
+        server.signal(signal.SIGSTOP)
+        writers: list[asyncio.StreamWriter] = []
+        dropped = 0
+        try:
+            # A dropped SYN is retried after 1 s: a connect not done in 0.5 s was dropped.
+            for _ in range(70):
+                writer = await _connects_in(server.port, 0.5)
+                if writer is None:
+                    dropped += 1
+                else:
+                    writers.append(writer)
+        finally:
+            server.signal(signal.SIGCONT)
+            for writer in writers:
+                writer.close()
+    assert 60 <= len(writers) <= 70, (len(writers), dropped)
+    assert dropped >= 3
+
+
 # -- the handshake timeout ----------------------------------------------------------------
 
 

@@ -183,7 +183,8 @@ async def test_stored_row_that_cannot_be_applied_is_quarantined(
     server: Server, session: aiohttp.ClientSession
 ) -> None:
     """A stored update yrs cannot apply (written before validation existed) is skipped at
-    load and counted: the document still opens with everything else."""
+    load and counted: the document still opens with everything else, over the WebSocket
+    and over REST."""
     url = server.url("old")
     async with editor(session, url) as alice:
         alice.text += "kept"
@@ -193,6 +194,9 @@ async def test_stored_row_that_cannot_be_applied_is_quarantined(
     hub.store.append(doc_id, 2, POISON[3:], connection_id=None, author="mallory")
     hub.store.append(doc_id, 3, b"\x05\x05\x05", connection_id=None, author="mallory")
     await hub.store.flush()
+    async with session.get(server.http + "/api/docs/old/content") as response:
+        assert (response.status, await response.text()) == (200, "kept")
+    await eventually(lambda: "old" not in hub.rooms, what="unloaded again")
     async with editor(session, url) as bob:
         assert str(bob) == "kept"
         bob.text += " and more"
@@ -202,17 +206,34 @@ async def test_stored_row_that_cannot_be_applied_is_quarantined(
         assert "collab_updates_quarantined_total 2.0" in await response.text()
 
 
+@pytest.mark.parametrize(
+    ("depth", "opening", "closing"),
+    [
+        pytest.param(10_000, b'{"a":', b"}", id="10k-objects"),
+        pytest.param(100_000, b'{"a":', b"}", id="100k-objects"),
+        pytest.param(100_000, b"[", b"]", id="100k-arrays"),
+    ],
+)
 async def test_deeply_nested_awareness_gets_1007(
-    server: Server, session: aiohttp.ClientSession
+    config: Config, session: aiohttp.ClientSession, depth: int, opening: bytes, closing: bytes
 ) -> None:
     """Awareness JSON nested deeper than the JSON parser goes (a RecursionError) is
-    malformed (1007), not a server error."""
-    state = b'{"a":' * 10_000 + b"1" + b"}" * 10_000
+    malformed (1007), not a server error. max_awareness_size is raised to 1 MiB so that
+    the depth is what is refused: 100,000 levels are over the 64 KiB default (1009)."""
+    state = opening * depth + b"1" + closing * depth
     inner = b"\x01\x01\x01" + write_var_uint(len(state)) + state
-    async with raw_client(session, server.url("deep")) as client:
-        await client.handshake()
-        await client.ws.send_bytes(b"\x01" + write_var_uint(len(inner)) + inner)
-        assert await client.closed_with() == CloseCode.INVALID_PAYLOAD
+    settings = config.replace(max_awareness_size=1024 * 1024)
+    assert len(state) < settings.max_awareness_size < settings.max_message_size
+    async with start_server(settings) as server:
+        async with raw_client(session, server.url("deep")) as client:
+            await client.handshake()
+            await client.ws.send_bytes(b"\x01" + write_var_uint(len(inner)) + inner)
+            assert await client.closed_with() == CloseCode.INVALID_PAYLOAD
+
+        async def counted() -> bool:
+            return await _closes(server, session, CloseCode.INVALID_PAYLOAD) == 1
+
+        await eventually(counted, what="1007 counted")
 
 
 def _awareness(client_id: int, clock: int, size: int = 0) -> bytes:

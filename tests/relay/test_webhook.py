@@ -4,18 +4,21 @@ receiver that must not slow the relay, connect and disconnect events."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import hashlib
 import hmac
 import json
+import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 from aiohttp.test_utils import TestServer
 from pycrdt import Doc, Text
 
@@ -23,8 +26,19 @@ from collab.config import Config
 from collab.http.state import HUB
 from collab.relay.webhook import Webhooks, sign, verify
 from collab.sync import hocuspocus as hp
-from collab.sync.protocol import write_var_uint
-from tests.conftest import TIMEOUT_FACTOR, editor, eventually, raw_client, start_server
+from collab.sync.protocol import encode_sync_step1, encode_update, write_var_uint
+from collab.sync.ydoc import apply_unless_known
+from tests.conftest import (
+    TIMEOUT_FACTOR,
+    RawClient,
+    Server,
+    editor,
+    eventually,
+    raw_client,
+    start_server,
+)
+from tests.http.api import SECRET as AUTH_SECRET, call, jti_of, token
+from tests.http.test_websocket_errors import POISON
 
 SECRET = "webhook test secret"
 
@@ -334,75 +348,251 @@ def test_comma_separated_urls(urls: str) -> None:
     assert [e.url for e in hooks._endpoints] == ["http://127.0.0.1:1/a", "http://127.0.0.1:2/b"]
 
 
+@dataclass
+class Scene:
+    """What an act of the close-code matrix may use to end its connection."""
+
+    client: RawClient
+    server: Server
+    session: aiohttp.ClientSession
+    stale: Doc[Any] | None = None
+
+
+Act = Callable[[Scene], Awaitable[None]]
+
+
+async def _nothing(scene: Scene) -> None:
+    """The refusal happens at connect: nothing to do."""
+
+
 def _awareness_message(clock: int) -> bytes:
     state = b'{"user":{"name":"m"}}'
     inner = bytes((1, 7, clock, len(state))) + state
     return bytes((1, len(inner))) + inner
 
 
-async def _text(ws: aiohttp.ClientWebSocketResponse) -> None:
-    await ws.send_str("hello")
+async def _text(scene: Scene) -> None:
+    await scene.client.ws.send_str("hello")
 
 
-async def _malformed(ws: aiohttp.ClientWebSocketResponse) -> None:
-    await ws.send_bytes(b"\x00\x02\x03\xff\xff\xff")
+async def _malformed(scene: Scene) -> None:
+    await scene.client.ws.send_bytes(b"\x00\x02\x03\xff\xff\xff")
 
 
-async def _too_big(ws: aiohttp.ClientWebSocketResponse) -> None:
-    await ws.send_bytes(b"\x00\x02" + b"\x00" * 8192)
+async def _too_big(scene: Scene) -> None:
+    await scene.client.ws.send_bytes(b"\x00\x02" + b"\x00" * 8192)
 
 
-async def _awareness_flood(ws: aiohttp.ClientWebSocketResponse) -> None:
+async def _awareness_flood(scene: Scene) -> None:
     for clock in range(1, 40):
-        await ws.send_bytes(_awareness_message(clock))
+        await scene.client.ws.send_bytes(_awareness_message(clock))
 
 
-async def _document_too_large(ws: aiohttp.ClientWebSocketResponse) -> None:
+async def _document_too_large(scene: Scene) -> None:
     source: Doc[Any] = Doc()
     source.get("content", type=Text).insert(0, "x" * 3000)
     update = source.get_update()
-    await ws.send_bytes(b"\x00\x02" + write_var_uint(len(update)) + update)
+    await scene.client.ws.send_bytes(b"\x00\x02" + write_var_uint(len(update)) + update)
 
 
-async def _normal(ws: aiohttp.ClientWebSocketResponse) -> None:
-    await ws.close()
+async def _normal(scene: Scene) -> None:
+    await scene.client.ws.close()
 
 
-@pytest.mark.parametrize(
-    ("act", "code"),
-    [
-        (_normal, 1000),
-        (_text, 1003),
-        (_malformed, 1007),
-        (_too_big, 1009),
-        (_awareness_flood, 1013),
-        (_document_too_large, 4413),
-    ],
-    ids=["normal", "text", "malformed", "too-big", "awareness-flood", "document-too-large"],
-)
+async def _room_panics(scene: Scene) -> None:
+    # The room's document is poisoned behind the validator's back (as in
+    # tests/http/test_websocket_errors.py); the next SyncStep1 makes yrs panic on it.
+    source: Doc[Any] = Doc()
+    source.get("content", type=Text).insert(0, "stored")
+    await scene.client.ws.send_bytes(encode_update(source.get_update()))
+    room = scene.server.app[HUB].rooms["codes"]
+    await eventually(lambda: room.seq == 1, what="the edit applied")
+    with contextlib.suppress(BaseException):  # a PanicException: the doc is now broken
+        apply_unless_known(room.doc, POISON[3:])
+    await scene.client.ws.send_bytes(encode_sync_step1(b"\x00"))
+
+
+async def _shutdown(scene: Scene) -> None:
+    await scene.server.app.shutdown()  # aiohttp's own shutdown signal: on_shutdown runs
+
+
+async def _revoked(scene: Scene) -> None:
+    status, _ = await call(
+        scene.session,
+        scene.server,
+        "POST",
+        "/api/tokens/revoke",
+        {"jti": jti_of(_VICTIM)},
+        token=_ADMIN,
+    )
+    assert status == 200
+
+
+async def _deleted(scene: Scene) -> None:
+    status, _ = await call(scene.session, scene.server, "DELETE", "/api/docs/codes")
+    assert status == 200
+
+
+async def _stale_upload(scene: Scene) -> None:
+    assert scene.stale is not None
+    await scene.client.ws.send_bytes(encode_update(scene.stale.get_update()))
+
+
+async def _deleted_and_purged_copy(config: Config, session: aiohttp.ClientSession) -> Doc[Any]:
+    """A copy of ``codes`` kept by a client, then the document deleted: the matrix's
+    server purges it at start (deleted_retention 0), so its client's join makes a new
+    document of that name, which the copy's upload is stale against (docs/lineage.md)."""
+    doc: Doc[Any] = Doc()
+    async with start_server(config) as server:
+        async with editor(session, server.url("codes"), doc) as client:
+            client.text += "old"
+            await eventually(lambda: server.app[HUB].rooms["codes"].seq == 1, what="typed")
+        await server.app[HUB].store.flush()
+        status, _ = await call(session, server, "DELETE", "/api/docs/codes")
+        assert status == 200
+    return doc
+
+
+_ADMIN = token(user="root", admin=True)
+_VICTIM = token(user="vic")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One way a connection ends: settings, how it connects, then what ends it."""
+
+    act: Act
+    settings: dict[str, Any] = field(default_factory=dict)
+    query: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    joins: bool = True
+    """False for a refusal at connect, before the room is joined: the webhook announces
+    only connections it announced as opened (``Webhooks.disconnected``)."""
+    prepare: Callable[[Config, aiohttp.ClientSession], Awaitable[Doc[Any]]] | None = None
+
+
+_AUTH = {"auth_secret": AUTH_SECRET}
+CLOSE_CASES = [
+    pytest.param(Case(_normal), 1000, id="normal"),
+    pytest.param(Case(_text), 1003, id="text"),
+    pytest.param(Case(_malformed), 1007, id="malformed"),
+    pytest.param(Case(_too_big), 1009, id="too-big"),
+    pytest.param(Case(_room_panics), 1011, id="room-reset"),
+    pytest.param(Case(_shutdown), 1012, id="shutdown"),
+    pytest.param(Case(_awareness_flood), 1013, id="awareness-flood"),
+    pytest.param(Case(_nothing, _AUTH, joins=False), 4401, id="no-token"),
+    pytest.param(Case(_revoked, _AUTH, query=f"token={_VICTIM}"), 4401, id="revoked-token"),
+    pytest.param(
+        Case(
+            _nothing,
+            {"allowed_origins": "https://ok.example"},
+            headers={"Origin": "https://evil.example"},
+            joins=False,
+        ),
+        4403,
+        id="origin-refused",
+    ),
+    pytest.param(Case(_deleted), 4404, id="document-deleted"),
+    pytest.param(
+        Case(_stale_upload, {"deleted_retention": 0}, prepare=_deleted_and_purged_copy),
+        4410,
+        id="stale-lineage",
+    ),
+    pytest.param(Case(_document_too_large), 4413, id="document-too-large"),
+]
+
+
+@pytest.mark.parametrize(("case", "code"), CLOSE_CASES)
 async def test_recorded_close_code_is_the_one_the_client_got(
-    config: Config, session: aiohttp.ClientSession, act: Any, code: int
+    config: Config, session: aiohttp.ClientSession, case: Case, code: int
 ) -> None:
     """Whatever ends a connection, the close code the client receives is the one /metrics
-    and the connection.closed webhook record."""
+    and the connection.closed webhook record (a refusal at connect, which never joined,
+    has no webhook event)."""
+    stale = await case.prepare(config, session) if case.prepare is not None else None
     settings = _hooked(
         config, "", max_message_size=4096, awareness_burst=10, max_document_size=2048
-    )
+    ).replace(**case.settings)
     async with receiver() as hook, start_server(settings.replace(webhook_url=hook.url)) as server:
-        async with raw_client(session, server.url("codes")) as client:
-            await client.handshake()
-            await act(client.ws)
+        url = server.url("codes", case.query)
+        async with raw_client(session, url, headers=case.headers) as client:
+            if case.joins:
+                await client.handshake()
+            await case.act(Scene(client, server, session, stale))
             if code != 1000:
                 assert await client.closed_with() == code
             else:
                 assert client.ws.close_code == 1000
-        await eventually(lambda: bool(hook.events("connection.closed")), what="closed")
-        assert [e["close_code"] for e in hook.events("connection.closed")] == [code]
-        async with session.get(server.http + "/metrics") as response:
-            metrics = await response.text()
-        recorded = [
-            line for line in metrics.splitlines() if line.startswith("collab_closes_total{")
+        hooks = server.app[HUB].webhooks
+        if case.joins:
+            await eventually(lambda: bool(hook.events("connection.closed")), what="closed")
+            assert [e["close_code"] for e in hook.events("connection.closed")] == [code]
+
+        async def counted() -> bool:
+            return bool(await _closes_recorded(session, server))
+
+        await eventually(counted, what="the close counted")
+        assert await _closes_recorded(session, server) == [
+            f'collab_closes_total{{code="{code}",protocol="y-websocket"}} 1.0'
         ]
-        assert recorded == [f'collab_closes_total{{code="{code}",protocol="y-websocket"}} 1.0'], (
-            recorded
-        )
+        if not case.joins:  # counted, so the handler's finally has run: nothing was queued
+            assert (hooks.queued, hooks.sent, hook.requests) == (0, 0, [])
+
+
+async def _closes_recorded(session: aiohttp.ClientSession, server: Server) -> list[str]:
+    """The collab_closes_total lines of /metrics."""
+    async with session.get(server.http + "/metrics") as response:
+        metrics = await response.text()
+    return [line for line in metrics.splitlines() if line.startswith("collab_closes_total{")]
+
+
+async def _server_close_code(reader: asyncio.StreamReader) -> int:
+    """Read the server's frames (unmasked) until its close frame; return the close code."""
+    while True:
+        first, second = await reader.readexactly(2)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(await reader.readexactly(2), "big")
+        elif length == 127:
+            length = int.from_bytes(await reader.readexactly(8), "big")
+        payload = await reader.readexactly(length)
+        if first & 0x0F == 0x8:
+            return int.from_bytes(payload[:2], "big")
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param(b"\x83\x80\x00\x00\x00\x00", id="reserved-opcode"),
+        pytest.param(b"\xc2\x81\x00\x00\x00\x00\x00", id="reserved-bit"),
+        pytest.param(b"\x09\x80\x00\x00\x00\x00", id="fragmented-ping"),
+        pytest.param(b"\x80\x81\x00\x00\x00\x00\x00", id="orphan-continuation"),
+    ],
+)
+async def test_a_broken_frame_is_closed_1002_and_recorded(
+    config: Config, session: aiohttp.ClientSession, frame: bytes
+) -> None:
+    """A WebSocket frame that breaks RFC 6455 (a reserved opcode or bit, a fragmented
+    control frame, a continuation of nothing) is a protocol error: the client gets 1002,
+    and /metrics and the connection.closed webhook record 1002."""
+    async with receiver() as hook, start_server(_hooked(config, hook.url)) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            key = base64.b64encode(os.urandom(16))
+            writer.write(
+                b"GET /ws/codes HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                b"Sec-WebSocket-Key: " + key + b"\r\n\r\n"
+            )
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5 * TIMEOUT_FACTOR)
+            assert head.startswith(b"HTTP/1.1 101 "), head
+            writer.write(frame)
+            code = await asyncio.wait_for(_server_close_code(reader), 5 * TIMEOUT_FACTOR)
+        finally:
+            writer.close()
+        assert code == WSCloseCode.PROTOCOL_ERROR
+        await eventually(lambda: bool(hook.events("connection.closed")), what="closed")
+        assert [e["close_code"] for e in hook.events("connection.closed")] == [1002]
+        assert await _closes_recorded(session, server) == [
+            'collab_closes_total{code="1002",protocol="y-websocket"} 1.0'
+        ]
