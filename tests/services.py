@@ -34,7 +34,8 @@ PG_ADMIN = os.environ.get("COLLAB_TEST_POSTGRES", "postgresql://postgres@127.0.0
 REDIS_URL = os.environ.get("COLLAB_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
-def _missing(what: str) -> None:
+def missing(what: str) -> None:
+    """Skip for ``what`` a machine lacks, or fail under ``COLLAB_REQUIRE_SERVICES=1``."""
     if os.environ.get("COLLAB_REQUIRE_SERVICES") == "1":
         pytest.fail(f"COLLAB_REQUIRE_SERVICES=1 but {what}")
     pytest.skip(what)
@@ -62,7 +63,7 @@ async def postgres_database() -> AsyncIterator[str]:
     try:
         admin = await asyncpg.connect(PG_ADMIN, timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
-        _missing(f"PostgreSQL is not reachable at {PG_ADMIN}: {exc}")
+        missing(f"PostgreSQL is not reachable at {PG_ADMIN}: {exc}")
     name = "collab_test_" + uuid.uuid4().hex[:12]
     await admin.execute(f'CREATE DATABASE "{name}"')
     base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
@@ -78,7 +79,7 @@ async def require_redis(url: str = REDIS_URL) -> str:
     try:
         await client.ping()
     except (OSError, redis.RedisError) as exc:
-        _missing(f"Redis is not reachable at {url}: {exc}")
+        missing(f"Redis is not reachable at {url}: {exc}")
     finally:
         await client.aclose()
     return url
@@ -90,7 +91,7 @@ class RedisProcess:
     def __init__(self, tmp: Path) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            _missing("redis-server is not installed")
+            missing("redis-server is not installed")
         assert binary is not None
         self.binary = binary
         self.port = free_port()
@@ -143,7 +144,7 @@ class PostgresProcess:
     def __init__(self) -> None:
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
         if not found:
-            _missing("the PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+            missing("the PostgreSQL server binaries (initdb, pg_ctl) are not installed")
         self.bin = Path(found[-1]).parent
         self.port = free_port()
         self.user: list[str] = []
@@ -151,7 +152,7 @@ class PostgresProcess:
             try:
                 pwd.getpwnam("postgres")
             except KeyError:
-                _missing("running PostgreSQL as root needs a postgres OS user")
+                missing("running PostgreSQL as root needs a postgres OS user")
             self.user = ["runuser", "-u", "postgres", "--"]
         self.root: Path | None = None  # made by start()
 
