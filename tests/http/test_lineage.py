@@ -333,3 +333,37 @@ async def test_only_an_admin_token_may_reset(
             session, server, "POST", "/api/docs/nobody/reset", {}, token=admin
         )
         assert status == 404, body
+
+
+async def test_a_restore_after_a_replacement_is_never_refused(
+    config: Config, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A document replaced and then edited: restoring a version of the new history is an
+    ordinary change (the server's own structs), and an editor of the new history that
+    held the room during the restore keeps syncing."""
+    async with start_server(config) as server:
+        await _write(session, server, "lin", OLD)
+        await _write(session, server, "other", NEW)
+    await _replace_lin(config, tmp_path)
+    async with start_server(config) as server:
+        current: Doc[Any] = Doc()
+        async with editor(session, server.url("lin"), current) as client:
+            client.text += " more."
+
+            async def edited() -> bool:
+                return await _content(session, server, "lin") == NEW + " more."
+
+            await eventually(edited, what="the edit stored")
+            _, page = await call(session, server, "GET", "/api/docs/lin/history?raw=1")
+            first = min(entry["seq"] for entry in page["entries"])
+            status, restored = await call(
+                session, server, "POST", "/api/docs/lin/restore", {"seq": first}
+            )
+            assert status == 200 and restored["changed"], restored
+            await eventually(lambda: str(client.text) == NEW, what="the restore relayed")
+            client.text += " again."
+
+            async def again() -> bool:
+                return await _content(session, server, "lin") == NEW + " again."
+
+            await eventually(again, what="editing after the restore")

@@ -17,7 +17,14 @@ import asyncpg
 import pytest
 from pycrdt import Doc, Text
 
-from collab.sync.protocol import AwarenessEntry, decode, encode_awareness, encode_update
+from collab.sync.protocol import (
+    AwarenessEntry,
+    SyncStep1,
+    decode,
+    encode_awareness,
+    encode_sync_step2,
+    encode_update,
+)
 from tests import process
 from tests.conftest import ROOT, TIMEOUT_FACTOR, editor, eventually, raw_client
 from tests.jsclient import JsClient, require_node
@@ -26,9 +33,10 @@ from tests.services import RedisProcess, postgres_database, require_redis
 
 @asynccontextmanager
 async def nodes(
-    tmp_path: Path, count: int, redis_url: str | None = None
+    tmp_path: Path, count: int, redis_url: str | None = None, env: dict[str, str] | None = None
 ) -> AsyncIterator[tuple[str, list[process.ServerProcess]]]:
-    """Start ``count`` nodes on one fresh PostgreSQL database and a Redis."""
+    """Start ``count`` nodes on one fresh PostgreSQL database and a Redis (``env``:
+    settings without a flag, ``COLLAB_*``)."""
     redis_url = redis_url or await require_redis()
     async with postgres_database() as db:
         started: list[process.ServerProcess] = []
@@ -44,6 +52,7 @@ async def nodes(
                         "0.02",
                         "--room-grace",
                         "2",
+                        env=env,
                     )
                 )
             yield db, started
@@ -315,3 +324,46 @@ async def test_stop_ends_however_redis_comes_and_goes(tmp_path: Path) -> None:
     output, _ = await asyncio.wait_for(child.communicate(), 120 * TIMEOUT_FACTOR)
     lines = [x for x in output.decode().splitlines() if "redis unavailable" not in x]
     assert child.returncode == 0, "\n".join(lines[-30:])
+
+
+async def test_a_reset_on_one_node_reaches_the_other_nodes_editors(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """``POST .../reset`` on node one: its editor is closed with 4410 at once, the other
+    node's within its poll (4410, then it loads the new history); a stale copy is refused
+    on either node, and a client of the new history that switches nodes with offline edits
+    merges them."""
+    name = room()
+    async with nodes(tmp_path, 2, env={"COLLAB_REVOCATION_POLL": "0.2"}) as (db, (one, two)):
+        old: Doc[Any] = Doc()
+        async with editor(session, one.url(name), old) as ann:
+            ann.text += "the old history."
+
+            async def stored() -> bool:
+                return bool(await _rows(db, name))
+
+            await eventually(stored, what="the old history stored")
+        async with (
+            raw_client(session, one.url(name)) as here,
+            raw_client(session, two.url(name)) as there,
+        ):
+            await here.handshake()
+            await there.handshake()
+            url = f"http://127.0.0.1:{one.port}/api/docs/{name}/reset"
+            async with session.post(url, json={"content": "new."}) as response:
+                assert response.status == 200, await response.text()
+            assert await here.closed_with() == 4410  # at once, on the node that reset
+            assert await there.closed_with() == 4410  # within the other node's poll
+        for node in (one, two):
+            async with raw_client(session, node.url(name)) as stale:
+                request = decode(await stale.recv_bytes())
+                assert isinstance(request, SyncStep1)
+                await stale.ws.send_bytes(encode_sync_step2(old.get_update(request.state_vector)))
+                assert await stale.closed_with() == 4410
+        current: Doc[Any] = Doc()
+        async with editor(session, one.url(name), current) as first:
+            assert str(first) == "new."
+        current.get(ROOT, type=Text).insert(0, "offline ")  # then it reconnects to node two
+        async with editor(session, two.url(name), current):
+            async with editor(session, one.url(name)) as reader:
+                await eventually(lambda: str(reader) == "offline new.", what="merged")
