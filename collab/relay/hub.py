@@ -459,11 +459,16 @@ class Hub(RemoteRooms):
         slot = self._start_load(name, slot, change and (lambda: _keep(change, done)))
         task = slot.task
         assert task is not None
+        replaced = False
         try:
             await asyncio.shield(task)
+            replaced = True
         finally:
-            for member in members:
-                member.close(CloseCode.LINEAGE_RETIRED, "the document was reset")
+            for member in members:  # a failed change leaves the old history: come back
+                if replaced:
+                    member.close(CloseCode.LINEAGE_RETIRED, "the document was reset")
+                else:
+                    member.close(CloseCode.TRY_AGAIN_LATER, "reset failed, reconnect")
             self._settle_name(name)
         return done[0] if done else None
 

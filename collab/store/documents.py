@@ -206,15 +206,15 @@ class DocumentStore:
         (``Hub.start_over``): a room's queued rows would land in the archive.
         """
         async with self.store.begin(bounded=False) as conn:
-            found = (
-                await conn.execute(
-                    select(Document.id, Document.lineage).where(
-                        Document.name == name, Document.deleted_ms.is_(None)
-                    )
-                )
-            ).first()
-            if found is None:
+            # Claim the row with a write first: on SQLite a transaction that reads and
+            # then writes fails outright if the server commits in between.
+            live = (Document.name == name, Document.deleted_ms.is_(None))
+            claimed = await conn.execute(
+                update(Document).where(*live).values(lineage=Document.lineage)
+            )
+            if not claimed.rowcount:
                 return None
+            found = (await conn.execute(select(Document.id, Document.lineage).where(*live))).one()
             old_id, old_lineage = found
             await retire(conn, old_id, name, old_lineage, "reset", state_vector, keep=True)
             await conn.execute(
