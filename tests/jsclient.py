@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import TIMEOUT_FACTOR, eventually
 
 JS_DIR = Path(__file__).parent / "js"
+RECONNECT_BACKOFF = 0.3  # seconds: the longest a client waits before it tries again
 
 
 def require_node() -> str:
@@ -49,7 +50,8 @@ class JsClient:
     @classmethod
     async def start(cls, base_url: str, room: str, name: str, **params: str) -> JsClient:
         node = require_node()
-        args = ["--url", base_url, "--room", room, "--name", name, "--max-backoff", "300"]
+        args = ["--url", base_url, "--room", room, "--name", name]
+        args += ["--max-backoff", str(round(RECONNECT_BACKOFF * 1000))]
         if params:
             args += ["--params", json.dumps(params)]
         process = await asyncio.create_subprocess_exec(

@@ -11,7 +11,7 @@ import sys
 from typing import Any, Literal
 
 from collab.config import Config, database_url
-from collab.tools.options import common, seconds
+from collab.tools.options import common, database_path, seconds
 
 __all__ = ["MAY_CREATE", "add_backup_commands", "purge", "token_create", "token_revoke", "upgrade"]
 
@@ -256,15 +256,34 @@ def _load(config: Config, args: argparse.Namespace) -> int:
     existing: Literal["fail", "skip", "replace"] = (
         "skip" if args.skip_existing else "replace" if args.replace else "fail"
     )
+    # A new database is only worth keeping if the load fills it: one it created and then
+    # failed to fill would pass for a good copy (an empty, migrated file where it was aimed).
+    path = database_path(config)
+    fresh = path is not None and not os.path.exists(path)
+    there = {name for name in _database_files(path) if os.path.exists(name)} if path else set()
+    loaded = False
     try:
         summary = asyncio.run(
             load(database_url(config.db), args.source, renames=renames, existing=existing)
         )
+        loaded = True
     except (DumpError, DocumentExists, OSError) as exc:
         print(f"collab: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if fresh and not loaded and path is not None:
+            for name in set(_database_files(path)) - there:
+                try:
+                    os.remove(name)
+                except FileNotFoundError:
+                    pass
     print(f"loaded {summary}")
     return 0
+
+
+def _database_files(path: str) -> list[str]:
+    """An SQLite file and the files SQLite and the migration lock keep beside it."""
+    return [path, *(path + suffix for suffix in ("-wal", "-shm", "-journal", ".lock"))]
 
 
 # The commands that may create the database they are given (the others refuse a missing one).

@@ -51,8 +51,6 @@ def _parser() -> argparse.ArgumentParser:
     common(serve)
     serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default 1234)")
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--log-format", choices=["text", "json"])
     serve.add_argument("--commit-interval", type=float, help="group-commit window, seconds")
     serve.add_argument("--max-message-size", type=int, help="bytes; larger closes with 1009")
     serve.add_argument("--room-grace", type=float, help="seconds before an empty room unloads")

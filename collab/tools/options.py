@@ -1,4 +1,5 @@
-"""What the commands share: the ``--config``/``--db`` flags, durations, the database file.
+"""What the commands share: the ``--config``, ``--db`` and ``--log-*`` flags, durations,
+the database file.
 
 A leaf of ``collab.tools``: the command modules import it, it imports none of them.
 """
@@ -18,9 +19,12 @@ _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def common(parser: argparse.ArgumentParser) -> None:
-    """Add the flags every command takes: ``--config`` and ``--db``."""
+    """Add the flags every command takes: ``--config``, ``--db`` and the logging ones (any
+    command that opens a database may migrate it, and ``--log-level debug`` shows how)."""
     parser.add_argument("--config", help="TOML settings file (or COLLAB_CONFIG)")
     parser.add_argument("--db", help="SQLite path or SQLAlchemy URL (default ./collab.db)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", choices=["text", "json"])
 
 
 def seconds(text: str) -> float:

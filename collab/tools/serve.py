@@ -12,6 +12,8 @@ import argparse
 import errno
 import ipaddress
 import logging
+import os
+import socket
 import sys
 from typing import Any
 
@@ -66,6 +68,11 @@ def serve(config: Config, _args: argparse.Namespace) -> int:
             )
     if config.handshake_timeout <= 0:
         print("collab: handshake_timeout must be more than 0 seconds", file=sys.stderr)
+        return 2
+    # Before anything is logged or migrated: a port in use is one line and nothing else.
+    # aiohttp binds later, so a port taken in between still ends in the same line below.
+    if _port_in_use(config.host, config.port):
+        print(f"collab: port {config.port} is in use (on {config.host})", file=sys.stderr)
         return 2
     limit = _raise_open_files()
     if limit is not None and limit < config.max_connections:
@@ -149,13 +156,44 @@ def _upgrade_in_child(config: Config) -> None:
     if current == head:
         return
     log.info("upgrading the schema from %s to %s", current or "nothing", head)
+    # The child logs as this process does: `serve --log-level debug` shows Alembic's lines.
     done = subprocess.run(
         [sys.executable, "-m", "collab", "db", "upgrade", "--db", config.db],
         stdout=subprocess.DEVNULL,
+        env={
+            **os.environ,
+            "COLLAB_LOG_LEVEL": config.log_level,
+            "COLLAB_LOG_FORMAT": config.log_format,
+        },
         check=False,
     )
     if done.returncode != 0:
         log.warning("collab db upgrade exited with %d; upgrading in-process", done.returncode)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    """Whether another socket listens on ``host:port``, asked by binding as asyncio would
+    (``SO_REUSEADDR``, IPv6 sockets IPv6-only). Any other failure is left to the real bind,
+    which reports it."""
+    if port == 0:
+        return False
+    try:
+        addresses = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError:
+        return False
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+    return False
 
 
 def _redacted(url: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
 import shlex
 import sqlite3
 import sys
@@ -216,8 +217,8 @@ async def test_cut_short_dump_loads_nothing_of_the_last_document(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A dump cut off mid-document is refused: documents before the cut are loaded, the
-    one being read is not, and the command fails."""
+    """A dump cut off mid-document is refused: into an existing database, documents
+    before the cut are loaded, the one being read is not, and the command fails."""
     await _write_documents(config, session, {"a": [("x", "aa")], "b": [("y", "bb")] * 3})
     dumped = tmp_path / "ab.jsonl"
     assert await run_cli("dump", "--db", config.db, "--out", str(dumped)) == 0
@@ -225,10 +226,23 @@ async def test_cut_short_dump_loads_nothing_of_the_last_document(
     cut = next(i for i, line in enumerate(lines) if '"name":"b"' in line) + 2
     truncated = tmp_path / "cut.jsonl.gz"
     await asyncio.to_thread(truncated.write_bytes, gzip.compress("".join(lines[:cut]).encode()))
-    fresh = tmp_path / "fresh.db"
-    assert await run_cli("load", str(truncated), "--db", str(fresh)) == 1
+    target = tmp_path / "target.db"
+    assert await run_cli("db", "upgrade", "--db", str(target)) == 0
+    assert await run_cli("load", str(truncated), "--db", str(target)) == 1
     assert "ends inside document 'b'" in capsys.readouterr().err
-    assert await query(fresh, "SELECT name FROM documents") == [("a",)]
+    assert await query(target, "SELECT name FROM documents") == [("a",)]
+
+
+async def test_a_failed_load_removes_the_database_it_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`collab load` of a file that is not a dump into a new --db path fails and leaves no
+    database (nor its -wal, -shm or lock file) behind."""
+    bad = tmp_path / "bad.jsonl"
+    await asyncio.to_thread(bad.write_text, '{"type": "document", "name": "a"}\n')
+    assert await run_cli("load", str(bad), "--db", str(tmp_path / "new.db")) == 1
+    assert "not a collab dump" in capsys.readouterr().err
+    assert sorted(await asyncio.to_thread(os.listdir, tmp_path)) == ["bad.jsonl"]
 
 
 async def test_dump_of_unknown_document_fails(
