@@ -10,7 +10,7 @@ import aiohttp
 
 from tests.client.conftest import Shots
 from tests.client.test_editor import editor_path, person, type_at, until, wait_state
-from tests.conftest import Server
+from tests.conftest import Server, editor
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page, Request
@@ -118,3 +118,31 @@ async def test_a_reset_history_is_listed_read_and_restored_from(
         assert "lineage" not in parse_qs(urlsplit(ada.url).query)
         assert await ada.input_value("[data-testid=lineage-select]") == ""
         await shots.take(ada, "current-history")
+
+
+async def test_an_empty_reset_opens_the_kept_history(
+    server: Server, browser: Browser, session: aiohttp.ClientSession, shots: Shots
+) -> None:
+    """A reset without content leaves the current history without a version: the history
+    page opens on the kept one, and offers no way to the empty current one."""
+    room = "blank"
+    api = f"{server.http}/api/docs/{room}"
+
+    async def written() -> bool:
+        async with session.get(api + "/info") as response:
+            return response.status == 200 and (await response.json())["seq"] > 0
+
+    async with editor(session, server.url(room)) as pen:
+        pen.text += "Written before the reset."
+        await until(written, "the text to be stored")
+    await _post(session, api + "/reset", {})
+    async with person(browser, server.http, "Ada") as ada:
+        await ada.goto(editor_path(room) + "/history")
+        banner = ada.locator("[data-testid=lineage-banner]")
+        await banner.wait_for()
+        assert "before the reset on" in await banner.inner_text()
+        await until(lambda: _has(ada, "[data-testid=version-text]", "Written before"), "old")
+        assert await ada.locator("[data-testid=lineage-back]").is_disabled()
+        current = ada.locator("[data-testid=lineage-select] option[value='']")
+        assert await current.is_disabled()
+        await shots.take(ada, "empty-reset")
