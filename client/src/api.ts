@@ -113,7 +113,7 @@ export async function listDocs (q: string, cursor: string | null, limit = 50): P
 
 // -- the history API (collab/api.py) ------------------------------------------------------
 
-export interface DocInfo {
+export interface DocInfo extends Lineages {
   name: string
   created: string
   seq: number
@@ -181,14 +181,25 @@ export interface NamedVersion {
   author: string | null
 }
 
-export async function docInfo (room: string): Promise<DocInfo> {
-  return await request<DocInfo>(docPath(room, '/info'))
+/**
+ * `docPath(room, rest)` reading the history `lineage`: one a reset retired and kept
+ * (docs/lineage.md), or with `null` the document's current one.
+ */
+function readPath (room: string, rest: string, lineage: string | null): string {
+  const path = docPath(room, rest)
+  if (lineage == null) return path
+  return path + (path.includes('?') ? '&' : '?') + new URLSearchParams({ lineage }).toString()
 }
 
-export async function timeline (room: string, cursor: string | null, gapSeconds: number): Promise<Timeline> {
+/** What the history `lineage` (default the current one) holds, and the document's lineages. */
+export async function docInfo (room: string, lineage: string | null = null): Promise<DocInfo> {
+  return await request<DocInfo>(readPath(room, '/info', lineage))
+}
+
+export async function timeline (room: string, cursor: string | null, gapSeconds: number, lineage: string | null = null): Promise<Timeline> {
   const params = new URLSearchParams({ limit: '100', gap: String(gapSeconds) })
   if (cursor != null) params.set('cursor', cursor)
-  return await request<Timeline>(docPath(room, '/history?' + params.toString()))
+  return await request<Timeline>(readPath(room, '/history?' + params.toString(), lineage))
 }
 
 function diffQuery (from: number, to: number, root: string | null): string {
@@ -204,13 +215,13 @@ export async function newest (room: string): Promise<{ seq: number, time: string
 }
 
 /** What changed in `root` (default the main root) from version `from` to `to`. */
-export async function diff (room: string, from: number, to: number, root: string | null = null): Promise<Diff> {
-  return await request<Diff>(docPath(room, '/diff?' + diffQuery(from, to, root)))
+export async function diff (room: string, from: number, to: number, root: string | null = null, lineage: string | null = null): Promise<Diff> {
+  return await request<Diff>(readPath(room, '/diff?' + diffQuery(from, to, root), lineage))
 }
 
 /** The same for a rich-text root, as the server's HTML (`<ins>` / `<del>` by author). */
-export async function diffHtml (room: string, from: number, to: number, root: string): Promise<string> {
-  return await requestHtml(docPath(room, '/diff?' + diffQuery(from, to, root) + '&format=html'))
+export async function diffHtml (room: string, from: number, to: number, root: string, lineage: string | null = null): Promise<string> {
+  return await requestHtml(readPath(room, '/diff?' + diffQuery(from, to, root) + '&format=html', lineage))
 }
 
 /** The newest version of a rich-text root as the server's HTML. */
@@ -256,8 +267,8 @@ export async function mainRoot (room: string): Promise<string> {
   return (await request<Diff>(docPath(room, '/diff?from=latest&to=latest'))).root
 }
 
-export async function namedVersions (room: string): Promise<NamedVersion[]> {
-  const body = await request<{ named_versions: NamedVersion[] }>(docPath(room, '/named-versions'))
+export async function namedVersions (room: string, lineage: string | null = null): Promise<NamedVersion[]> {
+  const body = await request<{ named_versions: NamedVersion[] }>(readPath(room, '/named-versions', lineage))
   return body.named_versions
 }
 
@@ -271,14 +282,36 @@ export async function deleteNamedVersion (room: string, id: number): Promise<voi
   await request<null>(docPath(room, `/named-versions/${id}`), { method: 'DELETE' })
 }
 
-export async function restore (room: string, seq: number, user: string): Promise<{ restored: number, seq: number, changed: boolean }> {
-  return await request(docPath(room, '/restore'), { method: 'POST', body: JSON.stringify({ seq, user }) })
+/**
+ * Make version `seq` the current content, as a new change. With `lineage`, the version is
+ * of that retired history, and is restored into the current document all the same.
+ */
+export async function restore (room: string, seq: number, user: string, lineage: string | null = null): Promise<{ restored: number, seq: number, changed: boolean }> {
+  const body = lineage == null ? { seq, user } : { seq, user, lineage }
+  return await request(docPath(room, '/restore'), { method: 'POST', body: JSON.stringify(body) })
 }
 
-export interface LineageInfo {
-  name: string
+/** Why a history was retired: `load --replace`, a purge, or a reset (which keeps it). */
+export type RetiredReason = 'replaced' | 'purged' | 'reset'
+
+export interface RetiredLineage {
+  lineage: string
+  /** When it was retired (ISO time). */
+  retired: string
+  reason: RetiredReason
+  /** Its history is kept: every history read takes `?lineage=` to read it. */
+  readable: boolean
+}
+
+export interface Lineages {
   /** The id of the document's current history; null for documents older than lineages. */
   lineage: string | null
+  /** The histories its name retired, oldest first. */
+  retired_lineages: RetiredLineage[]
+}
+
+export interface LineageInfo extends Lineages {
+  name: string
 }
 
 /** Which history the document has now (docs/lineage.md); null when it does not exist yet. */

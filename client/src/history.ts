@@ -12,17 +12,23 @@
  * says the document's main root is rich text (it answers a `doc`, not `spans`), and from
  * then on each stop is the server's HTML of the diff, every insertion and deletion in its
  * author's colour (`rich.ts`).
+ *
+ * A document that was reset keeps the history it retired: the note above the slider
+ * names the current lineage and lists the retired ones (`lineage.ts`); choosing a kept
+ * one reads it instead (every request with `?lineage=`, also in the page's address), and
+ * "Restore" then copies its version into the current document.
  */
 
 import {
-  ApiError, type Diff, type Entry, type NamedVersion, deleteNamedVersion, diff, diffHtml,
-  docInfo, me, nameVersion, namedVersions, restore, timeline
+  ApiError, type Diff, type Entry, type Lineages, type NamedVersion, type RetiredLineage,
+  deleteNamedVersion, diff, diffHtml, docInfo, me, nameVersion, namedVersions, restore, timeline
 } from './api'
 import { bar } from './chrome'
 import { ask, problem } from './dialog'
 import { h, icon, replace } from './dom'
 import { ago, initials, whenPrecisely } from './format'
 import { authorColor, loadUser } from './identity'
+import { ending, lineageNote } from './lineage'
 import { displayName, isEmpty, richNodes } from './rich'
 import { editorPath } from './route'
 
@@ -68,6 +74,11 @@ class HistoryView {
   private canWrite = true
   private root: string | null = null // the root shown, once the first diff has named it
   private rich = false
+  private lineages: Lineages = { lineage: null, retired_lineages: [] }
+  private lineage: string | null = null // the retired history shown, or null: the current one
+  private currentNewest = 0 // the current history's newest seq, whichever is shown
+  private epoch = 0 // bumped on every switch of history: answers about another are dropped
+  private picking = 0 // the newest history asked for wins
 
   private readonly slider = h('input', { type: 'range', min: 1, max: 1, value: 1, step: 1, 'aria-label': 'Version', 'data-testid': 'slider' })
   private readonly marks = h('div', { class: 'marks', 'aria-hidden': 'true' })
@@ -80,22 +91,82 @@ class HistoryView {
   private readonly text = h('div', { class: 'text-body', 'data-testid': 'version-text' })
   private readonly list = h('ol', { 'data-testid': 'timeline' })
   private readonly more = h('button', { type: 'button', class: 'button load-more', hidden: true }, 'Older changes')
+  private readonly note = h('div', { class: 'lineage-slot' })
 
   constructor (private readonly room: string, private readonly body: HTMLElement) {}
 
   async start (): Promise<void> {
     const [info, who] = await Promise.all([docInfo(this.room), me(this.room)])
     this.canWrite = who?.access !== 'read'
-    this.newest = info.seq
+    this.lineages = info
+    this.currentNewest = this.newest = info.seq
+    const query = new URLSearchParams(window.location.search)
+    // A reset without content leaves the current history empty: open the one it retired.
+    const asked = query.get('lineage') ?? (info.seq === 0 ? this.readable()[0]?.lineage : null)
+    if (asked != null && this.readable().some(r => r.lineage === asked)) {
+      this.lineage = asked
+      this.newest = (await docInfo(this.room, asked)).seq
+    }
     if (this.newest === 0) throw new ApiError(404, 'no versions')
-    const requested = Number(new URLSearchParams(window.location.search).get('seq'))
+    const requested = Number(query.get('seq'))
     this.seq = Number.isInteger(requested) && requested >= 1 && requested <= this.newest ? requested : this.newest
     this.layout()
-    this.nameButton.hidden = !this.canWrite
+    this.drawNote()
     this.restoreButton.hidden = !this.canWrite
     await Promise.all([this.loadTimeline(false), this.loadNamed()])
     this.sync()
     await this.show()
+  }
+
+  /** The retired histories that were kept, newest first. */
+  private readable (): RetiredLineage[] {
+    return this.lineages.retired_lineages.filter(r => r.readable).reverse()
+  }
+
+  private viewing (): RetiredLineage | null {
+    return this.lineages.retired_lineages.find(r => r.lineage === this.lineage) ?? null
+  }
+
+  private drawNote (): void {
+    replace(this.note, lineageNote({
+      lineages: this.lineages,
+      viewing: this.viewing(),
+      currentHasVersions: this.currentNewest > 0,
+      pick: lineage => { void this.view(lineage) }
+    }))
+  }
+
+  /** Show the history `lineage` (a retired one), or with `null` the current one, at its newest version. */
+  private async view (lineage: string | null): Promise<void> {
+    this.stop()
+    const ask = ++this.picking
+    let info
+    try {
+      info = await docInfo(this.room, lineage)
+    } catch (error) {
+      if (ask !== this.picking) return
+      toast(`Could not open that history: ${error instanceof Error ? error.message : String(error)}`)
+      this.drawNote() // the chooser back on the history still shown
+      return
+    }
+    if (ask !== this.picking) return
+    const epoch = ++this.epoch
+    this.lineages = info
+    this.lineage = lineage
+    this.newest = info.seq
+    if (lineage == null) this.currentNewest = info.seq
+    this.entries = []
+    this.cursor = null
+    this.named = []
+    this.root = null
+    this.rich = false
+    this.shown = -1
+    this.text.classList.remove('rich-body')
+    delete this.text.dataset.kind
+    replace(this.list)
+    this.drawNote()
+    await Promise.all([this.loadTimeline(false), this.loadNamed()])
+    if (epoch === this.epoch) this.go(this.newest)
   }
 
   private layout (): void {
@@ -105,7 +176,7 @@ class HistoryView {
       h('div', { class: 'version-line-row scrubber-row' }, this.line,
         h('div', { class: 'version-actions' }, this.nameButton, this.restoreButton))
     )
-    const main = h('section', { class: 'history-main' }, scrubber, h('div', { class: 'text-view' }, this.text))
+    const main = h('section', { class: 'history-main' }, this.note, scrubber, h('div', { class: 'text-view' }, this.text))
     const side = h('aside', { class: 'timeline', 'aria-label': 'Changes' }, h('h2', null, 'Changes'), this.list, this.more)
     replace(this.body, main, side)
 
@@ -123,6 +194,8 @@ class HistoryView {
     this.seq = Math.max(1, Math.min(this.newest, seq))
     const url = new URL(window.location.href)
     url.searchParams.set('seq', String(this.seq))
+    if (this.lineage != null) url.searchParams.set('lineage', this.lineage)
+    else url.searchParams.delete('lineage')
     window.history.replaceState(null, '', url.pathname + url.search)
     this.sync()
     void this.show()
@@ -175,19 +248,28 @@ class HistoryView {
     const when = entry != null ? entry.end : null
     replace(this.line,
       h('span', { class: 'seq', 'data-testid': 'seq' }, `Version ${this.seq.toLocaleString()} of ${this.newest.toLocaleString()}`),
-      this.seq === this.newest ? h('span', { class: 'muted' }, '(current)') : null,
+      this.seq === this.newest ? h('span', { class: 'muted' }, this.lineage == null ? '(current)' : '(its last version)') : null,
       when != null ? h('span', { class: 'muted', title: whenPrecisely(when) }, ago(when)) : null,
       ...(entry?.authors ?? []).map(a => h('span', { class: 'who' },
         h('span', { class: 'avatar small', style: `background:${authorColor(a)}` }, initials(displayName(a))), ' ', displayName(a))),
       ...labels.map(v => h('span', { class: 'label-chip', 'data-testid': 'label' }, icon('tag', 12), v.name,
-        this.canWrite
+        this.canWrite && this.lineage == null // a retired history takes no new names
           ? h('button', { type: 'button', class: 'chip-x', title: 'Remove this name', 'aria-label': `Remove the name ${v.name}`, onclick: () => { void this.unname(v) } }, icon('x', 11))
           : null))
     )
     this.prev.disabled = this.seq <= 1
     this.next.disabled = this.seq >= this.newest
-    this.restoreButton.disabled = this.seq >= this.newest
-    this.restoreButton.title = this.seq >= this.newest ? 'This is the current version' : `Make version ${this.seq} the current content (as a new change)`
+    // The names of a retired history are read-only; any of its versions can be restored,
+    // its last one too: the current document holds none of it.
+    this.nameButton.hidden = !this.canWrite || this.lineage != null
+    const viewing = this.viewing()
+    if (viewing == null) {
+      this.restoreButton.disabled = this.seq >= this.newest
+      this.restoreButton.title = this.seq >= this.newest ? 'This is the current version' : `Make version ${this.seq} the current content (as a new change)`
+    } else {
+      this.restoreButton.disabled = false
+      this.restoreButton.title = `Make version ${this.seq} from before ${ending(viewing)} the current document's content (as a new change)`
+    }
     for (const item of Array.from(this.list.children) as HTMLElement[]) {
       const e = this.entries[Number(item.dataset.index)]
       item.setAttribute('aria-current', String(e != null && e.first_seq <= this.seq && this.seq <= e.seq))
@@ -200,22 +282,32 @@ class HistoryView {
     this.loading = true
     try {
       while (this.shown !== this.seq) {
-        const seq = this.seq
+        const { seq, epoch, lineage } = { seq: this.seq, epoch: this.epoch, lineage: this.lineage }
         const entry = this.entryOf(seq)
         // Highlight what this entry changed up to here; without a loaded entry, the last change.
         const from = Math.max(0, (entry?.first_seq ?? seq) - 1)
         this.text.setAttribute('aria-busy', 'true')
-        if (this.rich && this.root != null) {
-          this.drawRich(await diffHtml(this.room, from, seq, this.root), seq)
-        } else {
-          const result = await diff(this.room, from, seq, this.root)
-          this.root = result.root
-          if (result.doc != null) {
-            this.rich = true
-            this.drawRich(await diffHtml(this.room, from, seq, result.root), seq)
+        try {
+          if (this.rich && this.root != null) {
+            const html = await diffHtml(this.room, from, seq, this.root, lineage)
+            if (epoch !== this.epoch) continue // another history was chosen meanwhile
+            this.drawRich(html, seq)
           } else {
-            this.draw(result)
+            const result = await diff(this.room, from, seq, this.root, lineage)
+            if (epoch !== this.epoch) continue
+            this.root = result.root
+            if (result.doc != null) {
+              this.rich = true
+              const html = await diffHtml(this.room, from, seq, result.root, lineage)
+              if (epoch !== this.epoch) continue
+              this.drawRich(html, seq)
+            } else {
+              this.draw(result)
+            }
           }
+        } catch (error) {
+          if (epoch !== this.epoch) continue
+          throw error
         }
         this.shown = seq
       }
@@ -255,7 +347,9 @@ class HistoryView {
   }
 
   private async loadTimeline (older: boolean): Promise<void> {
-    const page = await timeline(this.room, older ? this.cursor : null, GAP_SECONDS)
+    const epoch = this.epoch
+    const page = await timeline(this.room, older ? this.cursor : null, GAP_SECONDS, this.lineage)
+    if (epoch !== this.epoch) return // of a history no longer shown
     this.entries = older ? this.entries.concat(page.entries) : page.entries
     this.cursor = page.next
     this.more.hidden = page.next == null
@@ -283,13 +377,16 @@ class HistoryView {
   }
 
   private async loadNamed (): Promise<void> {
-    this.named = await namedVersions(this.room)
+    const epoch = this.epoch
+    const named = await namedVersions(this.room, this.lineage)
+    if (epoch !== this.epoch) return
+    this.named = named
     this.sync()
   }
 
   /** Reload what a change made: the newest version, the timeline, the named versions. */
   private async refresh (): Promise<void> {
-    this.newest = (await docInfo(this.room)).seq
+    this.newest = (await docInfo(this.room, this.lineage)).seq
     await Promise.all([this.loadTimeline(false), this.loadNamed()])
   }
 
@@ -297,8 +394,18 @@ class HistoryView {
     const seq = this.seq
     this.stop()
     this.restoreButton.disabled = true
+    const viewing = this.viewing()
     try {
-      const result = await restore(this.room, seq, loadUser()?.name ?? '')
+      const result = await restore(this.room, seq, loadUser()?.name ?? '', viewing?.lineage ?? null)
+      if (viewing != null) {
+        // Into the current document; the page stays on the retired history.
+        this.currentNewest = result.seq
+        this.sync()
+        toast(result.changed
+          ? `Restored version ${result.restored} from before ${ending(viewing)}: it is now the current content, as a new change everyone editing has received.`
+          : `Version ${result.restored} from before ${ending(viewing)} is already the current content.`)
+        return
+      }
       await this.refresh()
       this.shown = -1
       this.go(this.newest)
