@@ -162,6 +162,11 @@ async def test_startup_line_gives_the_editor_the_websocket_and_the_database(
     finally:
         server.signal(signal.SIGTERM)
         assert await server.wait() == 0
+    # The README's quick start shows this very line, with the default port.
+    line = next(line for line in text.splitlines() if "serving the editor" in line)
+    shown = line[line.index("INFO collab:") :].replace(str(port), "1234")
+    shown = shown.replace(str(tmp_path / "collab.db"), "/path/to/collab.db")
+    assert "... " + shown in (ROOT_DIR / "README.md").read_text()
 
 
 def test_open_server_on_public_address_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
