@@ -28,6 +28,7 @@ from benchlib.late_join import JoinConfig, run_late_join
 from benchlib.peer import SCENARIO_ERRORS
 from benchlib.process import ServerProcess, ServerSpec, running_server
 from benchlib.report import render
+from benchlib.storm import StormConfig, run_storm
 from benchlib.trace import load_trace_doc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +37,8 @@ DEFAULT_CMD = (
     "--db {tmpdir}/bench.db --log-level warning"
 )
 DEFAULT_TRACE = ROOT / "tests" / "data" / "automerge-paper.json.gz"
-SCENARIOS = ("fanout", "late_join", "connections")
+DEFAULT_SCENARIOS = ("fanout", "late_join", "connections")
+SCENARIOS = (*DEFAULT_SCENARIOS, "storm")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -44,7 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     a = p.add_argument
-    a("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of the default")
+    a("--scenarios", default=",".join(DEFAULT_SCENARIOS),
+      help=f"comma-separated, of {', '.join(SCENARIOS)}")  # fmt: skip
     a("--server-cmd", default=DEFAULT_CMD, help="{port}, {tmpdir} are filled in; no shell; "
       "runs in the project root")  # fmt: skip
     a("--url-template", default="ws://127.0.0.1:{port}/ws/{room}", help="room URL")
@@ -86,6 +89,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g = p.add_argument_group("connections").add_argument
     g("--conn", type=int, default=2000, help="idle connections (one room each)")
     g("--settle", type=float, default=1.0, help="seconds before each RSS reading")
+    g = p.add_argument_group("storm (a restart under connected clients)").add_argument
+    g("--storm-clients", type=int, default=4000, help="connected clients")
+    g("--storm-rooms", type=int, default=1000, help="rooms they are spread over")
+    g("--storm-timeout", type=float, default=120.0, help="seconds for all to be back")
     args = p.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(args.scenarios) - set(SCENARIOS)
@@ -166,6 +173,11 @@ async def run(args: argparse.Namespace, summary: dict[str, Any]) -> None:
         results["connections"] = await _with_server(
             args, partial(run_connections, cc, url), "connections"
         )
+    if "storm" in args.scenarios:
+        sc = StormConfig(
+            args.storm_clients, args.storm_rooms, args.concurrency, args.storm_timeout
+        )
+        results["storm"] = await _with_server(args, partial(run_storm, sc, url), "storm")
 
 
 def _runner(no_uvloop: bool) -> tuple[str, Callable[[Coroutine[Any, Any, None]], None]]:

@@ -47,10 +47,13 @@ class ServerSpec:
 class ServerProcess:
     """One running server; use through running_server()."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, port: int, tmpdir: Path) -> None:
+    def __init__(
+        self, proc: asyncio.subprocess.Process, port: int, tmpdir: Path, spec: ServerSpec
+    ) -> None:
         self.proc = proc
         self.port = port
         self.tmpdir = tmpdir
+        self.spec = spec
 
     @property
     def pid(self) -> int:
@@ -88,6 +91,26 @@ class ServerProcess:
                 await writer.wait_closed()
             return
 
+    async def restart(self) -> tuple[float, float]:
+        """Stop the server (SIGTERM, as a deploy does) and start the same command again on
+        the same port and temporary directory (its database survives). Returns the
+        seconds the old process took to exit, and then the new one to listen.
+
+        Raises:
+            RuntimeError: the new process exited or did not listen in time.
+        """
+        clock = asyncio.get_running_loop().time
+        t0 = clock()
+        await self.stop(self.spec.stop_timeout)
+        t1 = clock()
+        self.proc = await _spawn(self.spec, self.port, self.tmpdir, "ab")
+        try:
+            async with asyncio.timeout(self.spec.start_timeout):
+                await self.wait_ready()
+        except TimeoutError:
+            raise RuntimeError(f"server did not listen again on port {self.port}") from None
+        return t1 - t0, clock() - t1
+
     async def stop(self, grace: float) -> int | None:
         """SIGTERM the process group, SIGKILL it if still there after grace seconds."""
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -101,8 +124,27 @@ class ServerProcess:
         return self.proc.returncode
 
 
-def _log_file(tmpdir: Path) -> BinaryIO:
-    return open(tmpdir / "server.log", "wb")
+def _log_file(tmpdir: Path, mode: str = "wb") -> BinaryIO:
+    return open(tmpdir / "server.log", mode)
+
+
+async def _spawn(
+    spec: ServerSpec, port: int, tmpdir: Path, mode: str = "wb"
+) -> asyncio.subprocess.Process:
+    argv = shlex.split(spec.cmd.format(port=port, tmpdir=tmpdir))
+    with _log_file(tmpdir, mode) as log:
+        # own session = own process group, so stop() reaches wrappers' children too
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=spec.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    # set even without --pin-server: a pinned client must not hand its CPU down
+    os.sched_setaffinity(proc.pid, spec.cpus or set(range(os.cpu_count() or 1)))
+    return proc
 
 
 @contextlib.asynccontextmanager
@@ -114,21 +156,8 @@ async def running_server(spec: ServerSpec) -> AsyncIterator[ServerProcess]:
     """
     tmpdir = Path(tempfile.mkdtemp(prefix="collab-bench-"))
     port = spec.port or free_port()
-    argv = shlex.split(spec.cmd.format(port=port, tmpdir=tmpdir))
-    with _log_file(tmpdir) as log:
-        # own session = own process group, so stop() reaches wrappers' children too
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=spec.cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = ServerProcess(proc, port, tmpdir)
+    server = ServerProcess(await _spawn(spec, port, tmpdir), port, tmpdir, spec)
     try:
-        # set even without --pin-server: a pinned client must not hand its CPU down
-        os.sched_setaffinity(proc.pid, spec.cpus or set(range(os.cpu_count() or 1)))
         try:
             async with asyncio.timeout(spec.start_timeout):
                 await server.wait_ready()

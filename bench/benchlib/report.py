@@ -104,6 +104,22 @@ def _connections(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _storm(r: dict[str, Any]) -> list[str]:
+    if "error" in r:
+        return [f"storm: ERROR {r['error']}"]
+    back = r["back_ms"]
+    every = "not all back" if r["all_back_s"] is None else f"all back {r['all_back_s']} s"
+    return [
+        f"storm ({r['connected']:,} of {r['clients']:,} clients in {r['rooms']:,} rooms; "
+        "SIGTERM, start again; y-websocket's reconnect back-off)",
+        f"  {every} after the stop (the old process exited in {r['stop_s']} s, the new one "
+        f"listened {r['start_s']} s later); "
+        f"per client p50 {_n(back['p50'])} ms, p99 {_n(back['p99'])} ms; "
+        f"{r['reconnect_attempts']:,} connect attempts"
+        + (f"; errors {r['errors']}" if r["errors"] else ""),
+    ]
+
+
 def render(summary: dict[str, Any], cpu_flag: float) -> str:
     """Render the run summary as plain text."""
     meta = summary["meta"]
@@ -120,6 +136,8 @@ def render(summary: dict[str, Any], cpu_flag: float) -> str:
         lines += ["", *_late_join(res["late_join"], cpu_flag)]
     if "connections" in res:
         lines += ["", *_connections(res["connections"])]
+    if "storm" in res:
+        lines += ["", *_storm(res["storm"])]
     if summary.get("aborted"):
         lines += ["", f"ABORTED: {summary['aborted']}"]
     return "\n".join(lines)
