@@ -35,6 +35,7 @@ from collab.config import Config, database_url
 from collab.history.compaction import Policy
 from collab.history.service import History
 from collab.store import Store
+from collab.sync.update import measure as count
 
 TRACE = Path(__file__).resolve().parents[1] / "tests" / "data" / "automerge-paper.json.gz"
 START_MS = 1_700_000_000_000
@@ -85,6 +86,9 @@ async def store_doc(
 ) -> None:
     doc_id = (await store.load(name)).doc_id
     for seq, update in enumerate(updates, 1):
+        # The counts a room's validator takes and stores with each update (equal to
+        # measure(), tests/sync/test_update.py).
+        stats = count(update)
         store.append(
             doc_id,
             seq,
@@ -92,6 +96,8 @@ async def store_doc(
             connection_id="c1",
             author=authors[seq - 1],
             created_ms=stamps[seq - 1],
+            inserted=stats.inserted,
+            deleted=stats.deleted,
         )
         if seq % 1000 == 0:
             store.checkpoint(doc_id, seq, checkpoints[seq // 1000 - 1])

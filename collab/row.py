@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MergedRun", "Row", "identity"]
+__all__ = ["MergedRun", "Row", "TimelineRow", "identity"]
+
+TimelineRow = tuple[int, int, str | None, str | None, int | None, int | None, bytes | None]
+"""A row as a timeline page reads it: ``(seq, created_ms, author, connection_id, inserted,
+deleted, data)``, a plain tuple since a page reads thousands. ``data`` is there only when
+the counts are not (``None``: not measured), for the timeline to measure."""
 
 
 def identity(author: str | None, connection_id: str | None) -> str:
@@ -39,6 +44,10 @@ class Row:
     data: bytes
     author: str | None
     connection_id: str | None
+    inserted: int | None = None
+    """Characters it inserts, as stored with it (``None``: not measured)."""
+    deleted: int | None = None
+    """Clock units it deletes, as stored with it (``None``: not measured)."""
 
     @property
     def who(self) -> str:
@@ -49,7 +58,9 @@ class Row:
 @dataclass(frozen=True, slots=True)
 class MergedRun:
     """A run of rows ``first_seq..last_seq`` (``rows`` of them) to replace by one row:
-    what compaction (``collab.history.compaction``) hands the store."""
+    what compaction (``collab.history.compaction``) hands the store. Its counts are its
+    members' added up, not the merged update's: merging cancels text a run typed and then
+    deleted, and the timeline should still show the work it was."""
 
     first_seq: int
     last_seq: int
@@ -58,3 +69,6 @@ class MergedRun:
     created_ms: int
     author: str | None
     connection_id: str | None
+    inserted: int | None = None
+    """The sum of its members' counts; ``None`` if any member's is ``None``."""
+    deleted: int | None = None

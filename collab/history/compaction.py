@@ -211,7 +211,9 @@ def batches(runs: Sequence[Run], max_rows: int = MAX_BATCH_ROWS) -> list[list[Ru
 
 def merge_runs(runs: Sequence[Run], rows: Sequence[Row]) -> list[MergedRun]:
     """Each run of ``runs`` merged into one row, from ``rows`` (every row the runs cover,
-    by seq): Yjs work, for a worker thread."""
+    by seq): Yjs work, for a worker thread. A merged row's counts are the sum of its
+    members' (``None`` if any member was not measured: the timeline then measures the
+    merged bytes, as it did before counts were stored)."""
     merged = []
     k = 0
     for run in runs:
@@ -222,6 +224,7 @@ def merge_runs(runs: Sequence[Run], rows: Sequence[Row]) -> list[MergedRun]:
             end += 1
         members, k = rows[k:end], end
         last = members[-1]
+        counted = all(r.inserted is not None and r.deleted is not None for r in members)
         merged.append(
             MergedRun(
                 run.first_seq,
@@ -231,6 +234,8 @@ def merge_runs(runs: Sequence[Run], rows: Sequence[Row]) -> list[MergedRun]:
                 last.created_ms,
                 last.author,
                 last.connection_id,
+                sum(r.inserted or 0 for r in members) if counted else None,
+                sum(r.deleted or 0 for r in members) if counted else None,
             )
         )
     return merged

@@ -26,7 +26,7 @@ from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 from collab.clock import format_ms
 from collab.errors import BadRequest, Conflict, HistoryError, NotFound, ProtocolError
 from collab.history.richtext import XML_FRAGMENT, tree_of, xml_kind, xml_string
-from collab.row import Row, identity
+from collab.row import Row, TimelineRow, identity
 from collab.sync.tree import unreadable_roots
 from collab.sync.update import measure
 from collab.sync.validator import check_update
@@ -55,8 +55,9 @@ TEXT_ROOT = "content"
 
 MAX_GROUP = 500
 """A timeline entry never spans more updates than this, however fast someone types: it
-bounds the work of one timeline page (every update on a page is measured, ~5 µs each
-with its fetch). 500 keystrokes are a couple of minutes of steady typing."""
+bounds the work of one timeline page (every row on a page is read, and measured if it was
+stored without counts, ~5 µs each with its fetch). 500 keystrokes are a couple of minutes
+of steady typing."""
 
 
 def replay(
@@ -349,24 +350,38 @@ class Timeline:
             ``False`` when the row would start entry ``limit + 1``: the page is full, every
             entry on it is complete, and the row was not used.
         """
-        return self._add(row.seq, row.first_seq, row.created_ms, row.who, row.data)
+        return self._add(
+            row.seq, row.first_seq, row.created_ms, row.who, row.inserted, row.deleted, row.data
+        )
 
-    def fold(
-        self, rows: Sequence[tuple[int, int, str | None, str | None, bytes]], older: int
-    ) -> bool:
-        """Fold in ``(seq, created_ms, author, connection_id, data)`` rows, newest first;
-        ``older`` is the seq of the row just before the last one (0: none).
+    def fold(self, rows: Sequence[TimelineRow], older: int) -> bool:
+        """Fold in ``TimelineRow`` tuples, newest first; ``older`` is the seq of the row
+        just before the last one (0: none). A row's stored counts are used as they are;
+        a row without them (``None``: stored before migration 0007, or loaded from a dump)
+        is measured from its ``data``.
 
         Returns:
             ``False`` as soon as the page is full (see ``add``).
         """
-        for k, (seq, created_ms, author, connection_id, data) in enumerate(rows):
+        for k, (seq, created_ms, author, connection_id, inserted, deleted, data) in enumerate(
+            rows
+        ):
             first = (rows[k + 1][0] if k + 1 < len(rows) else older) + 1
-            if not self._add(seq, first, created_ms, identity(author, connection_id), data):
+            who = identity(author, connection_id)
+            if not self._add(seq, first, created_ms, who, inserted, deleted, data):
                 return False
         return True
 
-    def _add(self, seq: int, first_seq: int, created_ms: int, who: str, data: bytes) -> bool:
+    def _add(
+        self,
+        seq: int,
+        first_seq: int,
+        created_ms: int,
+        who: str,
+        inserted: int | None,
+        deleted: int | None,
+        data: bytes | None,
+    ) -> bool:
         current = self.entries[-1] if self.entries else None
         if (
             current is not None
@@ -384,10 +399,14 @@ class Timeline:
             current = Entry(first_seq, seq, created_ms, created_ms, [who])
             current.names = list(self.named.get(seq, []))
             self.entries.append(current)
-        stats = measure(data)
+        if inserted is None or deleted is None:
+            # timeline_rows fetches the bytes of exactly these rows.
+            assert data is not None, "a row without counts comes with its bytes"
+            stats = measure(data)
+            inserted, deleted = stats.inserted, stats.deleted
         current.updates += seq - first_seq + 1
-        current.inserted += stats.inserted
-        current.deleted += stats.deleted
+        current.inserted += inserted
+        current.deleted += deleted
         return True
 
 

@@ -20,6 +20,7 @@ from collab.relay.tasks import Background
 from collab.relay.webhook import Webhooks
 from collab.store import Store
 from collab.sync.room import Append, Broadcast, Checkpoint, Outgoing, Reply, Room
+from collab.sync.update import measure
 
 if TYPE_CHECKING:
     from collab.relay.cluster import Cluster
@@ -107,9 +108,25 @@ class Fanout:
             elif type(effect) is Append:
                 sender = effect.member
                 if sender is None:
-                    self.append(room, effect.seq, effect.update, None, None)
+                    self.append(
+                        room,
+                        effect.seq,
+                        effect.update,
+                        None,
+                        None,
+                        effect.inserted,
+                        effect.deleted,
+                    )
                 else:
-                    self.append(room, effect.seq, effect.update, sender.id, sender.author)
+                    self.append(
+                        room,
+                        effect.seq,
+                        effect.update,
+                        sender.id,
+                        sender.author,
+                        effect.inserted,
+                        effect.deleted,
+                    )
             elif type(effect) is Reply:
                 if conn is not None:
                     conn.send(effect.data)
@@ -136,8 +153,25 @@ class Fanout:
         update: bytes,
         connection_id: str | None,
         author: str | None,
+        inserted: int | None = None,
+        deleted: int | None = None,
     ) -> None:
-        """Queue one update row for the store and announce it to the webhooks."""
+        """Queue one update row for the store and announce it to the webhooks.
+
+        ``inserted`` and ``deleted`` are the counts the validator took (``Append``), stored
+        with the row for the timeline. Without them (the hub's server-side edits and
+        restores, which are rare and not on the relay's path) the update is measured here;
+        an update that cannot be measured is stored with ``NULL`` counts, never refused.
+        """
+        if inserted is None or deleted is None:
+            try:
+                stats = measure(update)
+            except ValueError:
+                log.warning(
+                    "room %r: update %d not measured; stored without counts", room.name, seq
+                )
+            else:
+                inserted, deleted = stats.inserted, stats.deleted
         self.store.append(
             room.doc_id,
             # Several nodes share the log: numbers are assigned at commit.
@@ -145,6 +179,8 @@ class Fanout:
             update,
             connection_id=connection_id,
             author=author,
+            inserted=inserted,
+            deleted=deleted,
         )
         self.webhooks.document_changed(room.name, seq, author)
 

@@ -6,11 +6,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import case, delete, func, insert, null, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from collab.row import MergedRun, Row
+from collab.row import MergedRun, Row, TimelineRow
 from collab.store.core import Store, newest_checkpoint, now_ms
 from collab.store.models import (
     ARCHIVED,
@@ -23,7 +23,15 @@ from collab.store.models import (
     listed,
 )
 
-__all__ = ["DocumentHead", "HistoryStore", "MergedRun", "NamedVersion", "Storage", "VersionSource"]
+__all__ = [
+    "DocumentHead",
+    "HistoryStore",
+    "MergedRun",
+    "NamedVersion",
+    "Storage",
+    "TimelineRow",
+    "VersionSource",
+]
 
 
 # -- History reads ------------------------------------------------------------------------
@@ -222,6 +230,8 @@ class HistoryStore:
                 UpdateRow.data,
                 UpdateRow.author,
                 UpdateRow.connection_id,
+                UpdateRow.inserted,
+                UpdateRow.deleted,
             )
             .where(UpdateRow.doc_id == doc_id, UpdateRow.seq > after, UpdateRow.seq <= upto)
             .order_by(order)
@@ -243,16 +253,22 @@ class HistoryStore:
         ascending = fetched[::-1] if newest_first else fetched
         out: list[Row] = []
         prev = before
-        for seq, created_ms, data, author, connection_id in ascending:
-            out.append(Row(seq, prev + 1, created_ms, data, author, connection_id))
+        for seq, created_ms, data, author, connection_id, inserted, deleted in ascending:
+            out.append(
+                Row(seq, prev + 1, created_ms, data, author, connection_id, inserted, deleted)
+            )
             prev = seq
         return out[::-1] if newest_first else out
 
-    async def timeline_rows(
-        self, doc_id: int, *, upto: int, limit: int
-    ) -> list[tuple[int, int, str | None, str | None, bytes]]:
-        """``(seq, created_ms, author, connection_id, data)`` of the newest ``limit`` rows
-        at or below ``upto``, newest first (plain tuples: a timeline page reads thousands)."""
+    async def timeline_rows(self, doc_id: int, *, upto: int, limit: int) -> list[TimelineRow]:
+        """``(seq, created_ms, author, connection_id, inserted, deleted, data)`` of the
+        newest ``limit`` rows at or below ``upto``, newest first (plain tuples: a timeline
+        page reads thousands). ``data`` is fetched only for rows stored without counts
+        (``inserted`` NULL), which the timeline measures; it is ``None`` for the others."""
+        unmeasured = case(
+            (UpdateRow.inserted.is_(None) | UpdateRow.deleted.is_(None), UpdateRow.data),
+            else_=null(),
+        )
         async with self.store.connect() as conn:
             rows = await conn.execute(
                 select(
@@ -260,13 +276,15 @@ class HistoryStore:
                     UpdateRow.created_ms,
                     UpdateRow.author,
                     UpdateRow.connection_id,
-                    UpdateRow.data,
+                    UpdateRow.inserted,
+                    UpdateRow.deleted,
+                    unmeasured,
                 )
                 .where(UpdateRow.doc_id == doc_id, UpdateRow.seq <= upto)
                 .order_by(UpdateRow.seq.desc())
                 .limit(limit)
             )
-            return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+            return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
     async def authors(
         self, doc_id: int, *, after: int, upto: int
@@ -432,6 +450,8 @@ class HistoryStore:
                             "data": run.data,
                             "connection_id": run.connection_id,
                             "author": run.author,
+                            "inserted": run.inserted,
+                            "deleted": run.deleted,
                         }
                         for run in runs
                     ],

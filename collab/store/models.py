@@ -138,6 +138,13 @@ class UpdateRow(Base):
     """The server's id for the WebSocket connection (or API call) that made it."""
     author: Mapped[str | None] = mapped_column(String(255))
     """Who made it: the verified identity once auth is on, else the name the client gave."""
+    inserted: Mapped[int | None] = mapped_column(Integer)
+    """Characters of text it inserts (``collab.sync.update.measure``), counted by the
+    room's validator; for a row compaction merged, the sum over its members. ``NULL``:
+    not measured (rows stored before migration 0007, loaded from a dump, or merged from
+    a run with one unmeasured): the timeline measures the bytes instead."""
+    deleted: Mapped[int | None] = mapped_column(Integer)
+    """Yjs clock units it deletes, as ``inserted`` (``NULL`` together with it)."""
 
 
 class CheckpointRow(Base):

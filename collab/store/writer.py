@@ -140,8 +140,15 @@ class Writer:
         connection_id: str | None,
         author: str | None,
         created_ms: int | None = None,
+        inserted: int | None = None,
+        deleted: int | None = None,
     ) -> None:
         """Queue update ``seq`` of document ``doc_id``; committed within the window.
+
+        ``inserted`` and ``deleted`` are what the update inserts and deletes, as
+        ``collab.sync.update.measure`` counts (the room's validator counted them); stored
+        with the row so the timeline reads numbers instead of decoding the update.
+        ``None`` is stored as ``NULL``, "not measured": the timeline measures such rows.
 
         With ``seq=None`` the number is assigned at commit time: the next after the
         largest stored one. That is how several server nodes share one document's log:
@@ -163,6 +170,8 @@ class Writer:
                 "data": data,
                 "connection_id": connection_id,
                 "author": author,
+                "inserted": inserted,
+                "deleted": deleted,
             },
             len(data),
             _UPDATE,

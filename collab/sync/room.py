@@ -52,7 +52,7 @@ from collab.sync.protocol import (
     encode_update,
 )
 from collab.sync.state_vector import check_state_vector, decode_state_vector
-from collab.sync.validator import check_update_for
+from collab.sync.validator import check_update_for, check_update_measured
 from collab.sync.ydoc import apply_unless_known, is_panic, known
 
 __all__ = [
@@ -93,11 +93,15 @@ class Broadcast(Generic[M]):
 
 @dataclass(slots=True)
 class Append(Generic[M]):
-    """Store ``update`` as the room's update number ``seq``, sent by ``member``."""
+    """Store ``update`` as the room's update number ``seq``, sent by ``member``, with the
+    characters it inserts and deletes (``validator.check_update_measured``: counted while
+    validating, so the timeline never decodes the row; ``None``: not counted)."""
 
     seq: int
     update: bytes
     member: M | None
+    inserted: int | None = None
+    deleted: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +348,7 @@ class Room(Generic[M]):
         # malformed updates crash yrs in ways no exception can catch, and so did updates
         # yrs kept pending for want of their dependencies.
         clocks = self._clocks
-        spans = check_update_for(update, clocks)
+        spans, inserted, deleted = check_update_measured(update, clocks)
         retired = self.retired
         if retired is not None and retired.stale(spans, clocks):
             raise StaleLineage("this copy of the document was replaced; reload it")
@@ -378,7 +382,9 @@ class Room(Generic[M]):
         # Store before send: the row is queued before any member gets the bytes.
         broadcast = Broadcast(raw, None if relay_to_sender else member)
         out: list[Outgoing[M]] = (
-            [Append(self.seq, update, member), broadcast] if store else [broadcast]
+            [Append(self.seq, update, member, inserted, deleted), broadcast]
+            if store
+            else [broadcast]
         )
         self._bytes_since_checkpoint += len(update)
         self.size += len(update)

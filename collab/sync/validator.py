@@ -73,6 +73,7 @@ __all__ = [
     "check_state_vector",
     "check_update",
     "check_update_for",
+    "check_update_measured",
     "decode_state_vector",
 ]
 
@@ -161,19 +162,37 @@ def check_update_for(update: bytes, clocks: Mapping[int, int]) -> list[Span]:
             ``ProtocolError``; a client that sends one holds them, and a resync gets them).
         ProtocolError: the bytes are not a v1 update, or break a bound.
     """
+    return check_update_measured(update, clocks)[0]
+
+
+def check_update_measured(update: bytes, clocks: Mapping[int, int]) -> tuple[list[Span], int, int]:
+    """``check_update_for``, and what the update inserts and deletes, counted on the way.
+
+    The walk reads every string and every delete range anyway, so the counts cost two
+    additions, where measuring the stored row later would walk it again. They equal
+    ``collab.sync.update.measure(update)`` for every update accepted here (a property test
+    holds the two together): characters (code points) of string content inserted, and Yjs
+    clock units in the delete set.
+
+    Returns:
+        The spans (as ``check_update_for``), characters inserted, clock units deleted.
+
+    Raises:
+        The same as ``check_update_for``.
+    """
     refs: list[tuple[int, int]] = []
     spans: list[Span] = []
     try:
-        _check_update(update, refs, spans)
+        inserted, deleted = _check_update(update, refs, spans)
     except IndexError:
         raise ProtocolError("truncated update") from None
     check_dependencies(spans, refs, clocks)
-    return spans
+    return spans, inserted, deleted
 
 
 def _check_update(
     data: bytes, refs: list[tuple[int, int]] | None, spans: list[tuple[int, int, int]] | None
-) -> None:
+) -> tuple[int, int]:
     # One-byte varints are read inline (nearly every varint in a keystroke is one byte):
     # a call per varint would double the cost of the common update.
     end = len(data)
@@ -186,6 +205,7 @@ def _check_update(
     if clients * 3 > end - pos:
         raise ProtocolError("client count exceeds the data")
     seen: set[int] = set()
+    inserted = 0
     for _ in range(clients):
         structs = data[pos]
         if structs < 0x80:
@@ -265,15 +285,19 @@ def _check_update(
                         chunk = data[start:pos]
                         if pos > end:
                             raise ProtocolError("truncated string")
-                        if not chunk.isascii():
+                        if chunk.isascii():
+                            inserted += length
+                        else:
                             try:
                                 text = chunk.decode()
                             except UnicodeDecodeError:
                                 raise ProtocolError("invalid UTF-8") from None
+                            inserted += len(text)
                             # Yjs counts UTF-16 code units.
                             length = len(text.encode("utf-16-le")) >> 1
                     else:
                         text, pos = read_string(data, pos)
+                        inserted += len(text)
                         length = len(text.encode("utf-16-le")) >> 1
                 elif ref == _ANY:
                     length = data[pos]
@@ -321,23 +345,27 @@ def _check_update(
             spans.append((client, first, clock))
         if pos > end:
             raise ProtocolError("truncated update")
-    pos = _check_delete_set(data, pos)
+    pos, deleted = _check_delete_set(data, pos)
     if pos != end:
         raise ProtocolError("trailing bytes after the update")
+    return inserted, deleted
 
 
-def _check_delete_set(data: bytes, pos: int) -> int:
+def _check_delete_set(data: bytes, pos: int) -> tuple[int, int]:
+    """Check the delete set at ``pos``; return where it ends and the clock units it
+    deletes."""
     clients = data[pos]
     if clients < 0x80:
         pos += 1
     else:
         clients, pos = _uint(data, pos)
     if not clients:
-        return pos
+        return pos, 0
     end = len(data)
     if clients * 2 > end - pos:
         raise ProtocolError("delete set count exceeds the data")
     seen: set[int] = set()
+    deleted = 0
     for _ in range(clients):
         client, pos = _uint(data, pos)
         if client in seen:
@@ -357,4 +385,5 @@ def _check_delete_set(data: bytes, pos: int) -> int:
             previous = clock + length
             if previous > MAX_CLOCK:
                 raise ProtocolError("delete range out of range")
-    return pos
+            deleted += length
+    return pos, deleted

@@ -8,6 +8,7 @@ from pycrdt import Doc, Text
 
 from collab.history import compaction
 from collab.history.compaction import MAX_RUN, Policy, RowInfo, Run, merge, plan
+from collab.row import Row
 
 _POLICY = Policy(
     older_than_ms=0, granularity_ms=60_000, checkpoint_updates=10_000, checkpoint_bytes=1 << 30
@@ -75,3 +76,25 @@ def test_batches_bound_the_rows_of_one_transaction() -> None:
         [2, 2],
     ]
     assert compaction.batches([], 8) == []
+
+
+def test_a_merged_row_counts_the_sum_of_its_members() -> None:
+    """A merged row's counts are its members' added up (text typed and then deleted in the
+    run still counts), and unknown if one member's are."""
+    doc: Doc[Any] = Doc()
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    text = doc.get("content", type=Text)
+    text += "abc"
+    del text[1:2]
+    text += "dé"
+    counts = [(3, 0), (0, 1), (2, 0)]
+    rows = [
+        Row(seq, seq, seq, u, "ann", "c1", ins, dels)
+        for seq, (u, (ins, dels)) in enumerate(zip(updates, counts, strict=True), start=1)
+    ]
+    (merged,) = compaction.merge_runs([Run(1, 3, 3)], rows)
+    assert (merged.inserted, merged.deleted) == (5, 1)
+    rows[1] = Row(2, 2, 2, updates[1], "ann", "c1")
+    (merged,) = compaction.merge_runs([Run(1, 3, 3)], rows)
+    assert (merged.inserted, merged.deleted) == (None, None)

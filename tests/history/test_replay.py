@@ -182,6 +182,68 @@ def test_timeline_caps_entry_size() -> None:
     assert [e.updates for e in timeline.entries] == [MAX_GROUP, 10]
 
 
+def _typed_rows() -> list[Row]:
+    """Rows of real updates, newest first: two authors typing, deleting, pausing, with
+    astral and accented text, each row carrying the counts measure() gives its bytes."""
+    doc: Doc[Any] = Doc()
+    updates = _updates(doc)
+    text = doc.get("content", type=Text)
+    edits = ["hello", " wörld", "😀", "!", None, "ünïcode", None, "x", "y", "z"]
+    for k, edit in enumerate(edits):
+        if edit is None:
+            del text[0:3]
+        else:
+            text += edit
+        assert len(updates) == k + 1
+    rows = []
+    for seq, update in enumerate(updates, 1):
+        stats = measure(update)
+        who = "alice" if seq <= 6 else "bob"
+        ms = seq * 1000 + (60_000 if seq > 8 else 0)
+        rows.append(Row(seq, seq, ms, update, who, "c1", stats.inserted, stats.deleted))
+    return rows[::-1]
+
+
+def _entries(rows: list[Row]) -> list[tuple[int, int, list[str], int, int, int]]:
+    timeline = Timeline(gap_ms=5_000, limit=10)
+    assert all(timeline.add(row) for row in rows)
+    return [
+        (e.first_seq, e.last_seq, e.authors, e.updates, e.inserted, e.deleted)
+        for e in timeline.entries
+    ]
+
+
+def test_timeline_from_stored_counts_equals_the_one_from_decoding() -> None:
+    """A timeline over rows with stored counts has the same entries as one that decodes
+    every update (counts left out), and as one over a mix of both."""
+    rows = _typed_rows()
+    decoded = [
+        Row(r.seq, r.first_seq, r.created_ms, r.data, r.author, r.connection_id) for r in rows
+    ]
+    mixed = [r if r.seq % 2 else d for r, d in zip(rows, decoded, strict=True)]
+    assert _entries(rows) == _entries(decoded) == _entries(mixed)
+    assert sum(e[4] for e in _entries(rows)) == len("hello wörld😀!ünïcodexyz")
+
+
+def test_timeline_uses_stored_counts_without_the_bytes() -> None:
+    """fold() takes a row's stored counts as they are, so a row with counts needs no
+    bytes, and a row without counts is measured from its bytes."""
+    rows = _typed_rows()
+    tuples = [
+        (r.seq, r.created_ms, r.author, r.connection_id, r.inserted, r.deleted, None)
+        if r.seq % 3
+        else (r.seq, r.created_ms, r.author, r.connection_id, None, None, r.data)
+        for r in rows
+    ]
+    timeline = Timeline(gap_ms=5_000, limit=10)
+    assert timeline.fold(tuples, 0)
+    got = [
+        (e.first_seq, e.last_seq, e.authors, e.updates, e.inserted, e.deleted)
+        for e in timeline.entries
+    ]
+    assert got == _entries(rows)
+
+
 # -- attribution --
 
 

@@ -36,6 +36,8 @@ def _update(doc_id: int, seq: int | None, data: bytes) -> dict[str, Any]:
         "data": data,
         "connection_id": None,
         "author": None,
+        "inserted": None,
+        "deleted": None,
     }
 
 

@@ -8,8 +8,10 @@ import signal
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+from pycrdt import Doc, Text
 
 from tests.conftest import TIMEOUT_FACTOR
 from tests.process import ServerProcess, start
@@ -104,6 +106,67 @@ async def test_documents_older_than_lineages_get_one(tmp_path: Path) -> None:
             assert len(set(lineages)) == 2
 
 
+async def test_updates_older_than_counts_are_measured_by_the_timeline(tmp_path: Path) -> None:
+    """Migration 0007 adds ``inserted`` and ``deleted`` as NULL to the rows already stored,
+    whose timeline is then measured from their bytes; new rows are stored with their
+    counts. On SQLite and on PostgreSQL."""
+    from collab.config import database_url
+    from collab.history.service import History
+    from collab.store import Store
+    from collab.sync.update import measure
+
+    doc: Doc[Any] = Doc()
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    doc.get("content", type=Text).insert(0, "héllo 😀")
+    del doc.get("content", type=Text)[0:1]
+    async with postgres_database() as pg:
+        for url in (database_url(str(tmp_path / "old.db")), pg):
+            await asyncio.to_thread(_upgrade, url, "0006")
+            await asyncio.to_thread(
+                _run_sql, url, "INSERT INTO documents (name, created_ms) VALUES ('a', 1)"
+            )
+            await asyncio.to_thread(
+                _run_sql,
+                url,
+                "INSERT INTO updates (doc_id, seq, created_ms, data, author) "
+                f"SELECT id, 1, 2, {_blob(url, updates[0])}, 'ann' FROM documents",
+            )
+            await asyncio.to_thread(_upgrade, url, "head")
+            counts = "SELECT inserted, deleted FROM updates ORDER BY seq"
+            assert await asyncio.to_thread(_run_sql, url, counts) == [(None, None)]
+            store = Store(url, commit_interval=0.01)
+            await store.open()
+            try:
+                history = History(store)
+                head = await history.head("a")
+                stats = measure(updates[1])
+                store.append(
+                    head.id,
+                    2,
+                    updates[1],
+                    connection_id=None,
+                    author="ann",
+                    created_ms=3,
+                    inserted=stats.inserted,
+                    deleted=stats.deleted,
+                )
+                await store.flush()
+                assert await asyncio.to_thread(_run_sql, url, counts) == [(None, None), (0, 1)]
+                page = await history.timeline(
+                    await history.head("a"), before=None, limit=5, gap_ms=60_000, raw=False
+                )
+                (entry,) = page["entries"]
+                assert (entry["updates"], entry["inserted"], entry["deleted"]) == (2, 7, 1)
+            finally:
+                await store.close()
+
+
+def _blob(url: str, data: bytes) -> str:
+    """``data`` as an SQL literal of the dialect of ``url``."""
+    return f"X'{data.hex()}'" if url.startswith("sqlite") else f"decode('{data.hex()}', 'hex')"
+
+
 def _insert_old_documents(url: str) -> None:
     _run_sql(url, "INSERT INTO documents (name, created_ms) VALUES ('a', 1), ('b', 2)")
 
@@ -112,12 +175,12 @@ def _lineages(url: str) -> list[str]:
     return [row[0] for row in _run_sql(url, "SELECT lineage FROM documents ORDER BY name")]
 
 
-def _run_sql(url: str, sql: str) -> list[tuple[str]]:
+def _run_sql(url: str, sql: str) -> list[tuple[Any, ...]]:
     """One statement on ``url`` through a throwaway async engine, from a worker thread."""
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    async def run() -> list[tuple[str]]:
+    async def run() -> list[tuple[Any, ...]]:
         engine = create_async_engine(url)
         try:
             async with engine.begin() as conn:

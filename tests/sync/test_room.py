@@ -89,14 +89,16 @@ def test_join_sends_step1_then_known_awareness() -> None:
 
 
 def test_update_is_appended_then_broadcast_to_others() -> None:
-    """An update is numbered for the log, then relayed byte for byte to everyone but its
-    sender: the store's effect comes first, so delivering can never skip storing."""
+    """An update is numbered for the log, with the characters it inserts and deletes, then
+    relayed byte for byte to everyone but its sender: the store's effect comes first, so
+    delivering can never skip storing."""
     room = new_room()
     alice = Pair(room, "alice")
     alice.text += "hi"
     raw = encode_update(alice.outbox[0])
     effects = alice.push()
-    assert effects == [Append(1, decode(raw).update, "alice"), Broadcast(raw, "alice")]  # type: ignore[union-attr]
+    update = decode(raw).update  # type: ignore[union-attr]
+    assert effects == [Append(1, update, "alice", 2, 0), Broadcast(raw, "alice")]
     assert str(room.doc.get(ROOT, type=Text)) == "hi"
 
 
