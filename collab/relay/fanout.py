@@ -159,9 +159,9 @@ class Fanout:
         """Queue one update row for the store and announce it to the webhooks.
 
         ``inserted`` and ``deleted`` are the counts the validator took (``Append``), stored
-        with the row for the timeline. Without them (the hub's server-side edits and
-        restores, which are rare and not on the relay's path) the update is measured here;
-        an update that cannot be measured is stored with ``NULL`` counts, never refused.
+        with the row for the timeline. Every room update carries them; an update appended
+        without them is measured here, and one that cannot be measured is stored with
+        ``NULL`` counts, never refused.
         """
         if inserted is None or deleted is None:
             try:

@@ -147,7 +147,15 @@ class Hub(RemoteRooms):
             raise
         for effect in effects:
             if isinstance(effect, Append):
-                self._append(room, effect.seq, effect.update, connection_id, author)
+                self._append(
+                    room,
+                    effect.seq,
+                    effect.update,
+                    connection_id,
+                    author,
+                    effect.inserted,
+                    effect.deleted,
+                )
         self._carry_out(room, None, [e for e in effects if not isinstance(e, Append)])
         if slot.state is RoomState.UNLOADING:  # written to: not finished with after all
             self._drain(slot)
