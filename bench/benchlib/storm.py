@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import pycrdt
 
 from .metrics import summarize
@@ -48,19 +47,6 @@ def _room_update(i: int) -> bytes:
     return doc.get_update()
 
 
-async def _closed(peer: Peer) -> None:
-    """Return once the server closed ``peer`` (its messages are read and dropped)."""
-    while True:
-        msg = await peer.ws.receive()
-        if msg.type in (
-            aiohttp.WSMsgType.CLOSE,
-            aiohttp.WSMsgType.CLOSING,
-            aiohttp.WSMsgType.CLOSED,
-            aiohttp.WSMsgType.ERROR,
-        ):
-            return
-
-
 async def run_storm(cfg: StormConfig, url_template: str, server: ServerProcess) -> dict[str, Any]:
     """Connect cfg.clients, restart the server, time until every one is synced again."""
     run_id = time.strftime("%H%M%S")
@@ -79,13 +65,15 @@ async def run_storm(cfg: StormConfig, url_template: str, server: ServerProcess) 
             make, cfg.clients, cfg.concurrency, cfg.timeout, max(10, cfg.clients // 20)
         )
         await asyncio.sleep(1.0)  # the documents reach the store before the restart
-        waits = [asyncio.create_task(_closed(p)) for p in peers]
+        for peer in peers:
+            peer.pump(lambda _peer, _data: None)  # ends when the server closes the socket
         stopped = time.perf_counter()
         back_ms: list[float] = []
         attempts = [0]
 
         async def come_back(index: int, peer: Peer) -> None:
-            await waits[index]
+            assert peer.task is not None
+            await peer.task
             await peer.close()
             delay_ms = 0
             while True:

@@ -141,6 +141,23 @@ async def test_a_purged_name_created_again_refuses_the_old_copy(
     assert [r["reason"] for r in info["retired_lineages"]] == ["purged"]
 
 
+async def _old_clients(server: Server, name: str) -> tuple[JsClient, HocuspocusClient]:
+    """An unmodified y-websocket client and a Hocuspocus provider, both holding ``OLD``
+    in room ``lin`` (the y-websocket client typed it). The caller quits them."""
+    js = await JsClient.start(server.url("").rstrip("/"), "lin", name)
+    hocus = await HocuspocusClient.start_socket(f"ws://127.0.0.1:{server.port}/hocuspocus")
+    try:
+        await eventually(js.synced, what="js synced")
+        await js.insert(0, OLD)
+        await hocus.open("lin")
+        await eventually(lambda: hocus.seen("text", doc="lin", text=OLD), what="provider")
+    except BaseException:
+        await js.quit()
+        await hocus.quit()
+        raise
+    return js, hocus
+
+
 async def test_stale_y_websocket_and_hocuspocus_clients_stop(
     config: Config, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
@@ -150,13 +167,8 @@ async def test_stale_y_websocket_and_hocuspocus_clients_stop(
     async with start_server(config) as server:
         port = server.port
         await _write(session, server, "other", NEW)
-        js = await JsClient.start(server.url("").rstrip("/"), "lin", "stale-js")
-        hocus = await HocuspocusClient.start_socket(f"ws://127.0.0.1:{port}/hocuspocus")
+        js, hocus = await _old_clients(server, "stale-js")
         try:
-            await eventually(js.synced, what="js synced")
-            await js.insert(0, OLD)
-            await hocus.open("lin")
-            await eventually(lambda: hocus.seen("text", doc="lin", text=OLD), what="provider")
 
             async def stored() -> bool:
                 return await _content(session, server, "lin") == OLD
@@ -258,14 +270,8 @@ async def test_a_reset_closes_live_editors_with_4410_and_reloads_the_room(
     a Hocuspocus provider is refused that document); a new joiner gets the empty new
     history, and nothing the old room held reaches it."""
     async with start_server(config) as server:
-        port = server.port
-        js = await JsClient.start(server.url("").rstrip("/"), "lin", "live-js")
-        hocus = await HocuspocusClient.start_socket(f"ws://127.0.0.1:{port}/hocuspocus")
+        js, hocus = await _old_clients(server, "live-js")
         try:
-            await eventually(js.synced, what="js synced")
-            await js.insert(0, OLD)
-            await hocus.open("lin")
-            await eventually(lambda: hocus.seen("text", doc="lin", text=OLD), what="provider")
             status, done = await call(session, server, "POST", "/api/docs/lin/reset", {})
             assert status == 200 and done["seq"] == 0, done
             await eventually(
