@@ -318,3 +318,29 @@ async def test_room_whose_document_panics_is_reset_and_reloaded(
     async with session.get(server.http + "/metrics") as response:
         assert "collab_rooms_reset_total 1.0" in await response.text()
     assert await _closes(server, session, CloseCode.INTERNAL_ERROR) == 3
+
+
+async def test_a_document_poisoned_at_shutdown_costs_only_its_checkpoint(
+    config: Config, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A room whose document turns out to be poisoned only when the server stops (its
+    final checkpoint panics in yrs): the shutdown goes on, an edit just made in another
+    room is committed, and after a restart both documents open with everything stored."""
+    async with start_server(config) as server:
+        hub = server.app[HUB]
+        async with editor(session, server.url("poisoned")) as alice:
+            alice.text += "stored"
+            await eventually(lambda: hub.rooms["poisoned"].seq == 1)
+            with contextlib.suppress(BaseException):  # a PanicException: the doc is broken
+                apply_unless_known(hub.rooms["poisoned"].doc, POISON[3:])
+            async with editor(session, server.url("other")) as bob:
+                bob.text += "fresh edit"
+                await eventually(lambda: hub.rooms["other"].seq == 1)
+                # Both still connected: the server stops under them.
+                await server.test_server.close()
+    assert "document failed in yrs at unload; no final checkpoint" in caplog.text
+    async with start_server(config) as server:
+        async with editor(session, server.url("other")) as other:
+            assert str(other) == "fresh edit"
+        async with editor(session, server.url("poisoned")) as poisoned:
+            assert str(poisoned) == "stored"
