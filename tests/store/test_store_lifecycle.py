@@ -184,3 +184,49 @@ async def test_migration_0004_drops_the_time_index_and_back(store: Store) -> Non
     assert "ix_updates_doc_id_created_ms" not in await _update_indexes(url)
     await store.open()
     assert (await store.load("kept")).updates == [b"\x00\x00"]
+
+
+def _state_vector(rows: list[bytes]) -> bytes:
+    from collab.sync.lineage import state_vector_of
+
+    return state_vector_of(rows)
+
+
+async def test_a_reset_archives_the_history_and_a_purge_removes_it(store: Store) -> None:
+    """A reset keeps the old rows under an archived row no listing, name or dump reaches;
+    the history store finds it by lineage; purging the name removes the archive too, and
+    its retired lineage stays, no longer readable."""
+    from pycrdt import Doc, Text
+
+    documents, history = DocumentStore(store), HistoryStore(store)
+    created = await documents.create("doc")
+    assert created is not None
+    doc: Doc[Text] = Doc()
+    doc.get("content", type=Text).insert(0, "old")
+    store.append(created.id, 1, doc.get_update(), connection_id="c", author="ann")
+    await store.flush()
+    old = (await documents.lineage("doc")).current  # type: ignore[union-attr]
+    done = await documents.reset("doc", _state_vector)
+    assert done is not None and (done.retired, done.seq) == (old, 0)
+    assert await documents.reset("nope", _state_vector) is None
+    assert [d.name for d in await store.list_documents()] == ["doc"]
+    assert await history.document_names() == ["doc"]
+    assert old is not None
+    archived = await history.lineage("doc", old)
+    assert archived is not None and archived.id == created.id and archived.last_seq == 1
+    current = await history.document("doc")
+    assert current is not None and current.id != created.id and current.last_seq == 0
+    lineage = await documents.lineage("doc")
+    assert lineage is not None and [(r.reason, r.readable) for r in lineage.retired] == [
+        ("reset", True)
+    ]
+
+    assert await documents.delete("doc", now_ms() - 10_000)
+    assert await documents.purge(now_ms(), state_vector=_state_vector) == ["doc"]
+    assert await history.lineage("doc", old) is None
+    loaded = await store.load("doc")  # a new document of that name
+    # The reset's lineage; the purged history was empty, so nobody can hold any of it.
+    assert loaded.updates == [] and len(loaded.retired) == 1
+    async with store.connect() as conn:
+        rows = (await conn.execute(text("SELECT count(*) FROM updates"))).scalar()
+    assert rows == 0
