@@ -112,7 +112,9 @@ async def _history(request: web.Request) -> web.StreamResponse:
     page = await history.timeline(
         head, before=before, limit=limit, gap_ms=int(gap * 1000), raw=raw
     )
-    return json_response({"name": head.name, "seq": head.last_seq, **page})
+    return json_response(
+        {"name": head.name, "lineage": head.lineage, "seq": head.last_seq, **page}
+    )
 
 
 async def _version(request: web.Request) -> web.StreamResponse:

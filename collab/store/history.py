@@ -52,6 +52,8 @@ class DocumentHead:
     name: str
     created_ms: int
     last_seq: int
+    lineage: str | None = None
+    """Which history of the name this is (docs/lineage.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +112,12 @@ class HistoryStore:
         async with self.store.connect() as conn:
             row = (
                 await conn.execute(
-                    select(Document.id, Document.created_ms, last).where(
+                    select(Document.id, Document.created_ms, last, Document.lineage).where(
                         Document.name == name, Document.deleted_ms.is_(None)
                     )
                 )
             ).first()
-        return None if row is None else DocumentHead(row[0], name, row[1], row[2] or 0)
+        return None if row is None else DocumentHead(row[0], name, row[1], row[2] or 0, row[3])
 
     async def lineage(self, name: str, lineage: str) -> DocumentHead | None:
         """History ``lineage`` of document ``name``: its current one, or one a reset
@@ -128,7 +130,9 @@ class HistoryStore:
         async with self.store.connect() as conn:
             row = (
                 await conn.execute(
-                    select(Document.id, Document.created_ms, last.scalar_subquery())
+                    select(
+                        Document.id, Document.created_ms, last.scalar_subquery(), Document.lineage
+                    )
                     .where(
                         Document.deleted_ms.is_(None),
                         ((Document.name == name) & (Document.lineage == lineage))
@@ -137,7 +141,7 @@ class HistoryStore:
                     .limit(1)
                 )
             ).first()
-        return None if row is None else DocumentHead(row[0], name, row[1], row[2] or 0)
+        return None if row is None else DocumentHead(row[0], name, row[1], row[2] or 0, row[3])
 
     async def document_names(self) -> list[str]:
         """Every document's name, in name order (deleted documents left out)."""

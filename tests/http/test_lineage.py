@@ -243,7 +243,9 @@ async def test_a_reset_document_refuses_the_old_copy_and_keeps_its_history(
         status, page = await call(
             session, server, "GET", f"/api/docs/lin/history?lineage={before}"
         )
-        assert status == 200 and page["seq"] >= 1
+        assert status == 200 and page["seq"] >= 1 and page["lineage"] == before
+        _, now = await call(session, server, "GET", "/api/docs/lin/history")
+        assert now["lineage"] == lineage["lineage"] != before
         status, _ = await call(
             session, server, "GET", "/api/docs/lin/history?lineage=0123456789abcdef"
         )
