@@ -14,9 +14,10 @@ fails.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Integer, any_, bindparam, func, insert, select
 from sqlalchemy.engine import Connection
 
 from collab.store.models import CheckpointRow, Document, UpdateRow, new_lineage
@@ -34,6 +35,7 @@ class BatchWriter:
         self.recheck = False
         """The last commit failed: it may have landed all the same (set by the writer)."""
         self._update_sql: tuple[str, tuple[str, ...]] | None = None
+        self._tops_sql: str | None = None
 
     def write(
         self,
@@ -180,11 +182,7 @@ class BatchWriter:
         if not unnumbered:
             return False
         docs = {row["doc_id"] for row in unnumbered}
-        tops = conn.execute(
-            select(UpdateRow.doc_id, func.max(UpdateRow.seq))
-            .where(UpdateRow.doc_id.in_(docs))
-            .group_by(UpdateRow.doc_id)
-        )
+        tops = self._tops(conn, docs)
         next_seq = dict.fromkeys(docs, 1)
         next_seq.update({doc_id: (top or 0) + 1 for doc_id, top in tops})
         for row in unnumbered:
@@ -192,6 +190,32 @@ class BatchWriter:
             row["_assigned"] = True  # renumbered again if this commit is retried
             next_seq[row["doc_id"]] += 1
         return True
+
+    def _tops(self, conn: Connection, docs: set[int]) -> Sequence[Any]:
+        """``(doc_id, largest stored seq)`` of each of ``docs`` that has updates.
+
+        On PostgreSQL (where several nodes share the log, so every commit numbers) one
+        statement of fixed text with the ids as an array: asyncpg prepares it once. An
+        ``IN (...)`` list is new SQL for every count of documents, compiled by SQLAlchemy
+        and prepared by asyncpg each time: half of a commit's CPU (docs/performance.md).
+        """
+        if conn.dialect.name != "postgresql":
+            return conn.execute(
+                select(UpdateRow.doc_id, func.max(UpdateRow.seq))
+                .where(UpdateRow.doc_id.in_(docs))
+                .group_by(UpdateRow.doc_id)
+            ).all()
+        if self._tops_sql is None:
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            ids = bindparam("ids", type_=ARRAY(Integer))
+            query = (
+                select(UpdateRow.doc_id, func.max(UpdateRow.seq))
+                .where(UpdateRow.doc_id == any_(ids))
+                .group_by(UpdateRow.doc_id)
+            )
+            self._tops_sql = query.compile(dialect=conn.dialect).string
+        return conn.exec_driver_sql(self._tops_sql, (list(docs),)).all()
 
 
 def _resolve(rows: list[dict[str, Any]], ids: dict[int, int], *, missing_ok: bool = False) -> None:
