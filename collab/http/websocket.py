@@ -33,18 +33,19 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/ws/{room:.+}", _websocket)
 
 
-def _admit(request: web.Request, name: str, connections: int) -> Identity:
-    """Everything checked before a room loads; raises the CollabError to close with."""
-    config = request.app[CONFIG]
-    validate_room_name(name, config.max_room_name)
-    origins = config.origins
-    if origins and request.headers.get("Origin") not in origins:
+def _admit(request: web.Request, name: str, connections: int) -> tuple[Identity, Access]:
+    """Everything checked before a room loads, and the access it grants; raises the
+    CollabError to close with."""
+    app = request.app
+    config = app[CONFIG]
+    validate_room_name(name, config.max_room_name)  # first: a bad name is refused as such
+    if config.allowed_origins and request.headers.get("Origin") not in config.origins:
         raise Forbidden("origin not allowed")
     identity = identify(request)
-    admit_member(request.app, name, identity)
+    access = admit_member(app, name, identity)
     if connections > config.max_connections:
         raise Overloaded("server is full, retry later")
-    return identity
+    return identity, access
 
 
 async def _websocket(request: web.Request) -> web.WebSocketResponse:
@@ -77,11 +78,11 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     expiry: asyncio.TimerHandle | None = None
     observe = metrics.relay_seconds.observe
     try:
-        identity = _admit(request, name, len(connections))
+        identity, access = _admit(request, name, len(connections))
         # The author rule (``Connection``): the token's, else ?user=, else the name the
         # client announces in its awareness, else the connection id.
         conn.claim(identity.author_of(request.query.get("user")))
-        conn.read_only = identity.access(name) is Access.READ
+        conn.read_only = access is Access.READ
         conn.token_id = identity.token_id
         conn.bucket, conn.awareness_bucket = member_buckets(config, time.monotonic())
         if identity.expires is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import ipaddress
 import logging
 import os
@@ -98,6 +99,11 @@ def serve(config: Config, _args: argparse.Namespace) -> int:
     where = f"{config.host}:{config.port}"
 
     def serving(_: str) -> None:
+        # Started: what exists now (modules, code objects, the app, the store: about
+        # 80,000 objects) lives as long as the process. Frozen out of the collector's
+        # sight, the full collections a burst of connects triggers walk only what came
+        # after (4% of the instructions of a connect to a new room).
+        gc.freeze()
         # aiohttp calls this once the socket is bound: only then is it true.
         log.info(
             "collab %s serving the editor at http%s://%s/ and WebSockets at ws%s://%s/ws/{room}"

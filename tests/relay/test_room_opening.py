@@ -48,9 +48,12 @@ def statements(store: Store) -> Iterator[list[str]]:
     for engine in engines:
         event.listen(engine, "before_cursor_execute", executed)
         event.listen(engine, "commit", committed)
+    # Room loads on SQLite go straight to the driver, past the engines' events.
+    store.trace_reads(lambda statement: executed(None, None, statement))
     try:
         yield seen
     finally:
+        store.trace_reads(None)
         for engine in engines:
             event.remove(engine, "before_cursor_execute", executed)
             event.remove(engine, "commit", committed)
