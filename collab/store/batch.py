@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Integer, any_, bindparam, func, insert, select
+from sqlalchemy import Integer, String, any_, bindparam, func, insert, select
 from sqlalchemy.engine import Connection
 
 from collab.store.models import CheckpointRow, Document, UpdateRow, new_lineage
@@ -36,6 +36,8 @@ class BatchWriter:
         """The last commit failed: it may have landed all the same (set by the writer)."""
         self._update_sql: tuple[str, tuple[str, ...]] | None = None
         self._tops_sql: str | None = None
+        self._create_text: str | None = None
+        self._ids_text: str | None = None
 
     def write(
         self,
@@ -89,17 +91,10 @@ class BatchWriter:
             # Two nodes creating the same new document at once: on PostgreSQL the second
             # insert waits for the first transaction and then does nothing, and the read
             # below (a statement of its own, so a snapshot of its own) sees its row.
-            if dialect == "sqlite":
-                from sqlalchemy.dialects import sqlite
-
-                statement: Any = sqlite.insert(Document).on_conflict_do_nothing()
-            else:
-                from sqlalchemy.dialects import postgresql
-
-                statement = postgresql.insert(Document).on_conflict_do_nothing(
-                    index_elements=["name"]
-                )
-            conn.execute(statement, rows)
+            # Straight to the driver's executemany, as the updates go: a reconnect storm
+            # creates a document per join.
+            sql = self._create_sql(conn)
+            conn.exec_driver_sql(sql, [(r["name"], r["created_ms"], r["lineage"]) for r in rows])
         else:
             stored = self._ids(conn, creates)
             missing = [row for c, row in zip(creates, rows) if c["tmp"] not in stored]
@@ -110,20 +105,64 @@ class BatchWriter:
             raise RuntimeError("a document created in this transaction cannot be read back")
         return ids
 
-    @staticmethod
-    def _ids(conn: Connection, creates: list[dict[str, Any]]) -> dict[int, int]:
+    def _create_sql(self, conn: Connection) -> str:
+        """``INSERT ... ON CONFLICT DO NOTHING`` of (name, created_ms, lineage), compiled
+        once for the dialect."""
+        if self._create_text is None:
+            values: dict[str, Any] = {c: bindparam(c) for c in ("name", "created_ms", "lineage")}
+            if conn.dialect.name == "sqlite":
+                from sqlalchemy.dialects import sqlite
+
+                statement: Any = sqlite.insert(Document).values(values).on_conflict_do_nothing()
+            else:
+                from sqlalchemy.dialects import postgresql
+
+                statement = (
+                    postgresql.insert(Document)
+                    .values(values)
+                    .on_conflict_do_nothing(index_elements=["name"])
+                )
+            compiled = statement.compile(dialect=conn.dialect)
+            if compiled.positiontup != ["name", "created_ms", "lineage"]:
+                raise RuntimeError(f"unexpected parameters {compiled.positiontup}")
+            self._create_text = compiled.string
+        return self._create_text
+
+    def _ids(self, conn: Connection, creates: list[dict[str, Any]]) -> dict[int, int]:
         """The stored ids of the documents named in ``creates``, by provisional id."""
         tmp = {c["name"]: c["tmp"] for c in creates}
         names = list(tmp)
         ids: dict[int, int] = {}
         for start in range(0, len(names), _NAMES_PER_QUERY):
-            found = conn.execute(
-                select(Document.name, Document.id).where(
-                    Document.name.in_(names[start : start + _NAMES_PER_QUERY])
+            ids.update(
+                (tmp[name], doc_id)
+                for name, doc_id in self._names_to_ids(
+                    conn, names[start : start + _NAMES_PER_QUERY]
                 )
             )
-            ids.update((tmp[name], doc_id) for name, doc_id in found)
         return ids
+
+    def _names_to_ids(self, conn: Connection, names: list[str]) -> Sequence[Any]:
+        """``(name, id)`` of the stored documents among ``names``: on SQLite and
+        PostgreSQL one statement straight to the driver (``IN`` with as many ``?`` as
+        names; ``= ANY($1)`` with an array), no SQLAlchemy compilation per commit."""
+        dialect = conn.dialect.name
+        if dialect == "sqlite":
+            marks = ",".join("?" * len(names))
+            # Only "?" marks are formatted in: the names travel as parameters.
+            sql = f"SELECT name, id FROM documents WHERE name IN ({marks})"
+            return conn.exec_driver_sql(sql, tuple(names)).all()
+        if dialect == "postgresql":
+            if self._ids_text is None:
+                from sqlalchemy.dialects.postgresql import ARRAY
+
+                wanted = bindparam("names", type_=ARRAY(String))
+                query = select(Document.name, Document.id).where(Document.name == any_(wanted))
+                self._ids_text = query.compile(dialect=conn.dialect).string
+            return conn.exec_driver_sql(self._ids_text, (names,)).all()
+        return conn.execute(
+            select(Document.name, Document.id).where(Document.name.in_(names))
+        ).all()
 
     def _insert_checkpoints(self, conn: Connection, checkpoints: list[dict[str, Any]]) -> None:
         # The same checkpoint may be built twice (by two nodes, or by one node for two
