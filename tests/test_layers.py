@@ -333,7 +333,6 @@ def test_module_is_under_500_lines(name: str) -> None:
 TEST_MODULE_OF = {
     "collab.http.models": "tests/http/test_body.py",  # every body route, parsed by its model
     # Fan-out and the hub's reads run through the hub; their tests go through it too.
-    "collab.relay.fanout": "tests/relay/test_hub.py",  # relayed byte for byte, 1013 slow
     "collab.relay.persistence": "tests/http/test_websocket_errors.py",  # quarantined rows
     "collab.relay.session": "tests/http/test_hocuspocus.py",  # a session needs its endpoint
     "collab.__main__": "tests/tools/test_dump.py",  # runs `python -m collab dump | load`

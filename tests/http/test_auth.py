@@ -16,7 +16,7 @@ from collab.config import Config
 from collab.errors import CloseCode
 from collab.http.state import HUB
 from collab.sync.protocol import AwarenessEntry, encode_awareness, encode_update
-from tests.conftest import ROOT, editor, eventually, raw_client, start_server
+from tests.conftest import ROOT, TIMEOUT_FACTOR, editor, eventually, raw_client, start_server
 
 SECRET = "test-secret-0123456789abcdef0123456789"
 
@@ -95,7 +95,8 @@ async def test_expiry_closes_a_live_connection(
 ) -> None:
     """A token that expires while connected closes its socket with 4401."""
     async with start_server(auth_config) as server:
-        short = token(expires_in=1)
+        # Long enough for the handshake on a loaded machine, short enough to wait for.
+        short = token(expires_in=max(1, round(2 * TIMEOUT_FACTOR)))
         async with raw_client(session, server.url("doc", f"token={short}")) as client:
             await client.handshake()
             assert await client.closed_with(timeout=15) == CloseCode.UNAUTHORIZED

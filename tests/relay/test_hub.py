@@ -139,10 +139,14 @@ async def test_slow_consumer_is_dropped_with_1013(
         async with editor(session, url) as alice, editor(session, url) as bob:
             async with session.ws_connect(url, max_msg_size=0) as slow:
                 room = server.app[HUB].rooms["slow"]
-                for _ in range(400):  # 20 MB through a reader that reads nothing
+                for i in range(400):  # 20 MB through a reader that reads nothing
                     alice.text += chunk
                     if any(m.close_code for m in room.members):
                         break
+                    # Paced by the reader that reads: only the one that stops falls behind
+                    # (unpaced, a loaded machine could leave bob 256 KB behind too).
+                    size = (i + 1) * len(chunk)
+                    await eventually(lambda: len(str(bob)) == size, timeout=30)
                 await eventually(
                     lambda: any(m.close_code == CloseCode.TRY_AGAIN_LATER for m in room.members),
                     timeout=30,
