@@ -17,6 +17,7 @@ from pycrdt import Doc, Text
 from collab.auth import Access, mint
 from collab.config import Config
 from collab.errors import CloseCode
+from collab.sync import hocuspocus as hp
 from collab.sync.protocol import SyncStep1, decode, encode_sync_step2
 from collab.tools.cli import main
 from tests.conftest import Server, editor, eventually, raw_client, start_server
@@ -70,6 +71,28 @@ async def _upload(session: aiohttp.ClientSession, server: Server, doc: Doc[Any])
         assert isinstance(request, SyncStep1)
         await client.ws.send_bytes(encode_sync_step2(doc.get_update(request.state_vector)))
         return await client.closed_with()
+
+
+async def _upload_hocuspocus(
+    session: aiohttp.ClientSession, server: Server, doc: Doc[Any]
+) -> str | None:
+    """What a reconnecting Hocuspocus provider does with its copy of ``lin``: open it,
+    answer the server's SyncStep1 with what the server lacks. Returns the reason of the
+    PermissionDenied it gets (``None``: accepted)."""
+    lin = hp.Address("lin")
+    async with session.ws_connect(f"ws://127.0.0.1:{server.port}/hocuspocus") as ws:
+        await ws.send_bytes(hp.encode_token(lin, ""))
+        while True:
+            msg = await asyncio.wait_for(ws.receive(), 10)
+            assert msg.type is aiohttp.WSMsgType.BINARY, msg
+            frame = hp.decode(msg.data)
+            if isinstance(frame, hp.Sync) and isinstance(frame.body, SyncStep1):
+                missing = doc.get_update(frame.body.state_vector)
+                await ws.send_bytes(hp.encode_sync_step2(lin, missing))
+            elif isinstance(frame, hp.PermissionDenied):
+                return frame.reason
+            elif isinstance(frame, hp.SyncStatus):
+                return None  # the upload was stored
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -127,7 +150,8 @@ async def test_a_purged_name_created_again_refuses_the_old_copy(
     config: Config, session: aiohttp.ClientSession
 ) -> None:
     """Deleted, purged (at the next start) and created again under its name: the old
-    copy is refused there too."""
+    copy is refused there too, on ``/ws`` (4410) and on ``/hocuspocus``
+    (PermissionDenied)."""
     async with start_server(config) as server:
         stale = await _write(session, server, "lin", OLD)
         status, _ = await call(session, server, "DELETE", "/api/docs/lin")
@@ -136,6 +160,8 @@ async def test_a_purged_name_created_again_refuses_the_old_copy(
     async with start_server(purging) as server:
         await _write(session, server, "lin", NEW)  # a new document of the same name
         assert await _upload(session, server, stale) == CloseCode.LINEAGE_RETIRED
+        refused = await _upload_hocuspocus(session, server, stale)
+        assert refused is not None and "replaced" in refused
         assert await _content(session, server, "lin") == NEW
         _, info = await call(session, server, "GET", "/api/docs/lin/info")
     assert [r["reason"] for r in info["retired_lineages"]] == ["purged"]
@@ -220,6 +246,7 @@ async def test_a_reset_document_refuses_the_old_copy_and_keeps_its_history(
         assert (done["retired"], done["seq"]) == (before, 1) and done["lineage"] != before
         assert await _content(session, server, "lin") == NEW
         assert await _upload(session, server, stale) == CloseCode.LINEAGE_RETIRED
+        assert await _upload_hocuspocus(session, server, stale) is not None
         assert await _content(session, server, "lin") == NEW
         current: Doc[Any] = Doc()
         async with editor(session, server.url("lin"), current):
