@@ -20,7 +20,6 @@ from collab.relay.tasks import Background
 from collab.relay.webhook import Webhooks
 from collab.store import Store
 from collab.sync.room import Append, Broadcast, Checkpoint, Outgoing, Reply, Room
-from collab.sync.update import measure
 
 if TYPE_CHECKING:
     from collab.relay.cluster import Cluster
@@ -107,26 +106,15 @@ class Fanout:
                 stats.bytes_out += sent * len(data)
             elif type(effect) is Append:
                 sender = effect.member
-                if sender is None:
-                    self.append(
-                        room,
-                        effect.seq,
-                        effect.update,
-                        None,
-                        None,
-                        effect.inserted,
-                        effect.deleted,
-                    )
-                else:
-                    self.append(
-                        room,
-                        effect.seq,
-                        effect.update,
-                        sender.id,
-                        sender.author,
-                        effect.inserted,
-                        effect.deleted,
-                    )
+                self.append(
+                    room,
+                    effect.seq,
+                    effect.update,
+                    None if sender is None else sender.id,
+                    None if sender is None else sender.author,
+                    effect.inserted,
+                    effect.deleted,
+                )
             elif type(effect) is Reply:
                 if conn is not None:
                     conn.send(effect.data)
@@ -159,19 +147,9 @@ class Fanout:
         """Queue one update row for the store and announce it to the webhooks.
 
         ``inserted`` and ``deleted`` are the counts the validator took (``Append``), stored
-        with the row for the timeline. Every room update carries them; an update appended
-        without them is measured here, and one that cannot be measured is stored with
-        ``NULL`` counts, never refused.
+        with the row for the timeline; ``None`` stores ``NULL``, which the timeline
+        measures when it reads the row.
         """
-        if inserted is None or deleted is None:
-            try:
-                stats = measure(update)
-            except ValueError:
-                log.warning(
-                    "room %r: update %d not measured; stored without counts", room.name, seq
-                )
-            else:
-                inserted, deleted = stats.inserted, stats.deleted
         self.store.append(
             room.doc_id,
             # Several nodes share the log: numbers are assigned at commit.
