@@ -398,32 +398,30 @@ class Hub(RemoteRooms):
     def _reset(self, room: Room[Connection]) -> None:
         """Throw away ``room``, whose document panicked in yrs: close its members with 1011
         (they reconnect and re-send what they hold), and let the next join reload it."""
-        members = self._throw_away(room, CloseCode.INTERNAL_ERROR, "document reset, reconnect")
-        if members:
-            self.stats.rooms_reset += 1
-            log.error(
-                "room %r reset: its document failed in yrs; %d members closed with 1011, "
-                "reloading from the store at the next join",
-                room.name,
-                len(members),
-            )
+        members = self._throw_away(room)
+        if members is None:
+            return  # reset already
+        for member in members:
+            member.close(CloseCode.INTERNAL_ERROR, "document reset, reconnect")
+        self.stats.rooms_reset += 1
+        log.error(
+            "room %r reset: its document failed in yrs; %d members closed with 1011, "
+            "reloading from the store at the next join",
+            room.name,
+            len(members),
+        )
 
-    def _throw_away(
-        self, room: Room[Connection], code: CloseCode, reason: str, *, close: bool = True
-    ) -> list[Connection]:
-        """Move ``room`` to RESET and return its members, closed with ``code`` unless
-        ``close`` is false (the caller closes them); ``[]`` if it was thrown away already.
-        The next join loads it again, after its rows are committed."""
+    def _throw_away(self, room: Room[Connection]) -> list[Connection] | None:
+        """Move ``room`` to RESET and return its members, for the caller to close; ``None``
+        if it was thrown away already. The next join loads it again, after its rows are
+        committed."""
         slot = self._slots.get(room.name)
         if slot is None or slot.room is not room:
-            return []
+            return None
         self._move(slot, RoomState.RESET)
         members = list(room.members)
         room.members.clear()
         self.members -= len(members)
-        if close:
-            for member in members:
-                member.close(code, reason)
         if self.cluster is not None:
             self.cluster.unsubscribe(room.name)
         return members
@@ -459,7 +457,7 @@ class Hub(RemoteRooms):
         if slot is not None and slot.room is not None:
             # Closed once the new history is stored: a client that asks which history
             # the document has when it is refused must hear of the new one.
-            members = self._throw_away(slot.room, CloseCode.LINEAGE_RETIRED, "", close=False)
+            members = self._throw_away(slot.room) or []
             log.info("room %r started over: its history was replaced", name)
         elif slot is None and change is None:
             return None  # not loaded here: nothing to throw away
