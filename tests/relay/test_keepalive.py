@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -34,11 +33,7 @@ def _keepalive_tasks() -> list[asyncio.Task[object]]:
     return [t for t in asyncio.all_tasks() if t.get_name() == "collab-keepalive"]
 
 
-async def _read_until_closed(
-    client: RawClient,
-    pings: list[bytes],
-    on_ping: Callable[[], Awaitable[None]] | None = None,
-) -> int:
+async def _read_until_closed(client: RawClient, pings: list[bytes]) -> int:
     """Read (without answering pings) until the server closes; record each ping's payload.
 
     Returns:
@@ -48,8 +43,6 @@ async def _read_until_closed(
         msg = await client.recv(timeout=10 * INTERVAL)
         if msg.type is WSMsgType.PING:
             pings.append(msg.data)
-            if on_ping is not None:
-                await on_ping()
         elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
             code = client.ws.close_code
             assert code is not None
