@@ -1,13 +1,19 @@
-"""What one connect to a new room costs the server, in instructions (or profiled calls).
+"""What one connect to a new room, or one delivered update, costs the server, in
+instructions (or profiled calls).
 
-Starts ``collab serve`` as a child (under callgrind, or cProfile, or neither), opens
-``--warmup`` connections to warm it up, then ``--n`` more, each alone in a new room as
-``bench.py --scenarios connections`` does (connect, SyncStep1/SyncStep2 handshake, push a
-~90 B update, one SyncStep1 round trip), with collection switched on around those only.
-Instruction counts do not change with the noise of a shared machine, unlike connects/s.
+Starts ``collab serve`` as a child (under callgrind, or cProfile, or neither). With
+``--load connect`` (the default) it opens ``--warmup`` connections to warm it up, then
+``--n`` more, each alone in a new room as ``bench.py --scenarios connections`` does
+(connect, SyncStep1/SyncStep2 handshake, push a ~90 B update, one SyncStep1 round trip),
+with collection switched on around those only. With ``--load fanout`` it runs
+``bench.py``'s fan-out scenario (``--fanout RxCxT@rate``, at a rate the server keeps up
+with even under callgrind) and collects over its measured window only, then divides by
+the deliveries of that window. Instruction counts do not change with the noise of a
+shared machine, unlike connects/s or CPU time.
 
     .venv/bin/python bench/connect_cost.py --mode callgrind --n 500
     .venv/bin/python bench/connect_cost.py --mode cprofile --n 500 --out /tmp/connect.prof
+    .venv/bin/python bench/connect_cost.py --load fanout --fanout 10x10x2@2 --duration 20
 
 callgrind counts every thread of the server (the event loop, the store's reader threads
 and its writer); cProfile sees the event loop's thread only. Closing the connections
@@ -30,6 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from benchlib.connections import _small_update
+from benchlib.fanout import Timing, parse_fanout, run_fanout
+from benchlib.metrics import Usage, proc_usage
 from benchlib.peer import close_all, connect_many, new_session, open_peer
 from benchlib.process import free_port
 from benchlib.wire import SyncStep, encode_sync
@@ -105,6 +113,19 @@ async def _close(peers: list[object]) -> None:
     await session.close()  # type: ignore[attr-defined]
 
 
+class _Served:
+    """What ``run_fanout`` reads of its server, for a child started here."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], port: int) -> None:
+        self.proc, self.port = proc, port
+
+    def usage(self) -> Usage:
+        return proc_usage(self.proc.pid)
+
+    def exit_code(self) -> int | None:
+        return self.proc.poll()
+
+
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
@@ -123,6 +144,9 @@ def _control(pid: int, *flags: str) -> None:
 async def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--mode", choices=("callgrind", "cprofile", "none"), default="callgrind")
+    p.add_argument("--load", choices=("connect", "fanout"), default="connect")
+    p.add_argument("--fanout", default="10x10x2@2", help="--load fanout: RxCxT@rate")
+    p.add_argument("--duration", type=float, default=20.0, help="--load fanout: window, s")
     p.add_argument("--n", type=int, default=500, help="measured connects")
     p.add_argument("--warmup", type=int, default=100, help="connects before measuring")
     p.add_argument("--concurrency", type=int, default=32)
@@ -151,6 +175,14 @@ async def main() -> int:
                         print(_tail(Path(tmp) / "server.log"), file=sys.stderr)
                         return 1
                     await asyncio.sleep(0.5)
+            if args.load == "fanout":
+                row = await _fanout(args, proc, port)
+                count, unit = row["delivered"], "delivery"
+                print(
+                    f"{row['config']}: {row['edits']} edits, {count} deliveries, "
+                    f"{row['lost']} lost, p50 {row['latency_ms'].get('p50')} ms ({args.mode})"
+                )
+                return _report(args, out, count, unit)
             run = os.urandom(4).hex()
             warm = await _connects(port, 0, args.warmup, args.concurrency, run)
             await _close(warm)
@@ -180,13 +212,46 @@ async def main() -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
     print(f"{args.n} connects in {took:.2f} s ({args.mode})")
+    return _report(args, out, args.n, "connect")
+
+
+async def _fanout(args: argparse.Namespace, proc: subprocess.Popen[bytes], port: int) -> dict:
+    """Run the fan-out scenario with collection on over its measured window only."""
+
+    def switch(on: bool) -> None:
+        if args.mode == "callgrind":
+            if on:
+                _control(proc.pid, "-i", "on")
+                _control(proc.pid, "-z")
+            else:
+                _control(proc.pid, "-d")
+                _control(proc.pid, "-i", "off")
+        elif args.mode == "cprofile":
+            os.kill(proc.pid, signal.SIGUSR1 if on else signal.SIGUSR2)
+
+    (cfg,) = parse_fanout(args.fanout)
+    timing = Timing(
+        warmup=3.0,
+        duration=args.duration,
+        drain=30.0,
+        connect_timeout=120.0,
+        concurrency=args.concurrency,
+        on_window=switch,
+    )
+    url = "ws://127.0.0.1:{port}/ws/{room}"
+    row = await run_fanout(cfg, timing, url, _Served(proc, port))  # type: ignore[arg-type]
+    await asyncio.sleep(1.0)  # the dump is written
+    return row
+
+
+def _report(args: argparse.Namespace, out: Path, count: int, unit: str) -> int:
     if args.mode == "callgrind":
         total = 0
         for path in out.parent.glob(out.name + ".*"):  # the dump; not the empty end
             m = re.search(r"^totals: (\d+)", path.read_text(errors="replace"), re.M)
             if m:
                 total += int(m.group(1))
-        print(f"instructions: {total:,} = {total / args.n:,.0f} per connect")
+        print(f"instructions: {total:,} = {total / max(count, 1):,.0f} per {unit}")
     return 0
 
 

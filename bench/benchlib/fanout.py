@@ -13,6 +13,7 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,9 @@ class Timing:
     drain: float
     connect_timeout: float
     concurrency: int
+    on_window: Callable[[bool], None] | None = None
+    """Called with True as the measured window opens and False as it closes (a profiler's
+    switch: ``connect_cost.py --load fanout``)."""
 
 
 def parse_fanout(text: str) -> list[FanoutConfig]:
@@ -234,10 +238,14 @@ async def _type(
     while True:
         now = time.perf_counter()
         if not measuring and now >= t_warm:
+            if timing.on_window is not None:
+                timing.on_window(True)
             measuring, u0 = True, server.usage()
             load.start()
         if now >= t_end:
             u1 = server.usage()
+            if timing.on_window is not None:
+                timing.on_window(False)
             break
         for t in typists:
             if now - t.next > 1.0:  # the client fell behind: skip, don't burst

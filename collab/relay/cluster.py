@@ -133,7 +133,7 @@ class Cluster:
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(_STOP_TIMEOUT):
                     if self._pubsub is not None:
-                        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                        await self._pubsub.aclose()
                     await self._client.aclose()
 
     async def subscribe(self, room: str) -> None:

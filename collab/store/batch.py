@@ -15,17 +15,23 @@ fails.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Integer, String, any_, bindparam, func, insert, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection as SQLConnection
 
+from collab.store.engine import DriverConnection
 from collab.store.models import CheckpointRow, Document, UpdateRow, new_lineage
 
 __all__ = ["BatchWriter"]
 
 _NAMES_PER_QUERY = 500  # names per IN (...) list: well under every engine's limit
 _CHECKPOINT_COLUMNS = ("doc_id", "upto_seq", "created_ms", "state")
+
+Connection = SQLConnection | DriverConnection
+"""What a batch is written on: the SQLite writer thread's own connection, or (asyncpg)
+a SQLAlchemy connection through ``run_sync``."""
 
 
 class BatchWriter:
@@ -34,7 +40,7 @@ class BatchWriter:
     def __init__(self) -> None:
         self.recheck = False
         """The last commit failed: it may have landed all the same (set by the writer)."""
-        self._update_sql: tuple[str, tuple[str, ...]] | None = None
+        self._update_sql: tuple[str, Any] | None = None
         self._tops_sql: str | None = None
         self._create_text: str | None = None
         self._ids_text: str | None = None
@@ -73,8 +79,8 @@ class BatchWriter:
                 self._number(conn, updates)
                 # The one statement run per keystroke's worth of rows: straight to the
                 # driver's executemany, without per-row parameter processing.
-                sql, columns = self._insert_update_sql(conn)
-                conn.exec_driver_sql(sql, [tuple(r[c] for c in columns) for r in updates])
+                sql, values = self._insert_update_sql(conn)
+                conn.exec_driver_sql(sql, list(map(values, updates)))
             if checkpoints:
                 self._insert_checkpoints(conn, checkpoints)
         return created
@@ -205,13 +211,15 @@ class BatchWriter:
         self.recheck = False
         return [r for r in updates if (r["doc_id"], r["seq"]) not in stored]
 
-    def _insert_update_sql(self, conn: Connection) -> tuple[str, tuple[str, ...]]:
+    def _insert_update_sql(self, conn: Connection) -> tuple[str, Any]:
+        """The insert of an update row, and what makes a row dict its parameters (an
+        ``itemgetter`` of the columns, in the statement's order: a tuple built in C)."""
         if self._update_sql is None:
             compiled = insert(UpdateRow).compile(dialect=conn.dialect)
             names = compiled.positiontup
             if names is None:  # a dialect with named parameters: make them positional
                 raise RuntimeError(f"unsupported parameter style {conn.dialect.paramstyle}")
-            self._update_sql = (compiled.string, tuple(names))
+            self._update_sql = (compiled.string, itemgetter(*names))
         return self._update_sql
 
     def _number(self, conn: Connection, updates: list[dict[str, Any]]) -> bool:

@@ -37,7 +37,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import CompoundSelect
 
@@ -223,10 +223,11 @@ class Store(Writer):
     def engine(self) -> AsyncEngine:
         return self._db.engine
 
-    @property
-    def write_engine(self) -> Engine:
-        """The engine whose connections the writer commits on (for observing commits)."""
-        return self._db.write_engine
+    def trace_writes(self, callback: Callable[[str, Any], None] | None) -> None:
+        """Call ``callback(statement, parameters)`` with each statement the writer runs on
+        SQLite, and ``callback("COMMIT", None)`` after each of its commits: those go
+        straight to the driver, where no engine event sees them (tests observe them)."""
+        self._db.trace_writes(callback)
 
     def trace_reads(self, callback: Callable[[str], None] | None) -> None:
         """Call ``callback`` with each statement a room load runs on SQLite, where those

@@ -15,13 +15,13 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, make_url
-from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -85,7 +85,7 @@ async def guard(limit: float | None) -> AsyncIterator[None]:
         raise StoreUnavailable("database unavailable") from exc
 
 
-def _truncate_wal(conn: Connection) -> None:
+def _truncate_wal(conn: DriverConnection) -> None:
     # After a failed commit on a full disk the WAL keeps the size it grew to; copying its
     # committed frames into the database and cutting it to zero gives that space back.
     conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").close()
@@ -147,6 +147,113 @@ class Reader:
         self._conn.close()
 
 
+class _Rows:
+    """What ``DriverConnection`` answers a statement with: its rows, already fetched."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[Any]) -> None:
+        self._rows = rows
+
+    def all(self) -> list[Any]:
+        return self._rows
+
+    def first(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def scalars(self) -> list[Any]:
+        return [row[0] for row in self._rows]
+
+    def close(self) -> None:
+        pass
+
+
+class DriverConnection:
+    """The writer thread's own sqlite3 connection, with the part of SQLAlchemy's
+    ``Connection`` that ``BatchWriter`` uses (``dialect``, ``begin``, ``execute``,
+    ``exec_driver_sql``, ``rollback``).
+
+    A group commit through a pooled SQLAlchemy ``Connection`` paid the pool's checkout
+    and reset, and an execution context and a cursor result per statement, on the
+    writer's thread with the GIL held: about a third of the writer's CPU in a fan-out,
+    and most of what a new room's document row cost it (docs/performance.md). Here the
+    statements go to the driver as they are; the rare ones built with SQLAlchemy (a
+    checkpoint's, a renumbering's) are compiled for the dialect when run. Transactions
+    are the driver's, as through SQLAlchemy's pysqlite dialect: the first write begins
+    one, ``begin()`` commits it at the end of its block or rolls it back on an error. A
+    driver error is raised as SQLAlchemy's ``DBAPIError`` (``IntegrityError``,
+    ``OperationalError``...), so the writer and ``guard`` handle it as before.
+    """
+
+    __slots__ = ("_conn", "_trace", "dialect")
+
+    def __init__(self, conn: sqlite3.Connection, dialect: Dialect) -> None:
+        self._conn = conn
+        self.dialect = dialect
+        self._trace: Callable[[str, Any], None] | None = None
+
+    def trace(self, callback: Callable[[str, Any], None] | None) -> None:
+        """Call ``callback(statement, parameters)`` before each statement, and
+        ``callback("COMMIT", None)`` after each commit (tests observe the writer)."""
+        self._trace = callback
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            self.rollback()
+            raise
+        self._guarded("COMMIT", None, self._conn.commit)
+        if self._trace is not None:
+            self._trace("COMMIT", None)
+
+    def rollback(self) -> None:
+        self._guarded("ROLLBACK", None, self._conn.rollback)
+
+    def exec_driver_sql(self, sql: str, parameters: Any = ()) -> _Rows:
+        """Run ``sql`` with ``parameters``: a tuple for one execution, a list of tuples
+        for the driver's executemany."""
+        if self._trace is not None:
+            self._trace(sql, parameters)
+        if type(parameters) is list:
+            self._guarded(sql, parameters, self._conn.executemany, sql, parameters)
+            return _Rows([])
+        return _Rows(self._guarded(sql, parameters, self._fetch, sql, parameters))
+
+    def execute(self, statement: Any, parameters: list[dict[str, Any]] | None = None) -> _Rows:
+        """Compile a SQLAlchemy ``statement`` for the dialect and run it: once, or once
+        per dict of ``parameters`` (an insert's rows)."""
+        if not parameters:
+            # Expanding parameters (IN lists) rendered as one "?" per value.
+            compiled = statement.compile(
+                dialect=self.dialect, compile_kwargs={"render_postcompile": True}
+            )
+            values = compiled.construct_params()
+            return self.exec_driver_sql(
+                compiled.string, tuple(values[k] for k in compiled.positiontup)
+            )
+        compiled = statement.compile(dialect=self.dialect, column_keys=list(parameters[0]))
+        rows = []
+        for row in parameters:
+            values = compiled.construct_params(row)
+            rows.append(tuple(values[k] for k in compiled.positiontup))
+        return self.exec_driver_sql(compiled.string, rows)
+
+    def _fetch(self, sql: str, parameters: Any) -> list[Any]:
+        return self._conn.execute(sql, parameters).fetchall()
+
+    @staticmethod
+    def _guarded(sql: str, parameters: Any, fn: Callable[..., _T], *args: Any) -> _T:
+        try:
+            return fn(*args)
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 class Database:
     """The engines and threads of one store, between ``open`` and ``close``.
 
@@ -164,6 +271,8 @@ class Database:
         self._write_thread: ThreadPoolExecutor | None = None
         self._read_threads: ThreadPoolExecutor | None = None
         self._local = threading.local()  # each reader thread's Reader
+        self._writer: DriverConnection | None = None  # the writer thread's (SQLite)
+        self._write_trace: Callable[[str, Any], None] | None = None
         self._pragmas: Callable[[Any, Any], None] | None = None
         self.readers: list[Reader] = []  # every Reader, closed by close()
         self._read_trace: Callable[[str], None] | None = None
@@ -172,11 +281,6 @@ class Database:
     def engine(self) -> AsyncEngine:
         assert self._engine is not None, "Store.open() first"
         return self._engine
-
-    @property
-    def write_engine(self) -> Engine:
-        """The engine whose connections the writer commits on."""
-        return self.sync_engine or self.engine.sync_engine
 
     async def open(self) -> None:
         """Create the engines (and on SQLite the threads); connects lazily."""
@@ -195,12 +299,13 @@ class Database:
         # commit plus the pool's rollback on return (0.8 ms of CPU per commit, as much as
         # SQLite's own work for 100 rows), a dozen per room load (4 ms). So the writer runs
         # each whole batch, and a room load all its queries, in one hop to a thread that
-        # uses a plain sqlite3 connection. Each connection is used by one thread at a time
-        # (the pool hands it out), never shared.
+        # uses a plain sqlite3 connection: the writer's thread and each reader thread keep
+        # one of their own (``DriverConnection``, ``Reader``); the other reads take one from
+        # this pool. Each connection is used by one thread at a time, never shared.
         self.sync_engine = await asyncio.to_thread(
             create_engine,
             make_url(self.url).set(drivername="sqlite"),
-            pool_size=1 + _READ_THREADS,
+            pool_size=_READ_THREADS,
             max_overflow=0,
             connect_args={"check_same_thread": False},
         )
@@ -222,6 +327,9 @@ class Database:
         readers, self.readers = self.readers, []
         for reader in readers:  # their threads have ended
             reader.close()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         if self.sync_engine is not None:
             await asyncio.to_thread(self.sync_engine.dispose)
             self.sync_engine = None
@@ -250,18 +358,21 @@ class Database:
         # state across, which cost 57,000 more instructions per load (3% of a connect).
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
-        self._read_threads.submit(self._settle_from_thread, loop, future, fn, args)
+        self._read_threads.submit(
+            self._settle_from_thread, loop, future, self._with_reader, fn, args
+        )
         return await future
 
+    @staticmethod
     def _settle_from_thread(
-        self,
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[_T],
+        run: Callable[..., _T],
         fn: Callable[..., _T],
         args: tuple[Any, ...],
     ) -> None:
         try:
-            result = self._with_reader(fn, *args)
+            result = run(fn, *args)
         # Not blind: every failure, even a BaseException, is raised in the awaiting
         # coroutine, as run_in_executor would; otherwise the load would hang.
         except BaseException as exc:  # noqa: BLE001
@@ -278,15 +389,32 @@ class Database:
         for reader in list(self.readers):
             reader.trace(callback)
 
+    def trace_writes(self, callback: Callable[[str, Any], None] | None) -> None:
+        """Call ``callback(statement, parameters)`` with each statement the writer runs,
+        and ``callback("COMMIT", None)`` after each of its commits, on SQLite, where no
+        engine event sees them (``None``: stop). For tests that observe commits."""
+        self._write_trace = callback
+        if self._writer is not None:
+            self._writer.trace(callback)
+
     def _with_reader(self, fn: Callable[..., _T], *args: Any) -> _T:
         reader: Reader | None = getattr(self._local, "reader", None)
         if reader is None:
-            reader = self._local.reader = self._new_reader()
+            reader = self._local.reader = Reader(*self._connect())
+            reader.trace(self._read_trace)
+            self.readers.append(reader)  # list.append is atomic: threads may race here
         return fn(reader, *args)
 
-    def _new_reader(self) -> Reader:
-        """A connection of this thread's own, outside the pool (which the writer and the
-        other reads share), with the pragmas every connection gets."""
+    def _with_writer(self, fn: Callable[..., _T], *args: Any) -> _T:
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = DriverConnection(*self._connect())
+            writer.trace(self._write_trace)
+        return fn(writer, *args)
+
+    def _connect(self) -> tuple[sqlite3.Connection, Dialect]:
+        """A connection of the calling thread's own, outside the pool (which the other
+        reads share), with the pragmas every connection gets."""
         engine = self.sync_engine
         assert engine is not None
         cargs, cparams = engine.dialect.create_connect_args(engine.url)
@@ -300,26 +428,27 @@ class Database:
             if conn is not None:
                 conn.close()
             raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
-        reader = Reader(conn, engine.dialect)
-        reader.trace(self._read_trace)
-        self.readers.append(reader)  # list.append is atomic: threads may race here
-        return reader
+        return conn, engine.dialect
 
     async def write(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Like ``read``, on the writer's thread (SQLite): for the writer only."""
-        if self.sync_engine is not None:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._write_thread, self._in_thread, fn, *args
-            )
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(fn, *args)
+        """``fn(connection, *args)`` for the writer only: on SQLite on the writer's
+        thread, with its ``DriverConnection``, in one hop (as ``read_direct``); through
+        ``AsyncConnection.run_sync`` on PostgreSQL."""
+        if self.sync_engine is None:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(fn, *args)
+        assert self._write_thread is not None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_T] = loop.create_future()
+        self._write_thread.submit(
+            self._settle_from_thread, loop, future, self._with_writer, fn, args
+        )
+        return await future
 
     async def truncate_wal(self) -> None:
         """SQLite: give back the space the WAL grew to (on the writer's thread, between
         its commits). A failure is raised: the disk may still be full."""
-        await asyncio.get_running_loop().run_in_executor(
-            self._write_thread, self._in_thread, _truncate_wal
-        )
+        await self.write(_truncate_wal)
 
     def _in_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run ``fn(connection, *args)`` on a connection of the synchronous engine (in one

@@ -44,19 +44,26 @@ def statements(store: Store) -> Iterator[list[str]]:
     def committed(_conn: Any) -> None:
         seen.append("COMMIT")
 
-    engines = [store.engine.sync_engine, store.write_engine]
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", executed)
-        event.listen(engine, "commit", committed)
-    # Room loads on SQLite go straight to the driver, past the engines' events.
+    def written(statement: str, _params: Any) -> None:
+        if statement == "COMMIT":
+            committed(None)
+        else:
+            executed(None, None, statement)
+
+    engine = store.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", executed)
+    event.listen(engine, "commit", committed)
+    # Room loads and the writer's commits on SQLite go straight to the driver, past the
+    # engines' events.
     store.trace_reads(lambda statement: executed(None, None, statement))
+    store.trace_writes(written)
     try:
         yield seen
     finally:
         store.trace_reads(None)
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", executed)
-            event.remove(engine, "commit", committed)
+        store.trace_writes(None)
+        event.remove(engine, "before_cursor_execute", executed)
+        event.remove(engine, "commit", committed)
 
 
 def _table(statement: str) -> str:

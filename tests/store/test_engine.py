@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from collab.config import database_url
 from collab.errors import StoreUnavailable
 from collab.store import Store
-from collab.store.engine import Database, check_url, guard
+from collab.store.engine import Database, DriverConnection, Reader, check_url, guard
 from collab.store.models import Document
 from tests.services import open_store
 
@@ -36,9 +36,9 @@ def test_file_and_server_urls_are_accepted(url: str) -> None:
     check_url(url)
 
 
-def _pragmas(conn: Connection) -> tuple[str, int, int, int]:
+def _pragmas(conn: Connection | DriverConnection) -> tuple[str, int, int, int]:
     def one(name: str) -> object:
-        return conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+        return conn.exec_driver_sql(f"PRAGMA {name}").all()[0][0]
 
     journal, sync, busy, keys = (
         one(n) for n in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
@@ -46,14 +46,10 @@ def _pragmas(conn: Connection) -> tuple[str, int, int, int]:
     return str(journal), int(str(sync)), int(str(busy)), int(str(keys))
 
 
-def _sync_pragmas(engine: Engine) -> tuple[str, int, int, int]:
-    with engine.connect() as conn:
-        return _pragmas(conn)
-
-
 async def test_sqlite_connections_get_the_pragmas(tmp_path: Path) -> None:
-    """Every SQLite connection, of the async engine and of the threads' engine, is in WAL
-    mode with synchronous=NORMAL, the busy timeout given and foreign keys on."""
+    """Every SQLite connection (the async engine's, the threads' engine's, and those the
+    writer's thread and each reader thread keep of their own) is in WAL mode with
+    synchronous=NORMAL, the busy timeout given and foreign keys on."""
     async with open_store("sqlite", tmp_path, busy_timeout_ms=1234) as store:
         expected = ("wal", 1, 1234, 1)
         async with store.connect() as conn:
@@ -62,7 +58,23 @@ async def test_sqlite_connections_get_the_pragmas(tmp_path: Path) -> None:
                 for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
             ]
             assert tuple(found) == expected
-        assert await asyncio.to_thread(_sync_pragmas, store.write_engine) == expected
+    # The writer's thread and the readers' keep sqlite3 connections of their own.
+    db = Database(database_url(str(tmp_path / "other.db")), busy_timeout_ms=1234)
+    await db.open()
+    try:
+        assert await db.write(_pragmas) == expected
+        assert await db.read(_pragmas) == expected
+        assert await db.read_direct(_reader_pragmas) == expected
+    finally:
+        await db.close()
+
+
+def _reader_pragmas(reader: Reader) -> tuple[str, int, int, int]:
+    journal, sync, busy, keys = (
+        reader.rows(f"PRAGMA {n}", ())[0][0]
+        for n in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+    )
+    return str(journal), int(sync), int(busy), int(keys)
 
 
 def _document_names(conn: Connection) -> list[str]:

@@ -194,9 +194,18 @@ async def test_backlog_commits_in_bounded_batches_oldest_first(small_batches: St
             transactions.append(list(current))
             current.clear()
 
-    engine = store.write_engine
+    def traced(statement: str, params: Any) -> None:
+        if statement == "COMMIT":
+            committed(None)
+        else:
+            executed(None, None, statement, params)
+
+    # The writer commits on SQLite's writer thread, straight to the driver (traced), and
+    # on PostgreSQL on the async engine's connections (engine events).
+    engine = store.engine.sync_engine
     event.listen(engine, "before_cursor_execute", executed)
     event.listen(engine, "commit", committed)
+    store.trace_writes(traced)
     try:
         for seq in range(1, 401):
             data = b"u%05d" % seq + b"." * 1500
@@ -206,6 +215,7 @@ async def test_backlog_commits_in_bounded_batches_oldest_first(small_batches: St
         assert store.backlog_bytes == 400 * 1506 + 4 * 20_006
         await store.flush()
     finally:
+        store.trace_writes(None)
         event.remove(engine, "before_cursor_execute", executed)
         event.remove(engine, "commit", committed)
     assert store.backlog_bytes == 0
