@@ -44,6 +44,7 @@ class BatchWriter:
         self._tops_sql: str | None = None
         self._create_text: str | None = None
         self._ids_text: str | None = None
+        self._checkpoint_text: tuple[str, str, Any] | None = None
 
     def write(
         self,
@@ -173,6 +174,7 @@ class BatchWriter:
     def _insert_checkpoints(self, conn: Connection, checkpoints: list[dict[str, Any]]) -> None:
         # The same checkpoint may be built twice (by two nodes, or by one node for two
         # reasons at once): it is the same state, so keep the first.
+        exists, insert_sql, values = self._checkpoint_sql(conn)
         fresh = []
         seen: set[tuple[int, int]] = set()
         for row in checkpoints:
@@ -180,18 +182,32 @@ class BatchWriter:
             if key in seen:
                 continue
             seen.add(key)
-            found = conn.execute(
-                select(CheckpointRow.upto_seq).where(
-                    CheckpointRow.doc_id == row["doc_id"],
-                    CheckpointRow.upto_seq == row["upto_seq"],
-                )
-            )
-            if found.first() is None:
+            if not conn.exec_driver_sql(exists, key).all():
                 fresh.append(row)
         if fresh:
-            conn.execute(
-                insert(CheckpointRow), [{c: row[c] for c in _CHECKPOINT_COLUMNS} for row in fresh]
+            conn.exec_driver_sql(insert_sql, list(map(values, fresh)))
+
+    def _checkpoint_sql(self, conn: Connection) -> tuple[str, str, Any]:
+        """A checkpoint's existence check (by doc_id, upto_seq) and insert, compiled once
+        for the dialect (every unloaded room writes one), and the insert's parameters of
+        a row dict."""
+        if self._checkpoint_text is None:
+            query = select(CheckpointRow.upto_seq).where(
+                CheckpointRow.doc_id == bindparam("doc_id", type_=Integer),
+                CheckpointRow.upto_seq == bindparam("upto_seq", type_=Integer),
             )
+            found = query.compile(dialect=conn.dialect)
+            stored = insert(CheckpointRow).compile(
+                dialect=conn.dialect, column_keys=list(_CHECKPOINT_COLUMNS)
+            )
+            if found.positiontup != ["doc_id", "upto_seq"] or stored.positiontup is None:
+                raise RuntimeError(f"unsupported parameter style {conn.dialect.paramstyle}")
+            self._checkpoint_text = (
+                found.string,
+                stored.string,
+                itemgetter(*stored.positiontup),
+            )
+        return self._checkpoint_text
 
     def _unwritten(self, conn: Connection, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The rows of ``updates`` with a seq of their own that are not stored yet."""
