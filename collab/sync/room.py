@@ -53,7 +53,7 @@ from collab.sync.protocol import (
 )
 from collab.sync.state_vector import check_state_vector, decode_state_vector
 from collab.sync.validator import check_update_for, check_update_measured
-from collab.sync.ydoc import apply_unless_known, is_panic, known
+from collab.sync.ydoc import apply_unless_known, is_panic, known, state_of, update_of
 
 __all__ = [
     "Append",
@@ -203,7 +203,7 @@ class Room(Generic[M]):
 
     def _sync_clocks(self) -> None:
         with _GUARD:
-            self._clocks = decode_state_vector(self.doc.get_state())
+            self._clocks = decode_state_vector(state_of(self.doc))
 
     def join(self, member: M) -> list[Outgoing[M]]:
         """Add ``member``: send it our SyncStep1 and the awareness states we know.
@@ -212,7 +212,7 @@ class Room(Generic[M]):
         whatever the server lost in a crash.
         """
         with _GUARD:
-            state = self.doc.get_state()
+            state = state_of(self.doc)
         self.members[member] = set()
         out: list[Outgoing[M]] = [Reply(encode_sync_step1(state))]
         if self.awareness:
@@ -271,7 +271,7 @@ class Room(Generic[M]):
         except MissingStructs:
             self.resyncs += 1
             with _GUARD:
-                state = self.doc.get_state()
+                state = state_of(self.doc)
             return [Reply(encode_sync_step1(state))]
 
     def holds(self, update: bytes) -> bool:
@@ -403,7 +403,7 @@ class Room(Generic[M]):
         check_update_for(update, self._clocks)  # a SyncStep2 must be complete: no resync
         try:
             with _GUARD:
-                update = get_update(update, self.doc.get_state())
+                update = get_update(update, state_of(self.doc))
         except ValueError as exc:
             raise ProtocolError("invalid Yjs update") from exc
         return self._apply(member, update, encode_update(update))
@@ -423,7 +423,7 @@ class Room(Generic[M]):
         # them (none is known) could not outlive checkpoint_updates updates.
         self._sync_clocks()
         with _GUARD:
-            state = self.doc.get_update()
+            state = update_of(self.doc)
         self.checkpoint_seq = self.seq
         self._bytes_since_checkpoint = 0
         self.size = len(state)
@@ -438,7 +438,7 @@ class Room(Generic[M]):
         check_state_vector(state_vector)
         try:
             with _GUARD:
-                update = self.doc.get_update(state_vector)
+                update = update_of(self.doc, state_vector)
         except ValueError as exc:
             raise ProtocolError("invalid state vector") from exc
         message = encode_sync_step2(update)

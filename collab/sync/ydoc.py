@@ -36,7 +36,7 @@ from typing import Any
 
 from pycrdt import Doc, get_update
 
-__all__ = ["apply_unless_known", "is_panic", "known"]
+__all__ = ["apply_unless_known", "is_panic", "known", "state_of", "update_of"]
 
 
 def is_panic(exc: BaseException) -> bool:
@@ -84,17 +84,37 @@ def _apply_raw(doc: Doc[Any], update: bytes) -> bool:
         raw.apply_update(txn, update)
         return True
     finally:
-        # As pycrdt's Transaction.__exit__: commit (observers run), drop the transaction
-        # whatever happens (the document stays usable after a bad update), then report
-        # what observers raised.
-        try:
-            txn.commit()
-        finally:
-            txn.drop()
-        if doc._exceptions:
-            exceptions = tuple(doc._exceptions)
-            doc._exceptions.clear()
-            raise ExceptionGroup("Observer callback error", exceptions)
+        _end(doc, txn)
+
+
+def _read_raw(doc: Doc[Any], state: bytes | None) -> bytes:
+    # Doc.get_state() (state None) or Doc.get_update(state), on the Rust document.
+    raw = doc._doc
+    txn = raw.create_transaction()
+    try:
+        return raw.get_state(txn) if state is None else raw.get_update(txn, state)
+    finally:
+        _end(doc, txn)
+
+
+def _end(doc: Doc[Any], txn: Any) -> None:
+    # As pycrdt's Transaction.__exit__: commit (observers run), drop the transaction
+    # whatever happens (the document stays usable after a bad update), then report
+    # what observers raised.
+    try:
+        txn.commit()
+    finally:
+        txn.drop()
+    if doc._exceptions:
+        exceptions = tuple(doc._exceptions)
+        doc._exceptions.clear()
+        raise ExceptionGroup("Observer callback error", exceptions)
+
+
+def _raw_ok(doc: Doc[Any]) -> bool:
+    """Whether ``doc`` may take the raw path: the API is there, no pycrdt transaction is
+    open, and pycrdt would take no lock and validate no model."""
+    return _RAW and doc._txn is None and not doc._allow_multithreading and doc._Model is None
 
 
 def _raw_api_available() -> bool:
@@ -105,7 +125,12 @@ def _raw_api_available() -> bool:
             return False
         if doc._exceptions:
             return False
-        return _apply_raw(doc, b"\x00\x00") and doc.get_state() == b"\x00"
+        return (
+            _apply_raw(doc, b"\x00\x00")
+            and doc.get_state() == b"\x00"
+            and _read_raw(doc, None) == b"\x00"
+            and _read_raw(doc, b"\x00") == doc.get_update()
+        )
     except (AttributeError, TypeError, ValueError, RuntimeError):
         return False
 
@@ -127,6 +152,22 @@ def apply_unless_known(doc: Doc[Any], update: bytes) -> bool:
         ValueError: ``update`` is not a valid Yjs update; nothing was applied.
         IndexError: ``update`` is empty (as ``known`` and ``Room`` always did).
     """
-    if _RAW and doc._txn is None and not doc._allow_multithreading and doc._Model is None:
+    if _raw_ok(doc):
         return _apply_raw(doc, update)
     return _apply_public(doc, update)
+
+
+def state_of(doc: Doc[Any]) -> bytes:
+    """``doc.get_state()`` (its state vector), in one transaction on the Rust document
+    when possible: a join to a new room asks for it four times."""
+    if _raw_ok(doc):
+        return _read_raw(doc, None)
+    return doc.get_state()
+
+
+def update_of(doc: Doc[Any], state: bytes = b"\x00") -> bytes:
+    """``doc.get_update(state)`` (what a peer at ``state`` lacks; the whole document by
+    default), in one transaction on the Rust document when possible."""
+    if _raw_ok(doc):
+        return _read_raw(doc, state)
+    return doc.get_update(state)

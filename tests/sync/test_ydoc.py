@@ -1,15 +1,16 @@
 """known() and apply_unless_known(): echoes are recognised and dropped, new updates are
 applied, in both of the module's paths (the raw one, and the public one inside an open
-transaction)."""
+transaction); state_of() and update_of() answer as pycrdt's public API does."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from pycrdt import Doc, Text
 
-from collab.sync.ydoc import apply_unless_known, is_panic, known
+from collab.sync.ydoc import apply_unless_known, is_panic, known, state_of, update_of
 
 
 def _edit(text: str, doc: Doc[Any] | None = None) -> tuple[Doc[Any], bytes]:
@@ -89,3 +90,49 @@ def test_is_panic_recognises_only_pyo3_panics() -> None:
     assert is_panic(panic())
     assert not is_panic(ValueError("x"))
     assert not is_panic(type("PanicException", (BaseException,), {})())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(st.text(alphabet="ab yz", max_size=8), st.booleans()), min_size=0, max_size=12
+    ),
+    split=st.integers(min_value=0, max_value=12),
+)
+def test_state_of_and_update_of_answer_as_the_public_api(
+    edits: list[tuple[str, bool]], split: int
+) -> None:
+    """``state_of`` and ``update_of`` (raw, one Rust transaction) give the bytes
+    ``Doc.get_state`` and ``Doc.get_update`` give, for the whole document and from a
+    peer's state, and so does their public path inside an open transaction."""
+    doc: Doc[Any] = Doc()
+    peer: Doc[Any] = Doc()
+    content = doc.get("content", type=Text)
+    for i, (text, delete) in enumerate(edits):
+        if delete and len(content):
+            del content[0 : min(len(content), 2)]
+        else:
+            content += text
+        if i + 1 == split:
+            peer.apply_update(doc.get_update())
+    assert state_of(doc) == doc.get_state()
+    assert update_of(doc) == doc.get_update()
+    assert update_of(doc, peer.get_state()) == doc.get_update(peer.get_state())
+    with doc.transaction():
+        assert state_of(doc) == doc.get_state()
+        assert update_of(doc, peer.get_state()) == doc.get_update(peer.get_state())
+    after: Doc[Any] = Doc()
+    after.apply_update(peer.get_update())
+    after.apply_update(update_of(doc, peer.get_state()))
+    assert str(after.get("content", type=Text)) == str(content)
+
+
+def test_update_of_refuses_a_malformed_state_vector() -> None:
+    """A state vector yrs cannot decode raises ValueError on the raw path, as
+    ``Doc.get_update`` does, and the document stays usable."""
+    doc, _ = _edit("kept")
+    with pytest.raises(ValueError):
+        doc.get_update(b"\xff\xff\xff")
+    with pytest.raises(ValueError):
+        update_of(doc, b"\xff\xff\xff")
+    assert update_of(doc) == doc.get_update()
