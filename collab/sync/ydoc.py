@@ -9,16 +9,17 @@ Python wrapper (``Doc.transaction`` and ``Transaction.__enter__``/``__exit__``: 
 bookkeeping, the multithreading lock, observer exception groups), not Yrs.
 ``apply_unless_known`` does both steps in one transaction opened on pycrdt's Rust document,
 which more than halves the CPU of the relay's document work (about 4.5 µs to 2 µs per
-keystroke update on a 20,000-keystroke document).
+keystroke update on a 20,000-keystroke document). ``state_of`` and ``update_of`` read the
+state vector and a diff the same way: a join asks for them several times.
 
 What it relies on, in pycrdt 0.14 (pinned ``<0.15`` in pyproject.toml); if any of it is
 missing when this module is imported, every call takes the public path instead:
 
 - ``Doc._doc``, the Rust document: ``create_transaction()`` (a read-write transaction;
-  ``RuntimeError`` while another one is open), ``get_state(txn)`` and
-  ``apply_update(txn, update)``, which raises ``ValueError`` for an update it cannot decode
-  before it touches the document. These are exactly the calls the public
-  ``Doc.get_state`` and ``Doc.apply_update`` make.
+  ``RuntimeError`` while another one is open), ``get_state(txn)``,
+  ``get_update(txn, state)`` and ``apply_update(txn, update)``, which raises ``ValueError``
+  for an update it cannot decode before it touches the document. These are exactly the
+  calls the public ``Doc.get_state``, ``Doc.get_update`` and ``Doc.apply_update`` make.
 - The Rust ``Transaction``'s ``commit()`` then ``drop()``, which is how pycrdt's
   ``Transaction.__exit__`` ends every read-write transaction, after an error too; after
   the commit it raises the exceptions its observer callbacks collected in
