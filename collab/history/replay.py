@@ -97,8 +97,8 @@ def replay(
             continue
         out.append(index)
         doc = _rebuild(base, applied)  # the failed apply may have changed it halfway
-    if _readable(doc):
-        return doc
+    if (base is None and not applied) or _readable(doc):
+        return doc  # (a new document with nothing applied is readable: a new room's load)
     # Every apply succeeded, yet the document panics when read: one of the updates left
     # it poisoned. Poison lasts, so the first prefix that reads badly ends with the culprit:
     # find it by bisection, leave it out, and go on with the rest.
