@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import queue
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
@@ -39,6 +40,8 @@ __all__ = ["Database", "Reader", "check_url", "guard", "out_of_space", "unavaila
 _WAL_LIMIT = 16 * 1024 * 1024
 _READ_THREADS = 4  # SQLite: room loads run in these, a whole load per hop
 _T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
 
 
 def check_url(url: str) -> None:
@@ -254,6 +257,51 @@ class DriverConnection:
         self._conn.close()
 
 
+class _Threads:
+    """A fixed set of threads that run the calls handed to ``submit``, oldest first.
+
+    What the store needs of a thread pool and no more: a call goes on a ``SimpleQueue``
+    (C code, the GIL released while a thread waits) and the first idle thread runs it.
+    ``ThreadPoolExecutor`` also made a ``concurrent.futures.Future`` and a work item per
+    call, took its locks and counted its idle threads, all in Python: more instructions
+    than SQLite's own work for a room load of a new room. The calls here settle their
+    asyncio future themselves (``Database._settle_from_thread``), so nothing is returned.
+    Daemon threads: a process that exits without ``shutdown`` is not held up by them.
+    """
+
+    __slots__ = ("_queue", "_threads")
+
+    def __init__(self, count: int, name: str) -> None:
+        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
+            for i in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self._queue.put((fn, args))
+
+    def shutdown(self) -> None:
+        """Let the calls already submitted run, then stop every thread (blocking)."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def _run(self) -> None:
+        get = self._queue.get
+        while (item := get()) is not None:
+            fn, args = item
+            try:
+                fn(*args)
+            except BaseException:  # the thread must outlive any call
+                log.exception("a store thread's call failed")
+
+
 class Database:
     """The engines and threads of one store, between ``open`` and ``close``.
 
@@ -268,8 +316,8 @@ class Database:
         self._engine: AsyncEngine | None = None
         self.sync_engine: Engine | None = None
         """SQLite only: the synchronous engine of the writer's and the readers' threads."""
-        self._write_thread: ThreadPoolExecutor | None = None
-        self._read_threads: ThreadPoolExecutor | None = None
+        self._write_thread: _Threads | None = None
+        self._read_threads: _Threads | None = None
         self._local = threading.local()  # each reader thread's Reader
         self._writer: DriverConnection | None = None  # the writer thread's (SQLite)
         self._write_trace: Callable[[str, Any], None] | None = None
@@ -310,10 +358,8 @@ class Database:
             connect_args={"check_same_thread": False},
         )
         event.listen(self.sync_engine, "connect", pragmas)
-        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="collab-store-writer")
-        self._read_threads = ThreadPoolExecutor(
-            _READ_THREADS, thread_name_prefix="collab-store-reader"
-        )
+        self._write_thread = _Threads(1, "collab-store-writer")
+        self._read_threads = _Threads(_READ_THREADS, "collab-store-reader")
         self._pragmas = pragmas
 
     async def close(self) -> None:
@@ -340,27 +386,36 @@ class Database:
     async def read(self, fn: Callable[..., _T], *args: Any) -> _T:
         """``fn(connection, *args)``, synchronous, on a reader thread (SQLite) or through
         ``AsyncConnection.run_sync`` (asyncpg): all its queries in one hop."""
-        if self.sync_engine is not None:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._read_threads, self._in_thread, fn, *args
-            )
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(fn, *args)
+        if self.sync_engine is None:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(fn, *args)
+        return await self._hop(self._read_threads, self._in_thread, fn, args)
 
     async def read_direct(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Like ``read``, but on SQLite ``fn`` gets the thread's ``Reader``, whose
         statements go straight to the driver (the room loads)."""
         if self.sync_engine is None:
             return await self.read(fn, *args)
-        assert self._read_threads is not None
-        # One asyncio future, settled from the thread with one call_soon_threadsafe:
-        # run_in_executor also chains a second future to the executor's and copies its
-        # state across, which cost 57,000 more instructions per load (3% of a connect).
+        return await self._hop(self._read_threads, self._with_reader, fn, args)
+
+    @classmethod
+    async def _hop(
+        cls,
+        threads: _Threads | None,
+        run: Callable[..., _T],
+        fn: Callable[..., _T],
+        args: tuple[Any, ...],
+    ) -> _T:
+        """``run(fn, *args)`` on one of ``threads``; its result (or error) here.
+
+        One asyncio future, settled from the thread with one ``call_soon_threadsafe``:
+        ``run_in_executor`` also chains a second future to the executor's and copies its
+        state across, which cost 57,000 more instructions per load (3% of a connect).
+        """
+        assert threads is not None, "Database.open() first"
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
-        self._read_threads.submit(
-            self._settle_from_thread, loop, future, self._with_reader, fn, args
-        )
+        threads.submit(cls._settle_from_thread, loop, future, run, fn, args)
         return await future
 
     @staticmethod
@@ -437,13 +492,7 @@ class Database:
         if self.sync_engine is None:
             async with self.engine.connect() as conn:
                 return await conn.run_sync(fn, *args)
-        assert self._write_thread is not None
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[_T] = loop.create_future()
-        self._write_thread.submit(
-            self._settle_from_thread, loop, future, self._with_writer, fn, args
-        )
-        return await future
+        return await self._hop(self._write_thread, self._with_writer, fn, args)
 
     async def truncate_wal(self) -> None:
         """SQLite: give back the space the WAL grew to (on the writer's thread, between
