@@ -35,6 +35,7 @@ from redis.asyncio.connection import Connection
 from redis.driver_info import DriverInfo
 from redis.exceptions import RedisError
 
+from collab.relay.subscription import Subscription, connect
 from collab.relay.tasks import reraise_cancellation, stop_tasks
 
 __all__ = ["Cluster"]
@@ -48,6 +49,7 @@ _HEARTBEAT = 3.0
 _QUEUE_LIMIT = 100_000
 _BACKOFF_MAX = 5.0
 _STOP_TIMEOUT = 2.0  # seconds each step of stop() may take with Redis gone
+_CONFIRM_TIMEOUT = 2.0  # seconds a load waits for Redis to confirm its subscription
 
 _PUBLISH = b"PUBLISH"
 # hiredis's stub types the command as a 1-tuple; it takes any length.
@@ -97,17 +99,18 @@ class Cluster:
         self._on_reconnect = on_reconnect
         self._on_node_gone = on_node_gone
         self._client: redis.Redis | None = None
-        self._pubsub: redis.client.PubSub | None = None
-        self._rooms: set[str] = set()
+        self._subscription: Subscription | None = None
+        self._channels: dict[bytes, str] = {}  # room by channel, for the rooms loaded here
+        self._origins: dict[bytes, str] = {}  # node id by prefix, decoded once
         self._outbox: deque[tuple[bytes, bytes]] = deque()
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._unsubscribing: set[asyncio.Task[None]] = set()
         self._peers: set[str] = set()  # other nodes seen in messages
         self.connected = False
         self.published = 0
         self.dropped = 0
         self.received = 0
+        self._own = 0  # own publications dropped on earlier connections
 
     async def start(self) -> None:
         """Connect (or keep trying in the background) and start relaying."""
@@ -123,33 +126,48 @@ class Cluster:
             self._tasks.append(asyncio.create_task(coro))
 
     async def stop(self) -> None:
-        await stop_tasks([*self._tasks, *self._unsubscribing])
+        await stop_tasks(self._tasks)
         self._tasks.clear()
         if self._client is not None:
             # Bounded: Redis may be down, and redis-py retries a failed command itself.
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(_STOP_TIMEOUT):
                     await self._client.delete(_NODE_KEY + self.node_id)
+            if self._subscription is not None:
+                self._subscription.close()
+                self._subscription = None
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(_STOP_TIMEOUT):
-                    if self._pubsub is not None:
-                        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
                     await self._client.aclose()
 
+    @property
+    def own_dropped(self) -> int:
+        """This node's own publications Redis sent back, dropped unread."""
+        current = self._subscription
+        return self._own + (0 if current is None else current.own)
+
     async def subscribe(self, room: str) -> None:
-        """Start receiving ``room``'s messages (before loading it, so none are missed)."""
-        self._rooms.add(room)
-        if self._pubsub is not None and self.connected:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.subscribe(_PREFIX + room)
+        """Start receiving ``room``'s messages (before loading it, so none are missed).
+
+        Returns once Redis confirmed the subscription (or after a couple of seconds, or at
+        once while Redis is down: the load's catch-ups cover what this misses).
+        """
+        channel = (_PREFIX + room).encode("utf-8", "surrogateescape")
+        self._channels[channel] = room
+        subscription = self._subscription
+        if subscription is None:
+            return
+        with contextlib.suppress(OSError, TimeoutError):
+            confirmed = subscription.subscribe([channel])
+            if confirmed is not None:
+                async with asyncio.timeout(_CONFIRM_TIMEOUT):
+                    await confirmed
 
     def unsubscribe(self, room: str) -> None:
-        self._rooms.discard(room)
-        pubsub = self._pubsub
-        if pubsub is not None and self.connected:
-            task = asyncio.create_task(self._unsubscribe(pubsub, _PREFIX + room))
-            self._unsubscribing.add(task)  # a reference, so the task is not collected
-            task.add_done_callback(self._unsubscribing.discard)
+        channel = (_PREFIX + room).encode("utf-8", "surrogateescape")
+        self._channels.pop(channel, None)
+        if self._subscription is not None:
+            self._subscription.unsubscribe(channel)
 
     def publish(self, room: str, message: bytes) -> None:
         """Queue ``message`` for the other nodes; never waits. Dropped while Redis is down."""
@@ -162,56 +180,55 @@ class Cluster:
         self._outbox.append(((_PREFIX + room).encode(), self._node + message))
         self._wakeup.set()
 
-    @staticmethod
-    async def _unsubscribe(pubsub: redis.client.PubSub, channel: str) -> None:
-        with contextlib.suppress(RedisError, OSError):
-            await pubsub.unsubscribe(channel)
-
     async def _subscribe_loop(self) -> None:
-        assert self._client is not None
         backoff = 0.1
         first = True
         while True:
+            subscription = None
             try:
-                pubsub = self._client.pubsub()
-                # Publish the connection first, so rooms loaded while we subscribe go
-                # straight to it; subscribing twice to a channel is harmless.
-                self._pubsub = pubsub
+                subscription = await connect(self.url, self._node, self._dispatch)
+                # Published first, so rooms loaded while we subscribe go straight to it;
+                # subscribing twice to a channel is harmless.
+                self._subscription = subscription
                 self.connected = True
-                await pubsub.subscribe(*(_PREFIX + r for r in self._rooms), _PREFIX + "\x00")
+                subscription.subscribe(list(self._channels))
                 backoff = 0.1
                 if not first:
                     log.warning("redis is back: catching rooms up from the database")
                     self._on_reconnect()
                 first = False
-                while True:
-                    # The raw reply, not get_message(timeout=1): that wraps every read in
-                    # a timeout and builds a dict, twice the CPU of the read itself. (hiredis
-                    # answers a list subclass, PushNotification.)
-                    reply = await pubsub.parse_response(block=True)
-                    if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
-                        self._dispatch(reply[1], reply[2])
+                await subscription.closed  # messages are handled as they arrive
             except asyncio.CancelledError:
+                if subscription is not None:
+                    subscription.close()
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, TimeoutError) as exc:
                 reraise_cancellation()
                 if self.connected or first:
                     log.warning("redis unavailable (%s): serving local members only", exc)
+                if subscription is not None:
+                    self._own += subscription.own
+                    subscription.close()
                 self.connected = False
                 first = False
                 self._outbox.clear()
-                self._pubsub = None
+                self._subscription = None
                 await asyncio.sleep(backoff)
                 backoff = min(_BACKOFF_MAX, backoff * 2)
 
     def _dispatch(self, channel: bytes, data: bytes) -> None:
-        node = data[:16]
-        if node == self._node or len(data) <= 16:
-            return
+        """Another node's message on ``channel`` (its own were dropped already)."""
+        room = self._channels.get(channel)
+        if room is None or len(data) <= 16:
+            return  # unsubscribed meanwhile, or no message after the prefix
         self.received += 1
-        origin = node.decode("ascii", "replace")
+        prefix = data[:16]
+        origin = self._origins.get(prefix)
+        if origin is None:
+            origin = prefix.decode("ascii", "replace")
+            if len(self._origins) < 4096:  # nodes come and go; ids are never reused
+                self._origins[prefix] = origin
         self._peers.add(origin)
-        room = channel.decode("utf-8", "surrogateescape")[len(_PREFIX) :]
         self._on_message(room, origin, data[16:])
 
     async def _publish_loop(self) -> None:
