@@ -107,10 +107,12 @@ class Nodes:
             if self.mode == "profile":
                 os.kill(node.pid, signal.SIGUSR1 if on else signal.SIGUSR2)
             else:
-                flags = ("-z", "-i", "on") if on else ("-d", "-i", "off")
-                for flag in flags:
+                steps = (["-i", "on"], ["-z"]) if on else (["-d"], ["-i", "off"])
+                for step in steps:
                     subprocess.run(
-                        ["callgrind_control", flag, str(node.pid)], check=True, capture_output=True
+                        ["callgrind_control", *step, str(node.pid)],
+                        check=True,
+                        capture_output=True,
                     )
 
     def exit_code(self) -> int | None:
@@ -148,6 +150,8 @@ async def measure(db: str, count: int, args: argparse.Namespace) -> dict[str, An
     """``count`` nodes on ``db`` with Redis; ``count=0``: one node on SQLite, no Redis (the
     baseline the cluster's cost is compared with)."""
     serve = "serve --host 127.0.0.1 --port {port} --log-level warning"
+    if args.commit_interval is not None:
+        serve += f" --commit-interval {args.commit_interval}"
     if count:
         serve += f" --db {db} --redis {REDIS}"
     else:
@@ -183,6 +187,12 @@ async def main() -> None:
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--drain", type=float, default=5.0)
+    p.add_argument(
+        "--commit-interval",
+        type=float,
+        help="the nodes' commit interval (a commit costs the same whatever it holds: at a "
+        "light load, as under callgrind, their number would swamp the relay's figures)",
+    )
     p.add_argument("--layouts", default="0,1,2", help="rows: 0 SQLite, 1 or more nodes")
     p.add_argument("--callgrind", help="count instructions; output files start with this")
     p.add_argument("--profile", help="cProfile each node into this directory")
