@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -146,6 +147,24 @@ def _instructions(out: str) -> int:
     return total
 
 
+_COUNTERS = ("collab_store_commits", "collab_store_seq_races", "collab_cluster_received")
+
+
+async def _counters(ports: list[int]) -> dict[str, float]:
+    """Some of the nodes' counters, summed: commits and renumbered commits cost the same
+    whatever they hold, so they explain a row's figure as much as the relay does."""
+    out = dict.fromkeys(_COUNTERS, 0.0)
+    async with aiohttp.ClientSession() as session:
+        for port in ports:
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                for line in (await response.text()).splitlines():
+                    name, _, value = line.partition(" ")
+                    name = name.removesuffix("_total")
+                    if name in out:
+                        out[name] += float(value)
+    return out
+
+
 async def measure(db: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
     """``count`` nodes on ``db`` with Redis; ``count=0``: one node on SQLite, no Redis (the
     baseline the cluster's cost is compared with)."""
@@ -173,6 +192,7 @@ async def measure(db: str, count: int, args: argparse.Namespace) -> dict[str, An
             group,  # type: ignore[arg-type]
             ports=[n.port for n in nodes],
         )
+        row["counters"] = await _counters([n.port for n in nodes])
     if mode == "callgrind":
         total = sum(
             _instructions(f"{args.callgrind}.{count}-node{i}") for i in range(max(count, 1))
@@ -215,6 +235,10 @@ async def main() -> None:
             f"{row['server_us_per_delivery']!s:>7} {row['client_cpu_pct']!s:>5}"
             + (f" {row['instructions_per_delivery']:>10,}" if args.callgrind else "")
         )
+        counts = ", ".join(
+            f"{k.removeprefix('collab_')} {v:,.0f}" for k, v in row["counters"].items()
+        )
+        print(f"{'':>22} (all nodes, whole run: {counts})")
 
 
 if __name__ == "__main__":

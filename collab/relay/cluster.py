@@ -31,7 +31,6 @@ from collections.abc import Callable
 import redis.asyncio as redis
 from hiredis import pack_command
 from redis import __version__ as REDIS_VERSION
-from redis.asyncio.connection import Connection
 from redis.driver_info import DriverInfo
 from redis.exceptions import RedisError
 
@@ -58,17 +57,8 @@ _pack: Callable[[tuple[bytes, ...]], bytes] = pack_command  # type: ignore[assig
 OnMessage = Callable[[str, str, bytes], None]  # room, node id, message
 
 
-async def _publisher(client: redis.Redis) -> Connection:
-    """A connection of its own for publishing, on which Redis sends no replies."""
-    connection: Connection = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-    await connection.connect()  # type: ignore[no-untyped-call]
-    await connection.send_command("CLIENT", "REPLY", "OFF")
-    return connection
-
-
-async def _discard(connection: Connection) -> None:
-    with contextlib.suppress(RedisError, OSError):
-        await connection.disconnect()
+def _ignore(channel: bytes, message: bytes) -> None:
+    pass  # the publishing connection receives nothing (CLIENT REPLY OFF)
 
 
 class Cluster:
@@ -103,6 +93,8 @@ class Cluster:
         self._channels: dict[bytes, str] = {}  # room by channel, for the rooms loaded here
         self._origins: dict[bytes, str] = {}  # node id by prefix, decoded once
         self._outbox: deque[tuple[bytes, bytes]] = deque()
+        self._publisher: Subscription | None = None
+        self._flushing = False  # a flush is scheduled for this turn of the event loop
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._peers: set[str] = set()  # other nodes seen in messages
@@ -178,7 +170,33 @@ class Cluster:
             self._outbox.popleft()
             self.dropped += 1
         self._outbox.append(((_PREFIX + room).encode(), self._node + message))
-        self._wakeup.set()
+        if not self._flushing:
+            # Once per turn of the event loop: what several messages published meanwhile
+            # (a burst of updates read at once) goes out in one write.
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flushing = False
+        publisher = self._publisher
+        if not self._outbox:
+            return
+        if publisher is None or not publisher.open:
+            self._wakeup.set()  # the publish loop connects, then flushes
+            return
+        batch = list(self._outbox)
+        self._outbox.clear()
+        try:
+            # One write for the whole batch, packed by hiredis, and no replies to read
+            # (CLIENT REPLY OFF), straight on the transport: no task to wake, no timeout
+            # or drain around it (see docs/performance.md, "Cluster: the cross-node hop").
+            publisher.write(b"".join([_pack((_PUBLISH, c, p)) for c, p in batch]))
+            self.published += len(batch)
+        except OSError as exc:
+            self.dropped += len(batch)
+            log.debug("publish failed: %s", exc)
+            publisher.close()
+            self._publisher = None
 
     async def _subscribe_loop(self) -> None:
         backoff = 0.1
@@ -232,38 +250,29 @@ class Cluster:
         self._on_message(room, origin, data[16:])
 
     async def _publish_loop(self) -> None:
-        publisher: Connection | None = None
+        """Keep the publishing connection: open it when there is something to publish and
+        it is gone (at start, after Redis came back); ``_flush`` does the writing."""
         try:
             while True:
-                reraise_cancellation()  # redis-py can swallow one inside a command
                 await self._wakeup.wait()
                 self._wakeup.clear()
-                client = self._client
-                if client is None or not self._outbox:
+                if not self._outbox or (self._publisher is not None and self._publisher.open):
                     continue
-                batch = list(self._outbox)
-                self._outbox.clear()
                 try:
-                    if publisher is None:
-                        publisher = await _publisher(client)
-                    # One write for the whole batch, packed by hiredis, and no replies to
-                    # read (CLIENT REPLY OFF): a redis-py pipeline cost 100 us of CPU per
-                    # single PUBLISH, this about a quarter of that, less in batches.
-                    await publisher.send_packed_command(
-                        b"".join([_pack((_PUBLISH, c, p)) for c, p in batch]),
-                        check_health=False,
-                    )
-                    self.published += len(batch)
-                except (RedisError, OSError) as exc:
+                    publisher = await connect(self.url, self._node, _ignore)
+                    publisher.write(_pack((b"CLIENT", b"REPLY", b"OFF")))
+                except (OSError, TimeoutError) as exc:
                     reraise_cancellation()
-                    self.dropped += len(batch)
+                    self.dropped += len(self._outbox)
+                    self._outbox.clear()
                     log.debug("publish failed: %s", exc)
-                    if publisher is not None:
-                        await _discard(publisher)
-                        publisher = None
+                    continue
+                self._publisher = publisher
+                self._flush()
         finally:
-            if publisher is not None:
-                await _discard(publisher)
+            if self._publisher is not None:
+                self._publisher.close()
+                self._publisher = None
 
     async def _heartbeat_loop(self) -> None:
         assert self._client is not None

@@ -1,4 +1,4 @@
-"""The Redis subscription of one node, read without redis-py (``collab.relay.cluster``).
+"""The Redis connections of one node, without redis-py (``collab.relay.cluster``).
 
 ``Subscription`` is an asyncio protocol on the node's subscribing connection: the bytes
 Redis sends are fed to a hiredis reader as they arrive, and every message they complete is
@@ -10,6 +10,10 @@ Why not redis-py's ``PubSub``: its ``parse_response`` cost more than applying th
 (an async lock, a timeout, a retry wrapper, a push handler that looks up a logger, for
 each message, one read per message), and a node spent about half of that on its own
 publications. See ``docs/performance.md`` ("Cluster: the cross-node hop").
+
+The node publishes on a second connection of the same kind, after ``CLIENT REPLY OFF``:
+``Subscription.write`` puts a batch of packed ``PUBLISH``es on the socket in one call,
+where redis-py's ``send_packed_command`` wrapped each write in timeouts and a drain.
 
 This module only reads and writes Redis's protocol; connecting, retrying and what a
 message means are the cluster's.
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 _MESSAGE = b"message"
 _SUBSCRIBE = b"subscribe"
 _CONNECT_TIMEOUT = 5.0
+_WRITE_LIMIT = 8 << 20  # bytes written but not yet sent that make a publisher give up
 
 # hiredis's stub types the command as a 1-tuple; it takes any length.
 _pack: Callable[[tuple[bytes | str, ...]], bytes] = pack_command  # type: ignore[assignment]
@@ -155,6 +160,24 @@ class Subscription(asyncio.Protocol):
         """Stop receiving ``channel``'s messages (quietly nothing when disconnected)."""
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(_pack((b"UNSUBSCRIBE", channel)))
+
+    def write(self, packed: bytes) -> None:
+        """Write commands already packed (the publishing connection's ``PUBLISH``es).
+
+        Raises:
+            ConnectionError: the connection is gone, or Redis has not read the last
+                ``_WRITE_LIMIT`` bytes written (it is stuck: drop rather than buffer).
+        """
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise ConnectionError("not connected to redis")
+        if transport.get_write_buffer_size() > _WRITE_LIMIT:
+            raise ConnectionError("redis is not reading what this node publishes")
+        transport.write(packed)
+
+    @property
+    def open(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
 
     def close(self) -> None:
         if self._transport is not None:
