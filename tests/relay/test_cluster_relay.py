@@ -1,29 +1,25 @@
-"""The Redis side of a node (``collab.relay.cluster``, ``collab.relay.subscription``) against
-a real Redis: own publications never reach the dispatch, a subscription is confirmed
-before a load reads the database, credentials are sent, and bytes that no node published
-on a room channel cannot crash or change anything. Whole nodes: ``test_cluster.py``."""
+"""The Redis side of a node (``collab.relay.cluster``) against a real Redis: own
+publications never reach the dispatch, a subscription is confirmed before a load reads
+the database, messages of every size arrive whole, and bytes that no node published on a
+room channel cannot crash or change anything. Whole nodes: ``test_cluster.py``; the
+connections themselves: ``test_subscription.py``."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 import redis.asyncio as redis
 from pycrdt import Doc, Text
 
 from collab.relay.cluster import Cluster
 from tests.conftest import ROOT, editor, eventually
-from tests.process import free_port
 from tests.relay.test_cluster import _rows, nodes, room
-from tests.services import missing, require_redis
+from tests.services import require_redis
 
 Received = list[tuple[str, str, bytes]]
 
@@ -122,65 +118,6 @@ async def test_messages_split_anywhere_and_batched_are_read_whole() -> None:
             assert got == expected
     finally:
         await publisher.aclose()
-
-
-@asynccontextmanager
-async def _redis_with_password(tmp: Path, password: str) -> AsyncIterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        missing("redis-server is not installed")
-    assert binary is not None
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        binary,
-        *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
-        *("--dir", str(tmp), "--requirepass", password),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    url = f"redis://:{password}@127.0.0.1:{port}/0"
-    try:
-
-        async def up() -> bool:
-            client = redis.Redis.from_url(url, socket_connect_timeout=1)
-            try:
-                return bool(await client.ping())
-            except (OSError, redis.RedisError):
-                return False
-            finally:
-                await client.aclose()
-
-        await eventually(up, timeout=10, what="redis-server start")
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        await process.wait()
-
-
-async def test_a_redis_with_a_password_is_subscribed_to_with_it(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The subscribing connection authenticates with the URL's password; a wrong one keeps
-    the node disconnected (serving its own members) instead of failing."""
-    await require_redis()
-    got: Received = []
-    async with _redis_with_password(tmp_path, "s3cret") as url:
-        async with _cluster(url, "g" * 16, got) as cluster:
-            name = room()
-            await cluster.subscribe(name)
-            publisher = redis.Redis.from_url(url)
-            try:
-                await publisher.publish(_channel(name), b"h" * 16 + b"authenticated")
-            finally:
-                await publisher.aclose()
-            await eventually(lambda: got == [(name, "h" * 16, b"authenticated")])
-        wrong = Cluster(url.replace("s3cret", "wrong"), "i" * 16, _ignore, _ignore, _ignore)
-        await wrong.start()
-        try:
-            await eventually(lambda: "refused the credentials" in caplog.text)
-            assert not wrong.connected
-        finally:
-            await wrong.stop()
 
 
 def _hostile(live: str) -> list[bytes]:
