@@ -6,6 +6,7 @@ connections themselves: ``test_subscription.py``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ import redis.asyncio as redis
 from pycrdt import Doc, Text
 
 from collab.relay.cluster import Cluster
-from tests.conftest import ROOT, editor, eventually
+from tests.conftest import ROOT, editor, eventually, raw_client
 from tests.relay.test_cluster import _rows, nodes, room
 from tests.services import require_redis
 
@@ -155,30 +156,42 @@ async def test_hostile_bytes_on_a_room_channel_change_nothing(
     url = await require_redis()
     name = room()
     client = redis.Redis.from_url(url)
-    async with nodes(tmp_path, 2) as (db, (one, two)):
-        async with editor(session, one.url(name)) as ann, editor(session, two.url(name)) as bob:
-            ann.text += "before;"
-            await eventually(lambda: str(bob) == "before;")
-            live = await client.keys("collab:node:*")
-            key = live[0]
-            forged = (key.decode() if isinstance(key, bytes) else key).removeprefix("collab:node:")
-            try:
-                for message in _hostile(forged):
-                    await client.publish(_channel(name), message)
-            finally:
-                await client.aclose()
-            bob.text += "after"
-            await eventually(lambda: str(ann) == str(bob) == "before;after")
-            for node in (one, two):
-                assert node.process.returncode is None
-                assert await _resets(session, node.port) == 0
+    before = set(await client.keys("collab:node:*"))
+    async with (
+        nodes(tmp_path, 2) as (db, (one, two)),
+        editor(session, one.url(name)) as ann,
+        editor(session, two.url(name)) as bob,
+        raw_client(session, one.url(name)) as watcher,
+    ):
+        await watcher.handshake()
+        ann.text += "before;"
+        await eventually(lambda: str(bob) == "before;")
+        ours = set(await client.keys("collab:node:*")) - before  # these two nodes' ids
+        key = min(ours)
+        forged = (key.decode() if isinstance(key, bytes) else key).removeprefix("collab:node:")
+        hostile = _hostile(forged)
+        try:
+            for message in hostile:
+                await client.publish(_channel(name), message)
+        finally:
+            await client.aclose()
+        bob.text += "after"
+        await eventually(lambda: str(ann) == str(bob) == "before;after")
+        for node in (one, two):
+            assert node.process.returncode is None
+            assert await _resets(session, node.port) == 0
+        seen = []
+        with contextlib.suppress(TimeoutError):
+            while True:  # everything node one sent its member, up to a quiet half second
+                seen.append(await watcher.recv_bytes(timeout=0.5))
+        assert seen, "bob's edit reached the member on node one"
+        assert not {m[16:] for m in hostile} & set(seen)
 
-            async def stored() -> bool:
-                return len(await _rows(db, name)) == 2
+        async def stored() -> bool:
+            return len(await _rows(db, name)) == 2
 
-            await eventually(stored, what="both edits committed")
-        rows = await _rows(db, name)
+        await eventually(stored, what="both edits committed")
         late: Doc[Any] = Doc()
-        for _, data in rows:
+        for _, data in await _rows(db, name):
             late.apply_update(data)
         assert str(late.get(ROOT, type=Text)) == "before;after"
