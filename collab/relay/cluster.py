@@ -31,10 +31,10 @@ from collections.abc import Callable
 import redis.asyncio as redis
 from hiredis import pack_command
 from redis import __version__ as REDIS_VERSION
-from redis.asyncio.connection import Connection
 from redis.driver_info import DriverInfo
 from redis.exceptions import RedisError
 
+from collab.relay.subscription import Subscription, connect
 from collab.relay.tasks import reraise_cancellation, stop_tasks
 
 __all__ = ["Cluster"]
@@ -48,6 +48,7 @@ _HEARTBEAT = 3.0
 _QUEUE_LIMIT = 100_000
 _BACKOFF_MAX = 5.0
 _STOP_TIMEOUT = 2.0  # seconds each step of stop() may take with Redis gone
+_CONFIRM_TIMEOUT = 2.0  # seconds a load waits for Redis to confirm its subscription
 
 _PUBLISH = b"PUBLISH"
 # hiredis's stub types the command as a 1-tuple; it takes any length.
@@ -56,17 +57,8 @@ _pack: Callable[[tuple[bytes, ...]], bytes] = pack_command  # type: ignore[assig
 OnMessage = Callable[[str, str, bytes], None]  # room, node id, message
 
 
-async def _publisher(client: redis.Redis) -> Connection:
-    """A connection of its own for publishing, on which Redis sends no replies."""
-    connection: Connection = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-    await connection.connect()  # type: ignore[no-untyped-call]
-    await connection.send_command("CLIENT", "REPLY", "OFF")
-    return connection
-
-
-async def _discard(connection: Connection) -> None:
-    with contextlib.suppress(RedisError, OSError):
-        await connection.disconnect()
+def _ignore(channel: bytes, message: bytes) -> None:
+    pass  # the publishing connection receives nothing (CLIENT REPLY OFF)
 
 
 class Cluster:
@@ -97,17 +89,20 @@ class Cluster:
         self._on_reconnect = on_reconnect
         self._on_node_gone = on_node_gone
         self._client: redis.Redis | None = None
-        self._pubsub: redis.client.PubSub | None = None
-        self._rooms: set[str] = set()
+        self._subscription: Subscription | None = None
+        self._channels: dict[bytes, str] = {}  # room by channel, for the rooms loaded here
+        self._origins: dict[bytes, str] = {}  # node id by prefix, decoded once
         self._outbox: deque[tuple[bytes, bytes]] = deque()
+        self._publisher: Subscription | None = None
+        self._flushing = False  # a flush is scheduled for this turn of the event loop
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._unsubscribing: set[asyncio.Task[None]] = set()
         self._peers: set[str] = set()  # other nodes seen in messages
         self.connected = False
         self.published = 0
         self.dropped = 0
         self.received = 0
+        self._own = 0  # own publications dropped on earlier connections
 
     async def start(self) -> None:
         """Connect (or keep trying in the background) and start relaying."""
@@ -123,33 +118,48 @@ class Cluster:
             self._tasks.append(asyncio.create_task(coro))
 
     async def stop(self) -> None:
-        await stop_tasks([*self._tasks, *self._unsubscribing])
+        await stop_tasks(self._tasks)
         self._tasks.clear()
         if self._client is not None:
             # Bounded: Redis may be down, and redis-py retries a failed command itself.
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(_STOP_TIMEOUT):
                     await self._client.delete(_NODE_KEY + self.node_id)
+            if self._subscription is not None:
+                self._subscription.close()
+                self._subscription = None
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(_STOP_TIMEOUT):
-                    if self._pubsub is not None:
-                        await self._pubsub.aclose()
                     await self._client.aclose()
 
+    @property
+    def own_dropped(self) -> int:
+        """This node's own publications Redis sent back, dropped unread."""
+        current = self._subscription
+        return self._own + (0 if current is None else current.own)
+
     async def subscribe(self, room: str) -> None:
-        """Start receiving ``room``'s messages (before loading it, so none are missed)."""
-        self._rooms.add(room)
-        if self._pubsub is not None and self.connected:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.subscribe(_PREFIX + room)
+        """Start receiving ``room``'s messages (before loading it, so none are missed).
+
+        Returns once Redis confirmed the subscription (or after a couple of seconds, or at
+        once while Redis is down: the load's catch-ups cover what this misses).
+        """
+        channel = (_PREFIX + room).encode("utf-8", "surrogateescape")
+        self._channels[channel] = room
+        subscription = self._subscription
+        if subscription is None:
+            return
+        with contextlib.suppress(OSError, TimeoutError):
+            confirmed = subscription.subscribe([channel])
+            if confirmed is not None:
+                async with asyncio.timeout(_CONFIRM_TIMEOUT):
+                    await confirmed
 
     def unsubscribe(self, room: str) -> None:
-        self._rooms.discard(room)
-        pubsub = self._pubsub
-        if pubsub is not None and self.connected:
-            task = asyncio.create_task(self._unsubscribe(pubsub, _PREFIX + room))
-            self._unsubscribing.add(task)  # a reference, so the task is not collected
-            task.add_done_callback(self._unsubscribing.discard)
+        channel = (_PREFIX + room).encode("utf-8", "surrogateescape")
+        self._channels.pop(channel, None)
+        if self._subscription is not None:
+            self._subscription.unsubscribe(channel)
 
     def publish(self, room: str, message: bytes) -> None:
         """Queue ``message`` for the other nodes; never waits. Dropped while Redis is down."""
@@ -160,93 +170,109 @@ class Cluster:
             self._outbox.popleft()
             self.dropped += 1
         self._outbox.append(((_PREFIX + room).encode(), self._node + message))
-        self._wakeup.set()
+        if not self._flushing:
+            # Once per turn of the event loop: what several messages published meanwhile
+            # (a burst of updates read at once) goes out in one write.
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
-    @staticmethod
-    async def _unsubscribe(pubsub: redis.client.PubSub, channel: str) -> None:
-        with contextlib.suppress(RedisError, OSError):
-            await pubsub.unsubscribe(channel)
+    def _flush(self) -> None:
+        self._flushing = False
+        publisher = self._publisher
+        if not self._outbox:
+            return
+        if publisher is None or not publisher.open:
+            self._wakeup.set()  # the publish loop connects, then flushes
+            return
+        batch = list(self._outbox)
+        self._outbox.clear()
+        try:
+            # One write for the whole batch, packed by hiredis, and no replies to read
+            # (CLIENT REPLY OFF), straight on the transport: no task to wake, no timeout
+            # or drain around it (see docs/performance.md, "Cluster: the cross-node hop").
+            publisher.write(b"".join([_pack((_PUBLISH, c, p)) for c, p in batch]))
+            self.published += len(batch)
+        except OSError as exc:
+            self.dropped += len(batch)
+            log.debug("publish failed: %s", exc)
+            publisher.close()
+            self._publisher = None
 
     async def _subscribe_loop(self) -> None:
-        assert self._client is not None
         backoff = 0.1
         first = True
         while True:
+            subscription = None
             try:
-                pubsub = self._client.pubsub()
-                # Publish the connection first, so rooms loaded while we subscribe go
-                # straight to it; subscribing twice to a channel is harmless.
-                self._pubsub = pubsub
+                subscription = await connect(self.url, self._node, self._dispatch)
+                # Published first, so rooms loaded while we subscribe go straight to it;
+                # subscribing twice to a channel is harmless.
+                self._subscription = subscription
                 self.connected = True
-                await pubsub.subscribe(*(_PREFIX + r for r in self._rooms), _PREFIX + "\x00")
+                subscription.subscribe(list(self._channels))
                 backoff = 0.1
                 if not first:
                     log.warning("redis is back: catching rooms up from the database")
                     self._on_reconnect()
                 first = False
-                while True:
-                    # The raw reply, not get_message(timeout=1): that wraps every read in
-                    # a timeout and builds a dict, twice the CPU of the read itself. (hiredis
-                    # answers a list subclass, PushNotification.)
-                    reply = await pubsub.parse_response(block=True)
-                    if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
-                        self._dispatch(reply[1], reply[2])
+                await subscription.closed  # messages are handled as they arrive
             except asyncio.CancelledError:
+                if subscription is not None:
+                    subscription.close()
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, TimeoutError) as exc:
                 reraise_cancellation()
                 if self.connected or first:
                     log.warning("redis unavailable (%s): serving local members only", exc)
+                if subscription is not None:
+                    self._own += subscription.own
+                    subscription.close()
                 self.connected = False
                 first = False
                 self._outbox.clear()
-                self._pubsub = None
+                self._subscription = None
                 await asyncio.sleep(backoff)
                 backoff = min(_BACKOFF_MAX, backoff * 2)
 
     def _dispatch(self, channel: bytes, data: bytes) -> None:
-        node = data[:16]
-        if node == self._node or len(data) <= 16:
-            return
+        """Another node's message on ``channel`` (its own were dropped already)."""
+        room = self._channels.get(channel)
+        if room is None or len(data) <= 16:
+            return  # unsubscribed meanwhile, or no message after the prefix
         self.received += 1
-        origin = node.decode("ascii", "replace")
+        prefix = data[:16]
+        origin = self._origins.get(prefix)
+        if origin is None:
+            origin = prefix.decode("ascii", "replace")
+            if len(self._origins) < 4096:  # nodes come and go; ids are never reused
+                self._origins[prefix] = origin
         self._peers.add(origin)
-        room = channel.decode("utf-8", "surrogateescape")[len(_PREFIX) :]
         self._on_message(room, origin, data[16:])
 
     async def _publish_loop(self) -> None:
-        publisher: Connection | None = None
+        """Keep the publishing connection: open it when there is something to publish and
+        it is gone (at start, after Redis came back); ``_flush`` does the writing."""
         try:
             while True:
-                reraise_cancellation()  # redis-py can swallow one inside a command
                 await self._wakeup.wait()
                 self._wakeup.clear()
-                client = self._client
-                if client is None or not self._outbox:
+                if not self._outbox or (self._publisher is not None and self._publisher.open):
                     continue
-                batch = list(self._outbox)
-                self._outbox.clear()
                 try:
-                    if publisher is None:
-                        publisher = await _publisher(client)
-                    # One write for the whole batch, packed by hiredis, and no replies to
-                    # read (CLIENT REPLY OFF): a redis-py pipeline cost 100 us of CPU per
-                    # single PUBLISH, this about a quarter of that, less in batches.
-                    await publisher.send_packed_command(
-                        b"".join([_pack((_PUBLISH, c, p)) for c, p in batch]),
-                        check_health=False,
-                    )
-                    self.published += len(batch)
-                except (RedisError, OSError) as exc:
+                    publisher = await connect(self.url, self._node, _ignore)
+                    publisher.write(_pack((b"CLIENT", b"REPLY", b"OFF")))
+                except (OSError, TimeoutError) as exc:
                     reraise_cancellation()
-                    self.dropped += len(batch)
+                    self.dropped += len(self._outbox)
+                    self._outbox.clear()
                     log.debug("publish failed: %s", exc)
-                    if publisher is not None:
-                        await _discard(publisher)
-                        publisher = None
+                    continue
+                self._publisher = publisher
+                self._flush()
         finally:
-            if publisher is not None:
-                await _discard(publisher)
+            if self._publisher is not None:
+                self._publisher.close()
+                self._publisher = None
 
     async def _heartbeat_loop(self) -> None:
         assert self._client is not None

@@ -27,6 +27,7 @@ from collab.sync.protocol import (
     decode,
     encode_awareness,
     encode_update,
+    update_payload,
 )
 from collab.sync.room import Room
 
@@ -55,7 +56,12 @@ class RemoteRooms:
         raise NotImplementedError  # Hub's
 
     def receive_remote(self, name: str, origin: str, data: bytes) -> None:
-        """Apply a message another node published for room ``name`` to local members."""
+        """Apply a message another node published for room ``name`` to local members.
+
+        Never raises for what the message holds: bytes no node sent are refused and logged
+        like a buggy node's, and an update yrs panics on resets the room as a local one
+        would (``docs/cluster.md``, "Trust").
+        """
         slot = self._slots.get(name)
         if slot is None:
             return
@@ -66,13 +72,17 @@ class RemoteRooms:
         if room is None:
             return
         try:
-            message = decode(data)
-            if isinstance(message, QueryAwareness):
-                local = room.local_awareness()
-                if local and self.cluster is not None:
-                    self.cluster.publish(name, encode_awareness(local))
-                return
-            effects = room.receive_remote(origin, message, data)
+            update = update_payload(data)
+            if update is not None:  # an Update message: nearly every message, no decode()
+                effects = room.receive_remote_update(update, data)
+            else:
+                message = decode(data)
+                if isinstance(message, QueryAwareness):
+                    local = room.local_awareness()
+                    if local and self.cluster is not None:
+                        self.cluster.publish(name, encode_awareness(local))
+                    return
+                effects = room.receive_remote(origin, message, data)
         except RoomPoisoned:
             self._reset(room)
             return

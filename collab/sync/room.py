@@ -308,13 +308,31 @@ class Room(Generic[M]):
         so they can be removed if that node dies.
 
         Raises:
-            ProtocolError: an invalid update (another node let it through: a bug there).
+            ProtocolError: an invalid update (another node let it through: a bug there, or
+                bytes no node sent).
+            MissingStructs: an update that builds on structs this document lacks (it was
+                relayed before what it builds on reached this node).
         """
         if type(message) is SyncUpdate:
-            return self._apply(None, message.update, raw, relay_to_sender=True, store=False)
+            return self.receive_remote_update(message.update, raw)
         if isinstance(message, AwarenessUpdate):
             return self._awareness(self.remote.setdefault(origin, set()), message, raw)
         return []
+
+    def receive_remote_update(self, update: bytes, raw: bytes) -> list[Outgoing[M]]:
+        """``receive_remote`` for an Update message carrying ``update``, without building a
+        ``SyncUpdate`` (the cluster's hot path, as ``receive_update`` is the local one).
+
+        The update is validated again, although the node that relayed it validated these
+        very bytes: the dependency rule (nothing this document lacks) is about this
+        document, not the bytes, and a gap (a missed message) must come out as
+        ``MissingStructs`` here, never as structs yrs keeps pending. The walk that checks
+        it is the validation. See ``docs/cluster.md`` ("Trust").
+
+        Raises:
+            The same as ``receive_remote``.
+        """
+        return self._apply(None, update, raw, relay_to_sender=True, store=False)
 
     def forget_node(self, origin: str) -> list[Outgoing[M]]:
         """Remove the awareness states of another node's clients (that node is gone)."""
