@@ -2,15 +2,16 @@
 
 ``core`` holds the Store: its life, loading rooms, bounded waits. It is a ``Writer``
 (``writer``: the single writer with group commit, whose batches ``batch`` writes) on the
-connections of ``engine``, with the schema glue in ``schema`` and the document list in
-``listing``. The other modules are read and maintenance queries grouped by the feature
-that needs them: ``history`` (versions, timeline, compaction), ``dump`` (moving documents
-between databases) and ``documents`` (soft deletes, purge, revoked tokens). Each takes a
-Store and uses its engine; none of them writes behind the writer's back except the
-explicit maintenance commands they document. The layer imports sqlalchemy, alembic and of
-collab only the leaves (``collab.errors``, ``collab.config``, ``collab.clock``,
-``collab.row``): never ``collab.sync``, ``collab.history``, ``collab.relay`` or
-``collab.http``. (This file re-exports the public names; importing it opens nothing.)
+connections of ``engine`` (on SQLite, the threads and their own connections of ``driver``),
+with the schema glue in ``schema`` and the document list in ``listing``. The other modules
+are read and maintenance queries grouped by the feature that needs them: ``history``
+(versions, timeline, compaction), ``dump`` (moving documents between databases) and
+``documents`` (soft deletes, purge, revoked tokens). Each takes a Store and uses its engine;
+none of them writes behind the writer's back except the explicit maintenance commands they
+document. The layer imports sqlalchemy, alembic and of collab only the leaves
+(``collab.errors``, ``collab.config``, ``collab.clock``, ``collab.row``): never
+``collab.sync``, ``collab.history``, ``collab.relay`` or ``collab.http``. (This file re-
+exports the public names; importing it opens nothing.)
 """
 
 from collab.store.core import (

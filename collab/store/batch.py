@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Integer, String, any_, bindparam, func, insert, select
 from sqlalchemy.engine import Connection as SQLConnection
 
-from collab.store.engine import DriverConnection
+from collab.store.driver import DriverConnection
 from collab.store.models import CheckpointRow, Document, UpdateRow, new_lineage
 
 __all__ = ["BatchWriter"]

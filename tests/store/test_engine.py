@@ -15,7 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from collab.config import database_url
 from collab.errors import StoreUnavailable
 from collab.store import Store
-from collab.store.engine import Database, DriverConnection, Reader, check_url, guard
+from collab.store.driver import DriverConnection, Reader
+from collab.store.engine import Database, check_url, guard
 from collab.store.models import Document
 from tests.services import open_store
 
