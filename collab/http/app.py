@@ -199,8 +199,10 @@ async def _close_connections(app: web.Application) -> None:
     closes."""
     app[DRAINING].set()
     store = app[HUB].store
+    # One budget for both commits: a store that cannot commit costs the stop 5 s, once.
+    deadline = asyncio.get_running_loop().time() + _DRAIN_COMMIT
     try:
-        async with asyncio.timeout(_DRAIN_COMMIT):
+        async with asyncio.timeout_at(deadline):
             await store.flush()
     except TimeoutError:
         log.warning("shutting down with %d bytes not yet committed", store.backlog_bytes)
@@ -209,11 +211,11 @@ async def _close_connections(app: web.Application) -> None:
         conn.close(CloseCode.SERVICE_RESTART, "server restarting")
     # Each close task writes its frame at its first step: let them all take it, then
     # commit the rooms' final checkpoints while the clients answer the close handshakes
-    # (aiohttp waits for those next; what they leave, the hub's close commits).
+    # (aiohttp waits for those next; whatever is left, the hub's close commits).
     await asyncio.sleep(0)
     app[HUB].checkpoint_all()
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(_DRAIN_COMMIT):
+        async with asyncio.timeout_at(deadline):
             await store.flush()
 
 

@@ -210,10 +210,10 @@ class Hub(RemoteRooms):
         """Queue the final checkpoint of every loaded room that changed since its last one
         (the shutdown has closed the sockets: the writer commits these while the clients
         answer the close handshakes, not after the last one has). ``close`` then
-        checkpoints only the rooms written to after this. On several nodes it does
-        nothing: there a checkpoint is built from the committed log, in a task per room,
-        and ``close`` builds them as before."""
-        if self.cluster is not None:
+        checkpoints only the rooms written to after this. It does nothing on several
+        nodes (there a checkpoint is built from the committed log, in a task per room) or
+        while the store cannot commit: ``close`` checkpoints then, as before."""
+        if self.cluster is not None or self.store.stalled:
             return
         for room in list(self.rooms.values()):
             self._carry_out(room, None, final_effects(room), publish=False)
