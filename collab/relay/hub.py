@@ -81,8 +81,7 @@ class Hub(RemoteRooms):
         self.stats = Stats()
         self.webhooks = Webhooks.from_config(config)  # started and closed by the app
         self._background = Background()
-        # Rooms checkpointed as the shutdown began (``checkpoint_all``), at which seq.
-        self._checkpointed: dict[str, tuple[Room[Connection], int]] = {}
+        self._checkpointed: dict[str, tuple[Room[Connection], int]] = {}  # checkpoint_all's
         self._fanout = Fanout(store, self.webhooks, self.stats, self._background)
         # Bound once: the hot path calls them for every message.
         self._carry_out = self._fanout.carry_out
@@ -207,29 +206,23 @@ class Hub(RemoteRooms):
             self._drain(slot)
 
     def checkpoint_all(self) -> None:
-        """Queue the final checkpoint of every loaded room that changed since its last one
-        (the shutdown has closed the sockets: the writer commits these while the clients
-        answer the close handshakes, not after the last one has). ``close`` then
-        checkpoints only the rooms written to after this. It does nothing on several
-        nodes (there a checkpoint is built from the committed log, in a task per room) or
-        while the store cannot commit: ``close`` checkpoints then, as before."""
-        if self.cluster is not None or self.store.stalled:
-            return
-        for room in list(self.rooms.values()):
-            self._carry_out(room, None, final_effects(room), publish=False)
-            self._checkpointed[room.name] = (room, room.seq)
+        """At shutdown, once the sockets close: queue every changed room's final checkpoint
+        for the writer to commit during the close handshakes. Not on several nodes (there
+        they come from the log) nor with the store stalled: ``close`` does those."""
+        if self.cluster is None and not self.store.stalled:
+            for room in list(self.rooms.values()):
+                self._carry_out(room, None, final_effects(room), publish=False)
+                self._checkpointed[room.name] = (room, room.seq)
 
     async def close(self) -> None:
-        """Checkpoint every room (unless ``checkpoint_all`` did and it is unchanged since)
-        and commit everything (server shutdown)."""
+        """Checkpoint every room changed since ``checkpoint_all``; commit everything."""
         for slot in self._slots.values():
             if slot.timer is not None:
                 slot.timer.cancel()
                 slot.timer = None
         for room in list(self.rooms.values()):
-            if self._checkpointed.get(room.name) == (room, room.seq):
-                continue
-            self._carry_out(room, None, final_effects(room), publish=False)
+            if self._checkpointed.get(room.name) != (room, room.seq):  # changed since
+                self._carry_out(room, None, final_effects(room), publish=False)
         # Checkpoints built from the log, catch-ups, unloads: give them a moment.
         await self._background.wait(5.0)
         await self.store.close()
