@@ -63,17 +63,19 @@ def current_revision(connection: Connection) -> str | None:
 
 def file_revision(path: str, timeout: float = 5.0) -> str | None:
     """The revision of the SQLite file at ``path``, read with one query on a ``sqlite3``
-    connection of its own (blocking; ``None``: no such file, or no schema in it yet). The
+    connection of its own (blocking; ``None``: no such file yet, or no schema in it). The
     file is never created, and its journal mode is left as it is.
 
     Raises:
-        sqlite3.Error: the file is not a database, or stayed locked for ``timeout`` s.
+        sqlite3.Error: the file is not a database, its directory does not exist, or it
+            stayed locked for ``timeout`` seconds.
     """
+    file = Path(path).absolute()
     try:
-        conn = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=rw", timeout, uri=True)
+        conn = sqlite3.connect(f"{file.as_uri()}?mode=rw", timeout, uri=True)
     except sqlite3.OperationalError:
-        if not Path(path).exists():
-            return None
+        if not file.exists() and file.parent.is_dir():
+            return None  # a new database, which the upgrade creates
         raise
     try:
         found = conn.execute(f"SELECT version_num FROM {_VERSION_TABLE}").fetchone()

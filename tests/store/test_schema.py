@@ -138,3 +138,10 @@ def test_file_revision_reads_an_sqlite_file_without_changing_it(tmp_path: Path) 
     other.write_text("not a database " * 100)
     with pytest.raises(sqlite3.DatabaseError):
         file_revision(str(other))
+
+
+def test_file_revision_refuses_a_file_in_no_directory(tmp_path: Path) -> None:
+    """A path whose directory does not exist is an error, not a new database: the server's
+    own start reports it, and no upgrade is tried."""
+    with pytest.raises(sqlite3.OperationalError):
+        file_revision(str(tmp_path / "missing" / "c.db"))
