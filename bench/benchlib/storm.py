@@ -6,7 +6,8 @@ then the server is stopped with SIGTERM and started again on the same port and d
 directory. Every client reconnects as y-websocket's provider does (first try at once,
 then after 100 ms, 200 ms, 400 ms... capped at 2.5 s, no jitter) and syncs again. The
 figure is the time from the stop until every client is synced again, and per client
-from the stop to its own new SyncStep2.
+from the stop to its own new SyncStep2; the JSON also has when the first and the last old
+connection ended (as this client saw it) and the codes of the close frames they got.
 
 The reference y-websocket server keeps documents in memory only: after its restart the
 rooms are empty (a real client would upload its copy; this one syncs an empty state
@@ -17,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import pycrdt
 
 from .metrics import summarize
@@ -47,6 +50,22 @@ def _room_update(i: int) -> bytes:
     return doc.get_update()
 
 
+async def _close_code(peer: Peer) -> int | None:
+    """Read ``peer`` until the server ends it: the code of its close frame, or ``None``
+    if the connection ended without one. (Not ``ws.close_code``: aiohttp sets that to 1006
+    when the reply to a close frame cannot be sent, the server having gone meanwhile.)"""
+    while True:
+        msg = await peer.ws.receive()
+        if msg.type is aiohttp.WSMsgType.CLOSE:
+            return int(msg.data)
+        if msg.type in (
+            aiohttp.WSMsgType.CLOSING,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.ERROR,
+        ):
+            return None
+
+
 async def run_storm(cfg: StormConfig, url_template: str, server: ServerProcess) -> dict[str, Any]:
     """Connect cfg.clients, restart the server, time until every one is synced again."""
     run_id = time.strftime("%H%M%S")
@@ -65,15 +84,16 @@ async def run_storm(cfg: StormConfig, url_template: str, server: ServerProcess) 
             make, cfg.clients, cfg.concurrency, cfg.timeout, max(10, cfg.clients // 20)
         )
         await asyncio.sleep(1.0)  # the documents reach the store before the restart
-        for peer in peers:
-            peer.pump(lambda _peer, _data: None)  # ends when the server closes the socket
+        ends = [asyncio.create_task(_close_code(peer)) for peer in peers]
         stopped = time.perf_counter()
         back_ms: list[float] = []
+        closed_ms: list[float] = []  # from the stop to the end of each old connection
+        codes: Counter[int | None] = Counter()  # the close codes the old connections got
         attempts = [0]
 
         async def come_back(index: int, peer: Peer) -> None:
-            assert peer.task is not None
-            await peer.task
+            codes[await ends[index]] += 1
+            closed_ms.append((time.perf_counter() - stopped) * 1000)
             await peer.close()
             delay_ms = 0
             while True:
@@ -107,6 +127,9 @@ async def run_storm(cfg: StormConfig, url_template: str, server: ServerProcess) 
         "start_s": round(start_s, 2),
         "all_back_s": None if total_s is None else round(total_s, 2),
         "back_ms": summarize(back_ms),
+        "first_close_ms": round(min(closed_ms), 1) if closed_ms else None,
+        "last_close_ms": round(max(closed_ms), 1) if closed_ms else None,
+        "close_codes": {str(code): n for code, n in sorted(codes.items(), key=str)},
         "reconnect_attempts": attempts[0],
         "server_exit": server.exit_code(),
     }

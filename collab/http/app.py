@@ -5,15 +5,17 @@ purges what expired, and starts two loops: every ``revocation_poll`` seconds the
 reads the revoked tokens and closes the live sockets that use one (4401), and closes loaded
 rooms whose document another server deleted (4404); every ``heartbeat / 2`` seconds one
 keepalive sweep (``collab.relay.keepalive``) pings the quiet sockets and drops the dead
-ones. Shutdown says not ready, commits, closes every socket with 1012, then closes the
-hub. This is the only module that imports the route modules: it registers their
-``/api`` route tables (and serves the OpenAPI document built from them) and puts the one
-error middleware (``errors.py``) in front of every route.
+ones. Shutdown says not ready, commits, closes every socket with 1012, queues the rooms'
+final checkpoints while the clients answer, then closes the hub. This is the only module
+that imports the route modules: it registers their ``/api`` route tables (and serves the
+OpenAPI document built from them) and puts the one error middleware (``errors.py``) in
+front of every route.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import uuid
@@ -191,19 +193,30 @@ async def _close_connections(app: web.Application) -> None:
     """Graceful shutdown (aiohttp has stopped accepting): say not ready at once, so a load
     balancer drains this node; commit what is queued; then close every socket with 1012
     (service restart), which clients answer by reconnecting, here once it is back or to
-    another node, where everything they had sent is in the database already. Their
-    handlers then leave their rooms normally; what arrives meanwhile is committed when the
-    hub closes."""
+    another node, where everything they had sent is in the database already; then queue
+    the rooms' final checkpoints, committed during the close handshakes. Their handlers
+    then leave their rooms normally; what arrives meanwhile is committed when the hub
+    closes."""
     app[DRAINING].set()
     store = app[HUB].store
+    # One budget for both commits: a store that cannot commit costs the stop 5 s, once.
+    deadline = asyncio.get_running_loop().time() + _DRAIN_COMMIT
     try:
-        async with asyncio.timeout(_DRAIN_COMMIT):
+        async with asyncio.timeout_at(deadline):
             await store.flush()
     except TimeoutError:
         log.warning("shutting down with %d bytes not yet committed", store.backlog_bytes)
     connections = app[CONNECTIONS]
     for conn in list(connections):
         conn.close(CloseCode.SERVICE_RESTART, "server restarting")
+    # Each close task writes its frame at its first step: let them all take it, then
+    # commit the rooms' final checkpoints while the clients answer the close handshakes
+    # (aiohttp waits for those next; whatever is left, the hub's close commits).
+    await asyncio.sleep(0)
+    app[HUB].checkpoint_all()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout_at(deadline):
+            await store.flush()
 
 
 async def _keepalive(app: web.Application) -> None:

@@ -81,6 +81,7 @@ class Hub(RemoteRooms):
         self.stats = Stats()
         self.webhooks = Webhooks.from_config(config)  # started and closed by the app
         self._background = Background()
+        self._checkpointed: dict[str, tuple[Room[Connection], int]] = {}  # checkpoint_all's
         self._fanout = Fanout(store, self.webhooks, self.stats, self._background)
         # Bound once: the hot path calls them for every message.
         self._carry_out = self._fanout.carry_out
@@ -204,14 +205,24 @@ class Hub(RemoteRooms):
         else:
             self._drain(slot)
 
+    def checkpoint_all(self) -> None:
+        """At shutdown, once the sockets close: queue every changed room's final checkpoint
+        for the writer to commit during the close handshakes. Not on several nodes (there
+        they come from the log) nor with the store stalled: ``close`` does those."""
+        if self.cluster is None and not self.store.stalled:
+            for room in list(self.rooms.values()):
+                self._carry_out(room, None, final_effects(room), publish=False)
+                self._checkpointed[room.name] = (room, room.seq)
+
     async def close(self) -> None:
-        """Checkpoint every room and commit everything (server shutdown)."""
+        """Checkpoint every room changed since ``checkpoint_all``; commit everything."""
         for slot in self._slots.values():
             if slot.timer is not None:
                 slot.timer.cancel()
                 slot.timer = None
         for room in list(self.rooms.values()):
-            self._carry_out(room, None, final_effects(room), publish=False)
+            if self._checkpointed.get(room.name) != (room, room.seq):  # changed since
+                self._carry_out(room, None, final_effects(room), publish=False)
         # Checkpoints built from the log, catch-ups, unloads: give them a moment.
         await self._background.wait(5.0)
         await self.store.close()

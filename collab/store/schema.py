@@ -7,15 +7,20 @@ migration lock), and the revision a database is at versus the newest this code k
 never changes the schema any other way: every change is an Alembic revision.
 
 Alembic is imported only to upgrade. Reading a database's revision is one plain query of
-``alembic_version``, and the newest revision is read from the scripts' ``revision`` and
-``down_revision`` assignments: Alembic, and the dialects and templates it loads, cost a
-server whose schema is current about 11 MB of memory for nothing (``docs/performance.md``).
+``alembic_version`` (``file_revision``: on a plain ``sqlite3`` connection of its own, for
+``collab serve``'s check before it starts), and the newest revision is read once per
+process from the scripts' ``revision`` and ``down_revision`` assignments: Alembic, and the
+dialects and templates it loads, cost a server whose schema is current about 11 MB of
+memory for nothing (``docs/performance.md``).
 """
 
 from __future__ import annotations
 
 import ast
+import sqlite3
 from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect, text
@@ -24,10 +29,11 @@ from sqlalchemy.engine import Connection
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
-__all__ = ["current_revision", "head_revision", "upgrade_schema"]
+__all__ = ["current_revision", "file_revision", "head_revision", "upgrade_schema"]
 
 _MIGRATIONS = files("collab.migrations")
 _VERSION_TABLE = "alembic_version"  # Alembic's default, which migrations/env.py keeps
+_HEADS: dict[str, str | None] = {}  # the newest revision, by migrations directory
 
 
 def _alembic_config(url: str | None = None) -> AlembicConfig:
@@ -55,16 +61,50 @@ def current_revision(connection: Connection) -> str | None:
     return None if found is None else str(found[0])
 
 
+def file_revision(path: str, timeout: float = 5.0) -> str | None:
+    """The revision of the SQLite file at ``path``, read with one query on a ``sqlite3``
+    connection of its own (blocking; ``None``: no such file yet, or no schema in it). The
+    file is never created, and its journal mode is left as it is.
+
+    Raises:
+        sqlite3.Error: the file is not a database, its directory does not exist, or it
+            stayed locked for ``timeout`` seconds.
+    """
+    file = Path(path).absolute()
+    try:
+        conn = sqlite3.connect(f"{file.as_uri()}?mode=rw", timeout, uri=True)
+    except sqlite3.OperationalError:
+        if not file.exists() and file.parent.is_dir():
+            return None  # a new database, which the upgrade creates
+        raise
+    try:
+        found = conn.execute(f"SELECT version_num FROM {_VERSION_TABLE}").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    finally:
+        conn.close()
+    return None if found is None else str(found[0])
+
+
 def head_revision() -> str | None:
     """The newest revision the migration scripts know: the one no script revises
-    (blocking: it reads them).
+    (blocking: it reads them, once per process).
 
     Raises:
         RuntimeError: the scripts have more than one head (a merge revision is missing).
     """
+    where = str(_MIGRATIONS)
+    if where not in _HEADS:
+        _HEADS[where] = _head_of(_MIGRATIONS)
+    return _HEADS[where]
+
+
+def _head_of(migrations: Traversable) -> str | None:
     revisions: set[str] = set()
     revised: set[str] = set()
-    for script in _MIGRATIONS.joinpath("versions").iterdir():
+    for script in migrations.joinpath("versions").iterdir():
         if not script.name.endswith(".py") or script.name.startswith("_"):
             continue
         assigned = _assignments(script.read_text(encoding="utf-8"))

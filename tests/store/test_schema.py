@@ -1,17 +1,19 @@
 """The schema glue: upgrading a new SQLite file and a new PostgreSQL database to the
-newest revision, and reading the revision back without Alembic, the same as Alembic."""
+newest revision, and reading the revision back without Alembic, the same as Alembic (and
+from an SQLite file on a plain ``sqlite3`` connection)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from collab.config import database_url
 from collab.store import Store, upgrade_schema
-from collab.store.schema import current_revision, head_revision
+from collab.store.schema import current_revision, file_revision, head_revision
 from tests.services import postgres_database
 
 
@@ -117,3 +119,29 @@ async def test_upgrade_brings_a_new_database_to_the_head(tmp_path: Path, engine:
         for _ in range(2):
             await asyncio.to_thread(upgrade_schema, url)
         assert await store.schema_status() == (head, head)
+
+
+def test_file_revision_reads_an_sqlite_file_without_changing_it(tmp_path: Path) -> None:
+    """``file_revision`` (``collab serve``'s check before it starts) says ``None`` for a
+    missing file, which it does not create, and for a database without a schema; the head
+    once upgraded; and refuses a file that is not a database."""
+    path = tmp_path / "c.db"
+    assert file_revision(str(path)) is None
+    assert not path.exists()
+    sqlite3.connect(path).close()  # an empty database: no alembic_version table
+    assert file_revision(str(path)) is None
+    upgrade_schema(database_url(str(path)))
+    assert file_revision(str(path)) == head_revision()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    other = tmp_path / "notes.txt"
+    other.write_text("not a database " * 100)
+    with pytest.raises(sqlite3.DatabaseError):
+        file_revision(str(other))
+
+
+def test_file_revision_refuses_a_file_in_no_directory(tmp_path: Path) -> None:
+    """A path whose directory does not exist is an error, not a new database: the server's
+    own start reports it, and no upgrade is tried."""
+    with pytest.raises(sqlite3.OperationalError):
+        file_revision(str(tmp_path / "missing" / "c.db"))

@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from pycrdt import Doc, Text
 
+from collab.config import database_url
 from collab.errors import CloseCode
 from collab.store.schema import head_revision
 from collab.sync.protocol import encode_update
@@ -146,6 +147,25 @@ async def test_serve_shows_the_migrations_at_log_level_debug_only(
         assert await server.wait() == 0
 
 
+async def test_an_older_schema_is_upgraded_before_the_start_and_keeps_its_documents(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """`collab serve` on a database at an older revision says it upgrades it (from that
+    revision to the newest), then serves what the database held."""
+    db = tmp_path / "old.db"
+    await asyncio.to_thread(_old_database, db, "from before the upgrade")
+    server = await process.start(db, tmp_path / "log")
+    try:
+        text = await asyncio.to_thread((tmp_path / "log").read_text)
+        head = await asyncio.to_thread(head_revision)
+        assert f"upgrading the schema from 0006 to {head}" in text
+        async with editor(session, server.url("kept")) as reader:
+            assert str(reader) == "from before the upgrade"
+    finally:
+        server.signal(signal.SIGTERM)
+        assert await server.wait() == 0
+
+
 async def test_startup_line_gives_the_editor_the_websocket_and_the_database(
     tmp_path: Path,
 ) -> None:
@@ -229,16 +249,40 @@ async def _imports_after_start(tmp_path: Path, *args: str) -> set[str]:
     return set(json.loads(await asyncio.to_thread(out.read_text))["modules"])
 
 
-@pytest.mark.parametrize("fresh", [True, False])
+def _upgrade_to(db: Path, revision: str) -> None:
+    from alembic import command
+
+    from collab.store.schema import _alembic_config
+
+    command.upgrade(_alembic_config(database_url(str(db))), revision)
+
+
+def _old_database(db: Path, text: str) -> None:
+    """A database at revision 0006 holding one document, ``kept``, whose text is ``text``."""
+    _upgrade_to(db, "0006")
+    source: Doc[Any] = Doc()
+    source.get(ROOT, type=Text).insert(0, text)
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO documents (name, created_ms) VALUES ('kept', 1)")
+        doc_id = conn.execute("SELECT id FROM documents").fetchone()[0]
+        conn.execute(
+            "INSERT INTO updates (doc_id, seq, created_ms, data) VALUES (?, 1, 2, ?)",
+            (doc_id, source.get_update()),
+        )
+
+
+@pytest.mark.parametrize("schema", ["new", "current", "old"])
 async def test_a_plain_sqlite_server_loads_no_driver_alembic_or_jwt(
-    tmp_path: Path, fresh: bool
+    tmp_path: Path, schema: str
 ) -> None:
     """A started ``collab serve`` on SQLite without Redis, auth or webhooks has not imported
-    asyncpg, redis, Alembic (a new database is upgraded by a child process) or PyJWT, and
-    its schema is at the newest revision."""
+    asyncpg, redis, Alembic (a new database, or one at an older revision, is upgraded by a
+    child process) or PyJWT, and its schema is at the newest revision."""
     db = tmp_path / "collab.db"
-    if not fresh:
+    if schema == "current":
         assert await asyncio.to_thread(main, ["db", "upgrade", "--db", str(db)]) == 0
+    elif schema == "old":
+        await asyncio.to_thread(_old_database, db, "kept")
     modules = await _imports_after_start(tmp_path, "--db", str(db), "--log-level", "warning")
     tops = {name.split(".")[0] for name in modules}
     assert tops & {"asyncpg", "redis", "alembic", "mako", "jwt", "cryptography"} == set()
