@@ -42,9 +42,10 @@ class BatchWriter:
         """The last commit failed: it may have landed all the same (set by the writer)."""
         self._update_sql: tuple[str, Any] | None = None
         self._tops_sql: str | None = None
+        self._lock_sql: str | None = None
         self._create_text: str | None = None
         self._ids_text: str | None = None
-        self._checkpoint_text: tuple[str, str, Any] | None = None
+        self._checkpoint_text: tuple[str | None, str, Any] | None = None
 
     def write(
         self,
@@ -173,8 +174,13 @@ class BatchWriter:
 
     def _insert_checkpoints(self, conn: Connection, checkpoints: list[dict[str, Any]]) -> None:
         # The same checkpoint may be built twice (by two nodes, or by one node for two
-        # reasons at once): it is the same state, so keep the first.
+        # reasons at once): it is the same state, so keep the first. On SQLite and
+        # PostgreSQL the insert itself does nothing for a key that is stored (a shutdown
+        # writes a checkpoint per room: one statement, not a query per checkpoint).
         exists, insert_sql, values = self._checkpoint_sql(conn)
+        if exists is None:
+            conn.exec_driver_sql(insert_sql, list(map(values, checkpoints)))
+            return
         fresh = []
         seen: set[tuple[int, int]] = set()
         for row in checkpoints:
@@ -187,26 +193,38 @@ class BatchWriter:
         if fresh:
             conn.exec_driver_sql(insert_sql, list(map(values, fresh)))
 
-    def _checkpoint_sql(self, conn: Connection) -> tuple[str, str, Any]:
-        """A checkpoint's existence check (by doc_id, upto_seq) and insert, compiled once
-        for the dialect (every unloaded room writes one), and the insert's parameters of
-        a row dict."""
+    def _checkpoint_sql(self, conn: Connection) -> tuple[str | None, str, Any]:
+        """A checkpoint's insert, compiled once for the dialect (every unloaded room
+        writes one), and its parameters of a row dict; with the existence check (by
+        doc_id, upto_seq) it needs first, or ``None`` on SQLite and PostgreSQL, where the
+        insert skips a stored key itself (``ON CONFLICT DO NOTHING``)."""
         if self._checkpoint_text is None:
-            query = select(CheckpointRow.upto_seq).where(
-                CheckpointRow.doc_id == bindparam("doc_id", type_=Integer),
-                CheckpointRow.upto_seq == bindparam("upto_seq", type_=Integer),
-            )
-            found = query.compile(dialect=conn.dialect)
-            stored = insert(CheckpointRow).compile(
-                dialect=conn.dialect, column_keys=list(_CHECKPOINT_COLUMNS)
-            )
-            if found.positiontup != ["doc_id", "upto_seq"] or stored.positiontup is None:
+            dialect = conn.dialect.name
+            statement: Any = insert(CheckpointRow)
+            if dialect == "sqlite":
+                from sqlalchemy.dialects import sqlite
+
+                statement = sqlite.insert(CheckpointRow).on_conflict_do_nothing()
+            elif dialect == "postgresql":
+                from sqlalchemy.dialects import postgresql
+
+                statement = postgresql.insert(CheckpointRow).on_conflict_do_nothing(
+                    index_elements=["doc_id", "upto_seq"]
+                )
+            stored = statement.compile(dialect=conn.dialect, column_keys=list(_CHECKPOINT_COLUMNS))
+            exists = None
+            if dialect != "sqlite" and dialect != "postgresql":
+                query = select(CheckpointRow.upto_seq).where(
+                    CheckpointRow.doc_id == bindparam("doc_id", type_=Integer),
+                    CheckpointRow.upto_seq == bindparam("upto_seq", type_=Integer),
+                )
+                found = query.compile(dialect=conn.dialect)
+                if found.positiontup != ["doc_id", "upto_seq"]:
+                    raise RuntimeError(f"unsupported parameter style {conn.dialect.paramstyle}")
+                exists = found.string
+            if stored.positiontup is None:
                 raise RuntimeError(f"unsupported parameter style {conn.dialect.paramstyle}")
-            self._checkpoint_text = (
-                found.string,
-                stored.string,
-                itemgetter(*stored.positiontup),
-            )
+            self._checkpoint_text = (exists, stored.string, itemgetter(*stored.positiontup))
         return self._checkpoint_text
 
     def _unwritten(self, conn: Connection, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -245,6 +263,8 @@ class BatchWriter:
         if not unnumbered:
             return False
         docs = {row["doc_id"] for row in unnumbered}
+        if conn.dialect.name == "postgresql":
+            self._lock(conn, docs)
         tops = self._tops(conn, docs)
         next_seq = dict.fromkeys(docs, 1)
         next_seq.update({doc_id: (top or 0) + 1 for doc_id, top in tops})
@@ -253,6 +273,32 @@ class BatchWriter:
             row["_assigned"] = True  # renumbered again if this commit is retried
             next_seq[row["doc_id"]] += 1
         return True
+
+    def _lock(self, conn: Connection, docs: set[int]) -> None:
+        """PostgreSQL: lock the rows of ``docs`` in ``documents`` until the commit, in id
+        order, before reading their largest seqs.
+
+        Two nodes numbering the same document at once both read the same largest seq and
+        one commit fails on the primary key, to be renumbered and retried: in a fan-out
+        with each room split over two nodes that was half of all commits
+        (``collab_store_seq_races``). With the row lock the second transaction waits for
+        the first to commit, and its next statement (read committed: a snapshot of its
+        own) sees the numbers the first one took. Locked in id order, so two commits
+        never wait for each other in a cycle. An ``IntegrityError`` stays possible (a
+        commit whose lock was lost to a failover) and is handled as before.
+        """
+        if self._lock_sql is None:
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            ids = bindparam("ids", type_=ARRAY(Integer))
+            query = (
+                select(Document.id)
+                .where(Document.id == any_(ids))
+                .order_by(Document.id)
+                .with_for_update()
+            )
+            self._lock_sql = query.compile(dialect=conn.dialect).string
+        conn.exec_driver_sql(self._lock_sql, (sorted(docs),)).all()
 
     def _tops(self, conn: Connection, docs: set[int]) -> Sequence[Any]:
         """``(doc_id, largest stored seq)`` of each of ``docs`` that has updates.

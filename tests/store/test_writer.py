@@ -17,7 +17,7 @@ from sqlalchemy import event
 from collab.config import database_url
 from collab.store import Store, StoreClosed
 from tests.conftest import TIMEOUT_FACTOR, eventually
-from tests.services import open_store
+from tests.services import open_store, postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -378,3 +378,30 @@ async def test_a_provisional_document_survives_failed_commits(tmp_path: Path) ->
         await asyncio.wait_for(store.flush(), 10 * TIMEOUT_FACTOR)
         loaded = await store.load("held")
         assert (told, loaded.updates) == ([loaded.doc_id], [b"a", b"b"])
+
+
+async def test_two_nodes_numbering_one_document_never_collide(tmp_path: Path) -> None:
+    """Two stores on one PostgreSQL database (two nodes) appending to the same document at
+    once, every commit numbering its rows (``seq=None``): each commit locks the
+    document's row before it reads the largest seq, so none fails on the primary key and
+    is renumbered (``seq_races``), and the log is numbered 1..N without a gap."""
+    async with postgres_database() as url:
+        nodes = [Store(url, commit_interval=0.002) for _ in range(2)]
+        for node in nodes:
+            await node.open()
+        try:
+            doc_id = (await nodes[0].load("shared")).doc_id
+            assert (await nodes[1].load("shared")).doc_id == doc_id
+            for round_ in range(40):
+                for i, node in enumerate(nodes):
+                    for k in range(3):
+                        data = b"%d-%d-%d" % (round_, i, k)
+                        node.append(doc_id, None, data, connection_id=None, author=None)
+                await asyncio.gather(*(node.flush() for node in nodes))
+            assert [node.seq_races for node in nodes] == [0, 0]
+            loaded = await nodes[0].load("shared")
+            assert len(loaded.updates) == 40 * 2 * 3
+            assert loaded.last_seq == 40 * 2 * 3
+        finally:
+            for node in nodes:
+                await node.close()
