@@ -152,8 +152,9 @@ class Writer:
 
         With ``seq=None`` the number is assigned at commit time: the next after the
         largest stored one. That is how several server nodes share one document's log:
-        two nodes racing for the same numbers make one commit fail on the primary key,
-        and the writer retries it with fresh numbers.
+        the commit locks the document's row first (``BatchWriter._lock``), and should two
+        nodes take the same numbers all the same, one commit fails on the primary key and
+        the writer retries it with fresh numbers.
 
         ``doc_id`` may be a provisional id (``provisional``).
 
