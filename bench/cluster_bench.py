@@ -43,26 +43,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from benchlib.fanout import Timing, parse_fanout, run_fanout
 from benchlib.metrics import Usage
-from benchlib.process import ServerProcess, ServerSpec, running_server
+from benchlib.process import PROFILED_SERVE, ServerProcess, ServerSpec, running_server
 
 ROOT = Path(__file__).parent.parent
 PG = os.environ.get("COLLAB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("COLLAB_TEST_REDIS", "redis://127.0.0.1:6379/0")
-
-# The node's side of --profile: SIGUSR1 starts the profiler, SIGUSR2 stops it and writes
-# the stats; then the usual ``collab serve``.
-_PROFILED = """
-import cProfile, signal, sys, time
-out = sys.argv.pop(1)
-prof = cProfile.Profile(time.thread_time_ns, 1e-9)
-signal.signal(signal.SIGUSR1, lambda *_: prof.enable())
-def _stop(*_):
-    prof.disable()
-    prof.dump_stats(out)
-signal.signal(signal.SIGUSR2, _stop)
-from collab.tools.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 @contextlib.asynccontextmanager
@@ -133,7 +118,7 @@ def _node_command(args: argparse.Namespace, mode: str, name: str, serve: str) ->
         )
     if mode == "profile":
         Path(args.profile).mkdir(parents=True, exist_ok=True)
-        return f"{python} -c {shlex.quote(_PROFILED)} {args.profile}/{name}.prof {serve}"
+        return f"{python} -c {shlex.quote(PROFILED_SERVE)} {args.profile}/{name}.prof {serve}"
     return f"{ROOT}/.venv/bin/collab {serve}"
 
 

@@ -39,25 +39,10 @@ from benchlib.connections import _small_update
 from benchlib.fanout import Timing, parse_fanout, run_fanout
 from benchlib.metrics import Usage, proc_usage
 from benchlib.peer import close_all, connect_many, new_session, open_peer
-from benchlib.process import free_port
+from benchlib.process import PROFILED_SERVE, free_port
 from benchlib.wire import SyncStep, encode_sync
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# The server's side of --mode cprofile: SIGUSR1 starts the profiler, SIGUSR2 stops it and
-# writes the stats; then the usual ``collab serve``.
-_PROFILED = """
-import cProfile, signal, sys, time
-out = sys.argv.pop(1)
-prof = cProfile.Profile(time.thread_time_ns, 1e-9)  # CPU time: GIL waits do not count
-signal.signal(signal.SIGUSR1, lambda *_: prof.enable())
-def _stop(*_):
-    prof.disable()
-    prof.dump_stats(out)
-signal.signal(signal.SIGUSR2, _stop)
-from collab.tools.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 def _server(args: argparse.Namespace, port: int, tmp: str) -> list[str]:
@@ -74,7 +59,7 @@ def _server(args: argparse.Namespace, port: int, tmp: str) -> list[str]:
     ]
     python = [sys.executable, "-P"] if args.pythonpath else [sys.executable]
     if args.mode == "cprofile":
-        return [*python, "-c", _PROFILED, args.out, *serve]
+        return [*python, "-c", PROFILED_SERVE, args.out, *serve]
     cmd = [*python, "-m", "collab", *serve]
     if args.mode == "callgrind":
         return [

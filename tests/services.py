@@ -86,9 +86,10 @@ async def require_redis(url: str = REDIS_URL) -> str:
 
 
 class RedisProcess:
-    """A redis-server of our own, which a test may stop and start again."""
+    """A redis-server of our own, which a test may stop and start again; with
+    ``password``, one that requires it (``url`` carries it)."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             missing("redis-server is not installed")
@@ -96,11 +97,13 @@ class RedisProcess:
         self.binary = binary
         self.port = free_port()
         self.tmp = tmp
+        self.password = password
         self.process: asyncio.subprocess.Process | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password is not None else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
@@ -115,6 +118,7 @@ class RedisProcess:
             "no",
             "--dir",
             str(self.tmp),
+            *(("--requirepass", self.password) if self.password is not None else ()),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )

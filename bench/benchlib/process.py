@@ -21,7 +21,22 @@ from typing import BinaryIO
 
 from .metrics import Usage, proc_usage
 
-__all__ = ["ServerSpec", "ServerProcess", "free_port", "running_server"]
+__all__ = ["PROFILED_SERVE", "ServerProcess", "ServerSpec", "free_port", "running_server"]
+
+PROFILED_SERVE = """
+import cProfile, signal, sys, time
+out = sys.argv.pop(1)
+prof = cProfile.Profile(time.thread_time_ns, 1e-9)  # CPU time: GIL waits do not count
+signal.signal(signal.SIGUSR1, lambda *_: prof.enable())
+def _stop(*_):
+    prof.disable()
+    prof.dump_stats(out)
+signal.signal(signal.SIGUSR2, _stop)
+from collab.tools.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+"""``python -c PROFILED_SERVE OUT serve ...``: ``collab serve`` under cProfile, in CPU time,
+switched on by SIGUSR1; SIGUSR2 stops it and writes the stats to OUT."""
 
 
 def free_port() -> int:

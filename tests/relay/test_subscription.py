@@ -5,11 +5,6 @@ only counted, and a password in the URL is sent. Through ``Cluster`` and a real 
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -18,10 +13,9 @@ import redis.asyncio as redis
 from collab.relay.cluster import Cluster
 from collab.relay.subscription import Subscription
 from tests.conftest import eventually
-from tests.process import free_port
 from tests.relay.test_cluster import room
 from tests.relay.test_cluster_relay import Received, _channel, _cluster, _ignore
-from tests.services import missing, require_redis
+from tests.services import RedisProcess, require_redis
 
 
 def _resp(*items: bytes) -> bytes:
@@ -55,39 +49,6 @@ async def test_replies_cut_at_every_byte_are_read_whole() -> None:
         assert sub.own == 1
 
 
-@asynccontextmanager
-async def _redis_with_password(tmp: Path, password: str) -> AsyncIterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        missing("redis-server is not installed")
-    assert binary is not None
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        binary,
-        *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
-        *("--dir", str(tmp), "--requirepass", password),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    url = f"redis://:{password}@127.0.0.1:{port}/0"
-    try:
-
-        async def up() -> bool:
-            client = redis.Redis.from_url(url, socket_connect_timeout=1)
-            try:
-                return bool(await client.ping())
-            except (OSError, redis.RedisError):
-                return False
-            finally:
-                await client.aclose()
-
-        await eventually(up, timeout=10, what="redis-server start")
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        await process.wait()
-
-
 async def test_a_redis_with_a_password_is_subscribed_to_with_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -95,7 +56,10 @@ async def test_a_redis_with_a_password_is_subscribed_to_with_it(
     the node disconnected (serving its own members) instead of failing."""
     await require_redis()
     got: Received = []
-    async with _redis_with_password(tmp_path, "s3cret") as url:
+    server = RedisProcess(tmp_path, password="s3cret")
+    await server.start()
+    url = server.url
+    try:
         async with _cluster(url, "g" * 16, got) as cluster:
             name = room()
             await cluster.subscribe(name)
@@ -112,3 +76,5 @@ async def test_a_redis_with_a_password_is_subscribed_to_with_it(
             assert not wrong.connected
         finally:
             await wrong.stop()
+    finally:
+        await server.stop()
