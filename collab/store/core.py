@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -48,6 +48,8 @@ from collab.store.listing import DocumentInfo, list_documents
 from collab.store.models import CheckpointRow, Document, RetiredLineage, UpdateRow
 from collab.store.schema import current_revision, head_revision, upgrade_schema
 from collab.store.writer import BATCH_BYTES, BATCH_ROWS, StoreClosed, Writer
+
+_T = TypeVar("_T")
 
 __all__ = [
     "DocumentInfo",
@@ -249,6 +251,14 @@ class Store(Writer):
             await self._creations_settled()
             async with self.engine.connect() as conn:
                 yield conn
+
+    async def read_direct(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """SQLite only: ``fn(reader, *args)`` on a reader thread's own connection, its
+        statements straight to the driver (``driver.Reader``), bounded and after the
+        documents being created are settled, as ``connect``."""
+        async with guard(self.db_timeout):
+            await self._creations_settled()
+            return await self._db.read_direct(fn, *args)
 
     @contextlib.asynccontextmanager
     async def begin(self, *, bounded: bool = True) -> AsyncIterator[AsyncConnection]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from collab.store.core import Store, document_rows, now_ms
+from collab.store.driver import Reader
 from collab.store.models import (
     CheckpointRow,
     CompactionRow,
@@ -122,6 +124,12 @@ class DocumentStore:
             .scalar_subquery()
         )
         found: dict[str, DocumentStatus] = {}
+        if self.store.engine.dialect.name == "sqlite":
+            # Every poll asks about every loaded room: through the async engine, 2,000
+            # names cost the event loop 14 ms of CPU per poll (parameter and result
+            # processing); straight to the driver on a reader thread, a fraction of it.
+            direct = await self.store.read_direct(_states_on_sqlite, names)
+            return {r[0]: DocumentStatus(r[1] is not None, r[2], r[3]) for r in direct}
         async with self.store.connect() as conn:
             for start in range(0, len(names), _NAMES_PER_QUERY):
                 rows = await conn.execute(
@@ -391,3 +399,22 @@ class TokenStore:
                 delete(RevokedToken).where(RevokedToken.expires_ms < expired_before_ms)
             )
         return int(result.rowcount or 0)
+
+
+# ``states_among`` on SQLite, as the SQLAlchemy query of its other engines reads.
+_STATES_SQL = (
+    "SELECT d.name, d.deleted_ms, d.lineage,"
+    " (SELECT max(r.retired_ms) FROM retired_lineages AS r WHERE r.name = d.name)"
+    " FROM documents AS d WHERE d.name IN ({marks})"
+)
+
+
+def _states_on_sqlite(reader: Reader, names: list[str]) -> list[Any]:
+    rows: list[Any] = []
+    for start in range(0, len(names), _NAMES_PER_QUERY):
+        chunk = names[start : start + _NAMES_PER_QUERY]
+        # Only "?" marks are formatted in: the names travel as parameters.
+        rows.extend(
+            reader.rows(_STATES_SQL.format(marks=",".join("?" * len(chunk))), tuple(chunk))
+        )
+    return rows

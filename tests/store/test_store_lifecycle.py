@@ -230,3 +230,28 @@ async def test_a_reset_archives_the_history_and_a_purge_removes_it(store: Store)
     async with store.connect() as conn:
         rows = (await conn.execute(text("SELECT count(*) FROM updates"))).scalar()
     assert rows == 0
+
+
+async def test_states_among_reports_deleted_lineage_and_retirement(store: Store) -> None:
+    """``states_among`` (the poll every server runs over its loaded rooms) answers, for
+    each name that has a document, whether it is deleted, its lineage and when its name
+    last retired one; names without a document are left out; more names than one query
+    takes (500) are all answered. The same on SQLite (straight to the driver) and
+    PostgreSQL."""
+    documents = DocumentStore(store)
+    for name in ("kept", "gone", "again"):
+        await documents.create(name)
+    await documents.delete("gone", now_ms())
+    before = await documents.states_among(["again"])
+    reset = await documents.reset("again", state_vector=lambda _state: b"\x00")
+    assert reset is not None
+    many = [f"n-{i}" for i in range(1, 1101)]
+    for name in many[:3]:
+        await documents.create(name)
+    states = await documents.states_among(["kept", "gone", "again", "missing", *many])
+    assert sorted(states) == sorted(["kept", "gone", "again", *many[:3]])
+    assert not states["kept"].deleted and states["kept"].retired_ms is None
+    assert states["gone"].deleted
+    assert states["again"].lineage != before["again"].lineage
+    assert states["again"].retired_ms is not None and states["again"].retired_ms > 0
+    assert all(not states[n].deleted and states[n].lineage for n in many[:3])
