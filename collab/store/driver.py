@@ -29,6 +29,19 @@ _T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
 
+def _fetch(conn: sqlite3.Connection, sql: str, parameters: Any) -> list[Any]:
+    return conn.execute(sql, parameters).fetchall()
+
+
+def _guarded(sql: str, parameters: Any, fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)``, a driver error raised as SQLAlchemy's ``DBAPIError`` subclass for it
+    (``IntegrityError``, ``OperationalError``...), as through SQLAlchemy."""
+    try:
+        return fn(*args)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
+
+
 class Reader:
     """A reader thread's own sqlite3 connection, for statements sent straight to the driver.
 
@@ -48,10 +61,7 @@ class Reader:
         self.dialect = dialect
 
     def rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
-        try:
-            return self._conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
+        return _guarded(sql, params, _fetch, self._conn, sql, params)
 
     def trace(self, callback: Callable[[str], None] | None) -> None:
         self._conn.set_trace_callback(callback)
@@ -117,12 +127,12 @@ class DriverConnection:
         except BaseException:
             self.rollback()
             raise
-        self._guarded("COMMIT", None, self._conn.commit)
+        _guarded("COMMIT", None, self._conn.commit)
         if self._trace is not None:
             self._trace("COMMIT", None)
 
     def rollback(self) -> None:
-        self._guarded("ROLLBACK", None, self._conn.rollback)
+        _guarded("ROLLBACK", None, self._conn.rollback)
 
     def exec_driver_sql(self, sql: str, parameters: Any = ()) -> _Rows:
         """Run ``sql`` with ``parameters``: a tuple for one execution, a list of tuples
@@ -130,9 +140,9 @@ class DriverConnection:
         if self._trace is not None:
             self._trace(sql, parameters)
         if type(parameters) is list:
-            self._guarded(sql, parameters, self._conn.executemany, sql, parameters)
+            _guarded(sql, parameters, self._conn.executemany, sql, parameters)
             return _Rows([])
-        return _Rows(self._guarded(sql, parameters, self._fetch, sql, parameters))
+        return _Rows(_guarded(sql, parameters, _fetch, self._conn, sql, parameters))
 
     def execute(self, statement: Any, parameters: list[dict[str, Any]] | None = None) -> _Rows:
         """Compile a SQLAlchemy ``statement`` for the dialect and run it: once, or once
@@ -152,16 +162,6 @@ class DriverConnection:
             values = compiled.construct_params(row)
             rows.append(tuple(values[k] for k in compiled.positiontup))
         return self.exec_driver_sql(compiled.string, rows)
-
-    def _fetch(self, sql: str, parameters: Any) -> list[Any]:
-        return self._conn.execute(sql, parameters).fetchall()
-
-    @staticmethod
-    def _guarded(sql: str, parameters: Any, fn: Callable[..., _T], *args: Any) -> _T:
-        try:
-            return fn(*args)
-        except sqlite3.Error as exc:
-            raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
 
     def close(self) -> None:
         self._conn.close()

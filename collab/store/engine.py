@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -41,8 +40,6 @@ __all__ = ["Database", "Reader", "check_url", "guard", "out_of_space", "unavaila
 _WAL_LIMIT = 16 * 1024 * 1024
 _READ_THREADS = 4  # SQLite: room loads run in these, a whole load per hop
 _T = TypeVar("_T")
-
-log = logging.getLogger(__name__)
 
 
 def check_url(url: str) -> None:
